@@ -1,0 +1,50 @@
+"""The ``moodsong`` command line.
+
+Each concern registers its commands in its own module of this package
+(``data``, ``train``, ``generate``, ...); this module only builds the group and
+turns user errors into one clear line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import MoodsongError
+
+
+class _Group(click.Group):
+    """A click group that prints :class:`MoodsongError` as one line, exit status 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MoodsongError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="moodsong")
+def main() -> None:
+    """moodsong: tell it a feeling, it composes a piece that fits.
+
+    \b
+    Examples:
+      moodsong generate --out songs/            # music from the shipped model
+      moodsong prepare bach                     # cache a built-in corpus
+      moodsong train my_midis/ --out runs/mine  # train on your own MIDI files
+      moodsong info runs/mine/model.json        # what a checkpoint or MIDI file holds
+    """
+
+
+def _register() -> None:
+    # Imported for their side effect: each module adds its commands to ``main``.
+    from . import data  # noqa: F401
+
+
+_register()

@@ -1,0 +1,102 @@
+"""``moodsong prepare`` and ``moodsong info``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from . import main
+from ..corpus import BUILTIN, load_corpus
+from ..errors import MoodsongError
+from ..pianoroll import PianoRollConfig
+
+
+def representation_options(f):
+    """Options shared by every command that builds note-state matrices."""
+    f = click.option("--steps-per-quarter", default=4, show_default=True, help="Time steps per quarter note (4 = sixteenths).")(f)
+    f = click.option("--num-pitches", default=78, show_default=True, help="Number of pitch columns.")(f)
+    f = click.option("--lowest-pitch", default=24, show_default=True, help="MIDI number of the lowest pitch column.")(f)
+    f = click.option("--drums/--no-drums", default=False, show_default=True, help="Keep General MIDI drum tracks.")(f)
+    return f
+
+
+def config_from_options(lowest_pitch: int, num_pitches: int, steps_per_quarter: int, drums: bool) -> PianoRollConfig:
+    try:
+        return PianoRollConfig(lowest_pitch, num_pitches, steps_per_quarter, drums)
+    except ValueError as exc:
+        raise MoodsongError(str(exc)) from None
+
+
+@main.command()
+@click.argument("source")
+@representation_options
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache folder (default $MOODSONG_CACHE or ~/.cache/moodsong).")
+@click.option("--no-cache", is_flag=True, help="Parse again even if a cached result exists.")
+@click.option("--workers", type=int, default=None, help="Parallel worker processes (default: number of cores).")
+def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_dir, no_cache, workers):
+    """Parse a corpus into note-state matrices and cache the result.
+
+    SOURCE is a folder of MIDI files (searched recursively), one MIDI file, a
+    polyphonic-benchmark pickle/JSON (optionally FILE:valid or FILE:test), or a
+    built-in corpus: bach, nottingham, ryans, oneills, essen.
+
+    \b
+    Examples:
+      moodsong prepare bach
+      moodsong prepare ~/midi/pop --steps-per-quarter 2
+      moodsong prepare data/jsb_chorales.pkl:test
+    """
+    config = config_from_options(lowest_pitch, num_pitches, steps_per_quarter, drums)
+    corpus = load_corpus(source, config, cache_dir=cache_dir, use_cache=not no_cache, workers=workers)
+    click.echo(corpus.summary())
+
+
+@main.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def info(path, as_json):
+    """Describe a checkpoint (.json/.safetensors) or a MIDI file.
+
+    \b
+    Examples:
+      moodsong info runs/bach/model.json
+      moodsong info songs/piece-0.mid --json
+    """
+    p = Path(path)
+    if p.suffix.lower() in (".json", ".safetensors"):
+        from ..checkpoint import describe_checkpoint
+
+        d = describe_checkpoint(p)
+    else:
+        d = describe_midi(p)
+    if as_json:
+        click.echo(json.dumps(d, indent=2))
+    else:
+        for k, v in d.items():
+            click.echo(f"{k:>18}: {v}")
+
+
+def describe_midi(path: Path) -> dict:
+    from ..pianoroll import read_score, score_to_roll, roll_to_notes
+
+    score = read_score(path)
+    config = PianoRollConfig()
+    roll = score_to_roll(score, config)
+    col, start, end = roll_to_notes(roll)
+    qpm = score.tempos[0].qpm if len(score.tempos) else 120.0
+    return {
+        "file": str(path),
+        "tracks": len(score.tracks),
+        "notes": int(sum(len(t.notes) for t in score.tracks)),
+        "programs": sorted({int(t.program) for t in score.tracks if not t.is_drum}),
+        "drum tracks": sum(int(t.is_drum) for t in score.tracks),
+        "ticks per quarter": score.ticks_per_quarter,
+        "tempo (qpm)": round(float(qpm), 2),
+        "time signatures": sorted({f"{ts.numerator}/{ts.denominator}" for ts in score.time_signatures}) or ["4/4"],
+        "duration (s)": round(float(score.to("second").end()), 3),
+        "steps (16ths)": int(roll.shape[0]),
+        "notes in roll": int(col.size),
+        "pitch range": f"{int(col.min()) + config.lowest_pitch}..{int(col.max()) + config.lowest_pitch}" if col.size else "-",
+    }

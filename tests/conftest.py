@@ -1,0 +1,23 @@
+"""Shared fixtures. Tests never need ../shared; those that use it skip cleanly without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    # Each test session gets its own corpus cache so tests never see a user's cache.
+    monkeypatch.setenv("MOODSONG_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present (it is optional; users do not have it)")
+    return SHARED_DATA
