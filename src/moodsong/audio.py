@@ -388,7 +388,10 @@ def write_audio(audio: Audio, path: str | os.PathLike) -> Path:
     data = np.clip(audio.samples, -1.0, 1.0)
     with atomic_path(path) as tmp:
         try:
-            soundfile.write(str(tmp), data, audio.sample_rate, format=fmt[0], subtype=fmt[1])
+            # Written in blocks: libsndfile 1.2's Vorbis encoder crashes on one very large write.
+            with soundfile.SoundFile(str(tmp), "w", audio.sample_rate, data.shape[1], subtype=fmt[1], format=fmt[0]) as f:
+                for i in range(0, data.shape[0], 1 << 16):
+                    f.write(data[i : i + (1 << 16)])
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
             raise MoodsongError(f"{path}: cannot write {fmt[0]} ({exc})") from None
     return path
