@@ -83,13 +83,16 @@ class PianoRollPicture:
     cells: list[NoteCell] = field(default_factory=list)
     width_px: int = 0
     height_px: int = 0
+    _laid_out: bool = field(default=False, repr=False)
 
     def to_pixel(self, quarter: float, pitch: float) -> tuple[float, float]:
         """Image coordinates ``(column, row)`` of a point in data space (row 0 at the top).
 
         ``pitch`` is the row centre when given as an integer MIDI pitch.
         """
-        self.figure.canvas.draw()  # make sure the layout (and so the transform) is final
+        if not self._laid_out:  # the transform is final only once the figure has been drawn
+            self.figure.canvas.draw()
+            self._laid_out = True
         x, y = self.ax.transData.transform((quarter, pitch))
         return float(x), float(self.height_px - y)
 
