@@ -1,0 +1,77 @@
+"""Frame representations shared by the temporal models (RNN-RBM, WaveNet-NADE).
+
+A *representation* is a small dict stored in a model's config that says what a
+frame (one time step, a row of bits) means:
+
+- ``{"kind": "keys", "lowest_pitch": 21, "num_pitches": 88, "steps_per_quarter": 1}``:
+  one bit per sounding key -- the polyphonic benchmarks' format (JSB: quarter notes);
+- ``{"kind": "note-state", "lowest_pitch": 24, "num_pitches": 78, "steps_per_quarter": 4}``:
+  moodsong's ``[held | struck]`` note-state rows (:mod:`moodsong.pianoroll`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..pianoroll import PianoRollConfig, canonicalize
+
+#: The polyphonic benchmarks' representation: 88 keys from MIDI 21 (A0), one frame per quarter note.
+BENCHMARK_REPRESENTATION = {"kind": "keys", "lowest_pitch": 21, "num_pitches": 88, "steps_per_quarter": 1}
+
+
+def representation_width(rep: dict) -> int:
+    """Bits per frame."""
+    return rep["num_pitches"] * (1 if rep.get("kind", "keys") == "keys" else 2)
+
+
+def pianoroll_config(rep: dict | None) -> PianoRollConfig:
+    """The note-state settings frames of ``rep`` are written with."""
+    return PianoRollConfig.from_dict(rep or BENCHMARK_REPRESENTATION)
+
+
+def frames_to_roll(frames: np.ndarray, rep: dict | None) -> np.ndarray:
+    """Frames -> canonical note-state matrix (``uint8``), ready for :func:`moodsong.pianoroll.write_midi`.
+
+    A ``keys`` frame only says which keys sound, so a key sounding in
+    consecutive frames becomes one tied note (as in the benchmark data).
+    """
+    f = np.asarray(frames) > 0.5
+    if (rep or BENCHMARK_REPRESENTATION).get("kind", "keys") == "keys":
+        f = np.concatenate([f, np.zeros_like(f)], 1)
+    return canonicalize(f)
+
+
+def roll_to_frames(roll: np.ndarray, rep: dict | None) -> np.ndarray:
+    """Note-state matrix (in ``rep``'s pitch range and grid) -> ``float32`` frames of ``rep``."""
+    roll = np.asarray(roll, np.float32)
+    if (rep or BENCHMARK_REPRESENTATION).get("kind", "keys") == "keys":
+        return roll[:, : roll.shape[1] // 2]
+    return roll
+
+
+class FrameModelMixin:
+    """What the generation code (:mod:`moodsong.generate`) expects of a temporal model.
+
+    ``config.representation`` must be set; ``sample(num_steps, primer=, cond=,
+    temperature=, generator=)`` must return frames.
+    """
+
+    def generate_roll(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None, **kwargs):
+        """A canonical note-state matrix of ``num_steps`` new steps, continuing ``primer`` (a note-state matrix)."""
+        import torch
+
+        rep = self.config.representation
+        dev = next(self.parameters()).device
+        dt = next(self.parameters()).dtype
+        if primer is not None and len(primer):
+            p = torch.as_tensor(roll_to_frames(primer, rep), device=dev, dtype=dt)
+        else:
+            p = None
+        c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
+        was_training = self.training
+        self.eval()
+        try:
+            f = self.sample(num_steps, primer=p, cond=c, temperature=temperature, generator=generator, **kwargs)
+        finally:
+            self.train(was_training)
+        return frames_to_roll(f.cpu().numpy(), rep)

@@ -1,0 +1,341 @@
+"""Training, data and generation for the temporal models (RNN-RBM, WaveNet-NADE).
+
+Frames and representations
+--------------------------
+Both models see a piece as a sequence of binary frames of any width. A
+*representation* (a small dict stored in the model config) says what a frame is:
+
+- ``{"kind": "keys", "lowest_pitch": 21, "num_pitches": 88, "steps_per_quarter": 1}``:
+  one bit per key sounding, the polyphonic benchmarks' format (JSB: quarter notes);
+- ``{"kind": "note-state", <PianoRollConfig fields>}``: moodsong's ``[held | struck]``
+  note-state rows (default 16th-note steps, 78 pitches).
+
+Training loop
+-------------
+Adam on whole pieces (randomly cropped to ``max_len`` steps), optional random
+transposition, validation NLL per frame after every epoch (exact for WaveNet-NADE;
+for the RNN-RBM a quick AIS with ``val_ais_chains`` x ``val_ais_betas``, fine for
+ranking epochs but biased low -- use ``moodsong evaluate`` for the reported figure),
+early stopping after ``patience`` epochs without improvement, the best epoch kept as
+``OUT/model`` and the latest (with optimizer state) as ``OUT/last`` for ``resume``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from .corpus import list_inputs, load_corpus, load_polyphonic
+from .errors import MoodsongError
+from .evaluate import BENCHMARK_REPRESENTATION, benchmark_frames, model_representation, pad_batch, sequence_nll
+from .fileio import atomic_path
+from .models.rnnrbm import RNNRBM, RNNRBMConfig
+from .models.wavenet import WaveNetConfig, WaveNetNADE
+from .models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
+from .pianoroll import PianoRollConfig, midi_to_roll
+
+MODELS = {"rnnrbm": (RNNRBM, RNNRBMConfig), "wavenet": (WaveNetNADE, WaveNetConfig)}
+
+
+# --------------------------------------------------------------------------- representation
+
+
+def midi_to_frames(path: str | os.PathLike, rep: dict) -> np.ndarray:
+    """Read a MIDI file (e.g. a primer) into frames of ``rep``."""
+    return roll_to_frames(midi_to_roll(path, pianoroll_config(rep)), rep)
+
+
+def load_frames(source: str, rep: dict, split: str = "train") -> list[np.ndarray]:
+    """Pieces of ``source`` as frames: a benchmark pickle/JSON split, or any corpus :func:`load_corpus` reads."""
+    _, files, kind = list_inputs(source.rsplit(":", 1)[0] if source.endswith((":train", ":valid", ":test")) else source)
+    if kind == "polyphonic":
+        data = load_polyphonic(files[0])
+        if not data.get(split):
+            raise MoodsongError(f"{files[0]}: split {split!r} is empty")
+        return benchmark_frames(data[split], rep)
+    corpus = load_corpus(source, pianoroll_config(rep))
+    return [roll_to_frames(r, rep) for r in corpus.rolls if r.shape[0] > 1]
+
+
+def transpose_frames(v: np.ndarray, shift: int, rep: dict) -> np.ndarray:
+    """Shift frames by ``shift`` pitch columns (each half separately for note-state); notes pushed out are dropped."""
+    if shift == 0:
+        return v
+    P = rep["num_pitches"]
+    blocks = v.reshape(v.shape[0], -1, P)
+    out = np.zeros_like(blocks)
+    if shift > 0:
+        out[:, :, shift:] = blocks[:, :, :-shift]
+    else:
+        out[:, :, :shift] = blocks[:, :, -shift:]
+    return out.reshape(v.shape)
+
+
+def _safe_shift_range(v: np.ndarray, rep: dict, max_shift: int) -> tuple[int, int]:
+    P = rep["num_pitches"]
+    cols = np.flatnonzero(v.reshape(v.shape[0], -1, P).any((0, 1)))
+    if cols.size == 0:
+        return 0, 0
+    return max(-max_shift, -int(cols.min())), min(max_shift, P - 1 - int(cols.max()))
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class TemporalTrainConfig:
+    """Hyperparameters of sequence-model training.
+
+    Parameters
+    ----------
+    epochs : int
+        Upper bound; early stopping usually ends sooner.
+    lr : float
+        Adam learning rate.
+    batch_size : int
+        Pieces per update.
+    max_len : int
+        Random crop of each piece, in steps (long pieces at 16th-note steps).
+    transpose : int
+        Random transposition of each training piece by up to this many semitones (0 = off).
+    patience : int
+        Epochs without a better validation NLL before stopping.
+    pretrain_epochs : int
+        RNN-RBM only: epochs of plain-RBM pretraining of ``W`` and the biases (the paper's trick).
+    val_ais_chains, val_ais_betas : int
+        RNN-RBM only: the quick AIS used for per-epoch validation.
+    max_minutes : float
+        Stop after this much training time (0 = no limit).
+    """
+
+    epochs: int = 200
+    lr: float = 1e-3
+    batch_size: int = 16
+    max_len: int = 128
+    transpose: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 5.0
+    patience: int = 10
+    pretrain_epochs: int = 0
+    val_ais_chains: int = 8
+    val_ais_betas: int = 200
+    max_minutes: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise MoodsongError("--device cuda was asked for but no CUDA device is available")
+    return torch.device(device)
+
+
+def build_model(model_type: str, **config) -> torch.nn.Module:
+    if model_type not in MODELS:
+        raise MoodsongError(f"unknown model {model_type!r} (choose from {', '.join(MODELS)})")
+    cls, cfg = MODELS[model_type]
+    return cls(cfg(**config))
+
+
+def _optim_path(out: Path) -> Path:
+    return out / "last.optim.pt"
+
+
+def train_sequence_model(
+    model_type: str,
+    train: Sequence[np.ndarray],
+    valid: Sequence[np.ndarray],
+    out: str | os.PathLike,
+    model_config: dict | None = None,
+    tc: TemporalTrainConfig = TemporalTrainConfig(),
+    *,
+    source: str = "",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> tuple[torch.nn.Module, list[dict]]:
+    """Train an RNN-RBM or WaveNet-NADE on frame sequences; returns the best model and the history.
+
+    ``OUT/model.{json,safetensors}`` is the best epoch by validation NLL;
+    ``OUT/last.*`` the latest, which ``resume=True`` continues.
+    """
+    out = Path(out)
+    log = log or (lambda s: None)
+    device = resolve_device(tc.device)
+    if not train:
+        raise MoodsongError("no training pieces")
+    width = train[0].shape[1]
+    mc = dict(model_config or {})
+    mc.setdefault("num_visible", width)
+    mc.setdefault("representation", dict(BENCHMARK_REPRESENTATION))
+    if mc["num_visible"] != width:
+        raise MoodsongError(f"frames are {width} wide but the model expects {mc['num_visible']}")
+    torch.manual_seed(tc.seed)
+    rng = np.random.default_rng(tc.seed)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(tc.seed)
+    history: list[dict] = []
+    start_epoch = 0
+    last = out / "last"
+    if resume and checkpoint_paths(last)[1].exists():
+        model, meta, _ = load_checkpoint(last, map_location=device)
+        if meta["model_type"] != model_type:
+            raise MoodsongError(f"{out} holds a {meta['model_type']} run, not {model_type}")
+        history = list(meta.get("history", []))
+        start_epoch = int(meta.get("epoch", 0))
+        log(f"resuming {model_type} from epoch {start_epoch}")
+    else:
+        if checkpoint_paths(out / "model")[1].exists() and not overwrite:
+            raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
+        model = build_model(model_type, **mc).to(device)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay)
+    if resume and _optim_path(out).exists():
+        opt.load_state_dict(torch.load(_optim_path(out), map_location=device, weights_only=True))
+    rep = model_representation(model)
+    n_params = sum(p.numel() for p in model.parameters())
+    log(f"{model_type}: {n_params} parameters, {len(train)} training / {len(valid)} validation pieces, device {device}")
+
+    if model_type == "rnnrbm" and tc.pretrain_epochs and start_epoch == 0:
+        frames = torch.from_numpy(np.concatenate(train)).to(device)
+        bar = tqdm(total=tc.pretrain_epochs, desc="RBM pretraining", unit="epoch", disable=not progress)
+        model.pretrain(frames, epochs=tc.pretrain_epochs, generator=gen, progress=lambda: bar.update(1))
+        bar.close()
+
+    best = min((h["val_nll"] for h in history if "val_nll" in h), default=math.inf)
+    since_best = 0
+    if history:
+        best_epoch = min((h for h in history if "val_nll" in h), key=lambda h: h["val_nll"], default={"epoch": 0})["epoch"]
+        since_best = history[-1]["epoch"] - best_epoch
+    meta_base = {"train_config": tc.to_dict(), "source": source, "num_train_pieces": len(train), "num_val_pieces": len(valid)}
+
+    def validate() -> float:
+        if not valid:
+            return math.nan
+        r = sequence_nll(model, valid, ais_chains=tc.val_ais_chains, ais_betas=tc.val_ais_betas, seed=tc.seed)
+        return r["nll"]
+
+    t_start = time.perf_counter()
+    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc=f"training {model_type}", unit="epoch",
+               disable=not progress)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        model.train()
+        order = rng.permutation(len(train))
+        loss_sum, n_batches = 0.0, 0
+        for s in range(0, len(order), tc.batch_size):
+            pieces = []
+            for i in order[s: s + tc.batch_size]:
+                p = train[i]
+                if p.shape[0] > tc.max_len:
+                    o = int(rng.integers(0, p.shape[0] - tc.max_len + 1))
+                    p = p[o: o + tc.max_len]
+                if tc.transpose:
+                    lo, hi = _safe_shift_range(p, rep, tc.transpose)
+                    p = transpose_frames(p, int(rng.integers(lo, hi + 1)), rep)
+                pieces.append(p)
+            v, mask = pad_batch(pieces, device)
+            if model_type == "rnnrbm":
+                loss = model.cd_loss(v, mask, generator=gen)
+            else:
+                loss = model.loss(v, mask)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            opt.step()
+            loss_sum += float(loss.detach())
+            n_batches += 1
+        val = validate()
+        row = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(n_batches, 1), 5), "val_nll": round(val, 5),
+               "seconds": round(time.perf_counter() - t0, 2)}
+        history.append(row)
+        improved = val < best
+        if improved:
+            best, since_best = val, 0
+            save_checkpoint(model, out / "model", epoch=epoch + 1, history=history, best_val_nll=best, **meta_base)
+        else:
+            since_best += 1
+        save_checkpoint(model, last, epoch=epoch + 1, history=history, best_val_nll=best, **meta_base)
+        with atomic_path(_optim_path(out)) as tmp:
+            torch.save(opt.state_dict(), tmp)
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_nll=f"{val:.3f}", best=f"{best:.3f}")
+        log(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, validation NLL {val:.4f} nats/step" + (" (best)" if improved else ""))
+        if since_best >= tc.patience:
+            log(f"early stop: no better validation NLL for {tc.patience} epochs")
+            break
+        if tc.max_minutes and (time.perf_counter() - t_start) / 60 > tc.max_minutes:
+            log(f"time budget of {tc.max_minutes} min reached")
+            break
+    if not checkpoint_paths(out / "model")[1].exists():  # no validation data: keep the last epoch
+        save_checkpoint(model, out / "model", epoch=len(history), history=history, **meta_base)
+    best_model, _, _ = load_checkpoint(out / "model", map_location=device)
+    return best_model, history
+
+
+# --------------------------------------------------------------------------- generation
+
+
+@torch.no_grad()
+def generate_frames(model, num_steps: int, *, primer: np.ndarray | None = None, temperature: float = 1.0,
+                    cond: np.ndarray | torch.Tensor | None = None, seed: int | None = None, gibbs_steps: int = 25,
+                    progress: bool = False) -> np.ndarray:
+    """Generate ``num_steps`` new frames (``uint8``, ``(num_steps, V)``) from an RNN-RBM or WaveNet-NADE.
+
+    Parameters
+    ----------
+    primer : array, optional
+        Frames ``(T0, V)`` to continue from (see :func:`midi_to_frames`); not included in the result.
+    temperature : float
+        > 1 more adventurous, < 1 more conservative.
+    cond : array, optional
+        Conditioning (emotion) vector of length ``cond_dim``.
+    gibbs_steps : int
+        RNN-RBM only: Gibbs sweeps per step.
+    """
+    if temperature <= 0:
+        raise MoodsongError("temperature must be positive")
+    dev = next(model.parameters()).device
+    dt = next(model.parameters()).dtype
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,))))
+    p = None if primer is None else torch.as_tensor(np.asarray(primer, np.float32), device=dev, dtype=dt)
+    if p is not None and p.shape[1] != model.config.num_visible:
+        raise MoodsongError(f"primer frames are {p.shape[1]} wide but the model expects {model.config.num_visible}")
+    c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
+    was_training = model.training
+    model.eval()
+    try:
+        kw = {"gibbs_steps": gibbs_steps} if model.model_type == "rnnrbm" else {}
+        f = model.sample(num_steps, primer=p, cond=c, temperature=temperature, generator=gen, progress=progress, **kw)
+    finally:
+        model.train(was_training)
+    return f.cpu().numpy().astype(np.uint8)
+
+
+def generate_roll(model, num_steps: int, **kwargs) -> tuple[np.ndarray, PianoRollConfig]:
+    """Like :func:`generate_frames`, but returns a canonical note-state matrix and its :class:`PianoRollConfig`.
+
+    Write it with ``moodsong.pianoroll.write_midi(roll, path, config)``.
+    """
+    rep = model_representation(model)
+    return frames_to_roll(generate_frames(model, num_steps, **kwargs), rep), pianoroll_config(rep)
+
+
+def bars_to_steps(bars: float, rep: dict, beats_per_bar: int = 4) -> int:
+    """Steps in ``bars`` bars of ``beats_per_bar`` quarter notes."""
+    return int(round(bars * beats_per_bar * rep.get("steps_per_quarter", 1)))

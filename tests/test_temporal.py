@@ -1,0 +1,238 @@
+"""RNN-RBM and WaveNet-NADE: exact likelihoods, causality, learning, generation."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from moodsong.ais import exact_log_partition
+from moodsong.evaluate import sequence_nll
+from moodsong.models.frames import BENCHMARK_REPRESENTATION, frames_to_roll, roll_to_frames
+from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
+from moodsong.models.wavenet import CachedGenerator, WaveNetConfig, WaveNetNADE
+from moodsong.pianoroll import roll_to_notes, write_midi, midi_to_roll
+from moodsong.train_temporal import TemporalTrainConfig, generate_frames, generate_roll, train_sequence_model
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _tiny_wavenet(V=3, cond_dim=0, seed=0):
+    torch.manual_seed(seed)
+    m = WaveNetNADE(WaveNetConfig(num_visible=V, channels=6, skip_channels=6, kernel_size=2, dilations=[1, 2, 4],
+                                  nade_hidden=5, dropout=0.0, cond_dim=cond_dim)).double().eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.7)  # large weights so any leak or normalisation error shows
+    return m
+
+
+def _tiny_rnnrbm(V=4, H=5, cond_dim=0, seed=0):
+    torch.manual_seed(seed)
+    m = RNNRBM(RNNRBMConfig(num_visible=V, num_hidden=H, num_recurrent=6, cond_dim=cond_dim)).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.7)
+    return m
+
+
+def _all_binary(n):
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+
+
+# ---------------------------------------------------------------- exact likelihood
+
+
+def test_wavenet_nll_is_exact_brute_force_sum_over_all_sequences():
+    V, T = 3, 3
+    m = _tiny_wavenet(V, cond_dim=2)
+    cond = torch.tensor([[0.3, -1.0]], dtype=torch.float64)
+    seqs = _all_binary(V * T).reshape(-1, T, V)  # all 512 pieces of 3 frames x 3 pitches
+    with torch.no_grad():
+        lp = m.log_prob(seqs, cond=cond.expand(len(seqs), -1)).sum(1)
+    # a normalised distribution over all pieces of this length
+    assert abs(float(torch.logsumexp(lp, 0))) < 1e-9
+    # and each piece's value is the chain rule computed the slow way: one pitch at a time
+    piece = seqs[137]
+    b, c = m.nade_biases(piece[None], cond)
+    slow = 0.0
+    for t in range(T):
+        a = c[0, t].clone()
+        for i in range(V):
+            p1 = torch.sigmoid(b[0, t, i] + torch.sigmoid(a) @ m.nade_V[i])
+            slow += float(torch.log(p1 if piece[t, i] else 1 - p1).detach())
+            a = a + piece[t, i] * m.nade_W[i]
+    assert abs(float(lp[137]) - slow) < 1e-9
+    # evaluate's NLL per step is the same number
+    r = sequence_nll(m, [piece.numpy()], cond=cond)
+    assert abs(r["nll"] + slow / T) < 1e-9 and r["nll_stderr"] == 0
+
+
+def test_rnnrbm_ais_nll_matches_exact_partition_functions():
+    m = _tiny_rnnrbm(V=6, H=5)
+    rng = np.random.default_rng(0)
+    seqs = [(rng.random((7, 6)) < 0.4).astype(np.float64), (rng.random((5, 6)) < 0.4).astype(np.float64)]
+    exact_total, steps = 0.0, 0
+    with torch.no_grad():
+        for s in seqs:
+            v = torch.from_numpy(s)[None]
+            fe, bv, bh = m.free_energies(v)
+            exact_total += float((fe[0] + exact_log_partition(m.W, bv[0], bh[0])).sum())
+            steps += s.shape[0]
+    r = sequence_nll(m, seqs, ais_chains=100, ais_betas=500, seed=0)
+    assert r["num_steps"] == steps
+    assert abs(r["nll"] - exact_total / steps) < 0.02
+    assert 0 < r["nll_stderr"] < 0.02
+
+
+# ---------------------------------------------------------------- causality
+
+
+@pytest.mark.parametrize("make", [_tiny_wavenet, _tiny_rnnrbm])
+def test_changing_a_future_frame_never_changes_past_outputs(make):
+    m = make()
+    V = m.config.num_visible
+    v = torch.bernoulli(torch.full((2, 12, V), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(0))
+    biases = m.nade_biases if isinstance(m, WaveNetNADE) else m.step_biases
+    with torch.no_grad():
+        before = biases(v)
+        for t0 in (0, 5, 11):
+            w = v.clone()
+            w[:, t0] = 1 - w[:, t0]
+            after = biases(w)
+            for x, y in zip(before, after):
+                assert torch.equal(x[:, : t0 + 1], y[:, : t0 + 1])  # step t0's own state sees only frames < t0
+                if t0 < 11:
+                    assert not torch.allclose(x[:, t0 + 1:], y[:, t0 + 1:])
+
+
+def test_cached_generation_equals_full_forward():
+    m = _tiny_wavenet(V=4, cond_dim=2)
+    v = torch.bernoulli(torch.full((2, 20, 4), 0.5, dtype=torch.float64), generator=torch.Generator().manual_seed(1))
+    cond = torch.randn(2, 2, dtype=torch.float64)
+    with torch.no_grad():
+        b_full, c_full = m.nade_biases(v, cond)
+        g = CachedGenerator(m, batch=2, cond=cond)
+        steps = []
+        for t in range(20):
+            steps.append(g.biases())
+            g.push(v[:, t])
+    assert torch.allclose(torch.stack([s[0] for s in steps], 1), b_full)
+    assert torch.allclose(torch.stack([s[1] for s in steps], 1), c_full)
+
+
+# ---------------------------------------------------------------- generation
+
+
+@pytest.mark.parametrize("make", [_tiny_wavenet, _tiny_rnnrbm])
+def test_generation_returns_n_frames_in_range_and_continues_a_primer(make, tmp_path):
+    m = make()
+    m.config.representation = {"kind": "keys", "lowest_pitch": 60, "num_pitches": m.config.num_visible, "steps_per_quarter": 1}
+    f = generate_frames(m, 40, seed=3, temperature=1.2)
+    assert f.shape == (40, m.config.num_visible) and f.dtype == np.uint8 and set(np.unique(f)) <= {0, 1}
+    assert np.array_equal(f, generate_frames(m, 40, seed=3, temperature=1.2))  # reproducible with a seed
+    roll, config = generate_roll(m, 16, seed=1, primer=f[:5])
+    assert roll.shape == (16, 2 * m.config.num_visible)
+    path = write_midi(roll, tmp_path / "piece.mid", config)
+    back = midi_to_roll(path, config)
+    cols, _, _ = roll_to_notes(back)
+    assert cols.size == 0 or (cols.min() >= 0 and cols.max() < m.config.num_visible)
+    assert np.array_equal(roll_to_frames(back, m.config.representation)[: len(roll)] > 0,
+                          roll_to_frames(roll, m.config.representation)[: len(back)] > 0)
+
+
+def test_generate_roll_interface_used_by_moodsong_generate():
+    m = _tiny_wavenet(V=6)
+    m.config.representation = {"kind": "note-state", "lowest_pitch": 60, "num_pitches": 3, "steps_per_quarter": 4}
+    roll = m.generate_roll(32, generator=torch.Generator().manual_seed(0), temperature=1.0,
+                           primer=np.zeros((4, 6), np.uint8))
+    assert roll.shape == (32, 6) and m.config.pianoroll.num_pitches == 3
+
+
+def test_emotion_conditioning_changes_the_distribution():
+    for m in (_tiny_wavenet(V=4, cond_dim=2), _tiny_rnnrbm(V=4, cond_dim=2)):
+        v = torch.ones(1, 3, 4, dtype=torch.float64)
+        biases = m.nade_biases if isinstance(m, WaveNetNADE) else m.step_biases
+        with torch.no_grad():
+            a = biases(v, torch.tensor([[1.0, 0.0]], dtype=torch.float64))[0]
+            b = biases(v, torch.tensor([[0.0, 1.0]], dtype=torch.float64))[0]
+        assert not torch.allclose(a, b)
+        f = generate_frames(m, 5, seed=0, cond=np.array([1.0, -1.0]))
+        assert f.shape == (5, 4)
+
+
+def test_frames_roll_round_trip_ties_repeated_keys():
+    frames = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 0]], np.uint8)
+    roll = frames_to_roll(frames, {"kind": "keys", "lowest_pitch": 60, "num_pitches": 3})
+    assert np.array_equal(roll_to_frames(roll, BENCHMARK_REPRESENTATION), frames)
+    cols, start, end = roll_to_notes(roll)
+    assert list(zip(cols, start, end)) == [(0, 0, 2), (1, 1, 3)]
+
+
+# ---------------------------------------------------------------- learning on real music
+
+
+@pytest.fixture(scope="module")
+def bach_frames():
+    """Twenty Bach chorales from music21's built-in corpus (no ../shared), one frame per quarter note, 88 keys."""
+    music21 = pytest.importorskip("music21")
+    from moodsong.corpus import music21_to_roll
+    from moodsong.pianoroll import PianoRollConfig
+
+    config = PianoRollConfig(21, 88, 1)
+    out = []
+    for path in music21.corpus.getComposer("bach")[:40]:
+        try:
+            r = music21_to_roll(music21.corpus.parse(path), config)
+        except Exception:
+            continue
+        if r.shape[0] >= 16:
+            out.append(roll_to_frames(r, BENCHMARK_REPRESENTATION))
+        if len(out) == 20:
+            break
+    assert len(out) >= 10
+    return out
+
+
+@pytest.mark.parametrize("model_type,mc,tc", [
+    ("wavenet", {"channels": 16, "skip_channels": 32, "dilations": [1, 2, 4, 8], "nade_hidden": 32, "dropout": 0.0},
+     {"epochs": 4, "batch_size": 4, "lr": 3e-3}),
+    ("rnnrbm", {"num_hidden": 32, "num_recurrent": 24, "cd_k": 5},
+     {"epochs": 3, "batch_size": 4, "lr": 3e-3, "pretrain_epochs": 2, "val_ais_chains": 4, "val_ais_betas": 50}),
+])
+def test_training_lowers_validation_nll_on_bach_chorales(bach_frames, tmp_path, model_type, mc, tc):
+    train, valid = bach_frames[:15], bach_frames[15:]
+    model, history = train_sequence_model(model_type, train, valid, tmp_path / "run", mc,
+                                          TemporalTrainConfig(patience=10, **tc), progress=False)
+    first, best = history[0]["val_nll"], min(h["val_nll"] for h in history)
+    untrained = sequence_nll(type(model)(type(model.config)(**{**model.config.to_dict()})), valid,
+                             ais_chains=4, ais_betas=50)["nll"]
+    assert best < untrained - 5  # an untrained model is near 88 * log 2 = 61 nats per step
+    assert best <= first
+    assert (tmp_path / "run" / "model.json").is_file() and (tmp_path / "run" / "last.json").is_file()
+    # resume continues from the saved epoch
+    _, history2 = train_sequence_model(model_type, train, valid, tmp_path / "run", mc,
+                                       TemporalTrainConfig(patience=10, **{**tc, "epochs": tc["epochs"] + 1}),
+                                       resume=True, progress=False)
+    assert [h["epoch"] for h in history2] == list(range(1, tc["epochs"] + 2))
+
+
+@pytest.mark.slow
+def test_wavenet_learns_jsb_chorales(shared_data, tmp_path):
+    from moodsong.train_temporal import load_frames
+
+    pkl = shared_data / "polyphonic" / "jsb_chorales.pkl"
+    train = load_frames(str(pkl), BENCHMARK_REPRESENTATION, "train")[:60]
+    valid = load_frames(str(pkl), BENCHMARK_REPRESENTATION, "valid")[:20]
+    mc = {"channels": 16, "skip_channels": 32, "dilations": [1, 2, 4, 8], "nade_hidden": 32, "dropout": 0.0}
+    _, history = train_sequence_model("wavenet", train, valid, tmp_path / "jsb", mc,
+                                      TemporalTrainConfig(epochs=4, batch_size=4, lr=5e-3), progress=False)
+    assert history[-1]["val_nll"] < history[0]["val_nll"] < 61  # 61 = 88 log 2, a coin flip per key
