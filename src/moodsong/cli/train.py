@@ -1,0 +1,55 @@
+"""``moodsong train``."""
+
+from __future__ import annotations
+
+import click
+
+from . import main
+from .data import config_from_options, representation_options
+from ..corpus import load_corpus
+from ..models.rbm import RBMConfig
+from ..train import TrainConfig, train_rbm
+
+
+@main.command()
+@click.argument("source")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the checkpoint (model.json + model.safetensors).")
+@click.option("--epochs", default=200, show_default=True)
+@click.option("--lr", default=0.005, show_default=True, help="Learning rate.")
+@click.option("--batch-size", default=100, show_default=True)
+@click.option("--hidden", "num_hidden", default=50, show_default=True, help="Hidden units of the RBM.")
+@click.option("--timesteps", "num_timesteps", default=15, show_default=True, help="Steps per window (visible layer).")
+@click.option("--cd-k", default=1, show_default=True, help="Gibbs steps per contrastive-divergence update.")
+@click.option("--persistent", is_flag=True, help="Persistent contrastive divergence (chains carry over).")
+@click.option("--order", type=click.Choice(["shuffled", "per-song"]), default="shuffled", show_default=True,
+              help="Batches drawn across the corpus, or the demo's one-song-at-a-time loop.")
+@click.option("--val-fraction", default=0.1, show_default=True, help="Share of pieces held out for validation metrics.")
+@click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--force", is_flag=True, help="Start over even if --out holds a model.")
+@representation_options
+def train(source, out, epochs, lr, batch_size, num_hidden, num_timesteps, cd_k, persistent, order, val_fraction,
+          checkpoint_every, seed, device, resume, force, lowest_pitch, num_pitches, steps_per_quarter, drums):
+    """Train an RBM on a corpus (see `moodsong prepare --help` for SOURCE).
+
+    Metrics per epoch (pseudo-log-likelihood, free energy and reconstruction
+    error of held-out pieces) are stored in the checkpoint's JSON.
+
+    \b
+    Examples:
+      moodsong train bach --out runs/bach
+      moodsong train ~/midi/pop --out runs/pop --epochs 50 --hidden 200 --cd-k 5
+      moodsong train ~/midi/pop --out runs/pop --resume     # after an interruption
+    """
+    config = config_from_options(lowest_pitch, num_pitches, steps_per_quarter, drums)
+    corpus = load_corpus(source, config)
+    click.echo(corpus.summary())
+    tc = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, cd_k=cd_k, persistent=persistent, order=order,
+                     validation_fraction=val_fraction, seed=seed, device=device, checkpoint_every=checkpoint_every)
+    mc = RBMConfig(num_timesteps=num_timesteps, num_hidden=num_hidden, pianoroll=config)
+    model, history = train_rbm(corpus, out, mc, tc, resume=resume, overwrite=force, log=click.echo)
+    last = history[-1] if history else {}
+    click.echo(f"saved {out}/model.json  (epoch {last.get('epoch', epochs)}" +
+               (f", validation pseudo-log-likelihood {last['val_pll']:.1f} nats/window" if "val_pll" in last else "") + ")")
