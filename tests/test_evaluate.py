@@ -109,3 +109,13 @@ def test_plain_rbm_window_likelihood_matches_exact(tiny_benchmark, tmp_path):
     assert res["num_steps"] == 2 * len(wins)
     assert abs(res["nll"] - exact) < 0.03
     assert frame_accuracy(model, seqs)["accuracy"] is None  # a window model makes no next-step prediction
+
+
+def test_moodsong_train_model_option_trains_a_whole_piece_model(tiny_benchmark, tmp_path):
+    path, _ = tiny_benchmark
+    r = CliRunner().invoke(main, ["train", str(path), "--model", "wavenet", "--out", str(tmp_path / "w"), "--epochs", "1",
+                                  "--hidden", "8", "--batch-size", "6"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "w" / "model.json").read_text())
+    assert meta["model_type"] == "wavenet" and meta["model_config"]["nade_hidden"] == 8
+    assert meta["train_config"]["epochs"] == 1 and meta["train_config"]["batch_size"] == 6

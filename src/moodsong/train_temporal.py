@@ -126,8 +126,8 @@ class TemporalTrainConfig:
     grad_clip: float = 5.0
     patience: int = 10
     pretrain_epochs: int = 0
-    val_ais_chains: int = 8
-    val_ais_betas: int = 200
+    val_ais_chains: int = 4
+    val_ais_betas: int = 100
     max_minutes: float = 0.0
     seed: int = 0
     device: str = "auto"

@@ -30,8 +30,11 @@ from ..train import TrainConfig, train_rbm
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a model.")
 @representation_options
-def train(source, out, epochs, lr, batch_size, num_hidden, num_timesteps, cd_k, persistent, order, val_fraction,
-          checkpoint_every, seed, device, resume, force, lowest_pitch, num_pitches, steps_per_quarter, drums):
+@click.option("--model", "model_type", type=click.Choice(["rbm", "wavenet", "rnnrbm"]), default="rbm", show_default=True,
+              help="rbm (windows), or a whole-piece model (see `moodsong train-seq --help` for its own options).")
+@click.pass_context
+def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, cd_k, persistent, order, val_fraction,
+          checkpoint_every, seed, device, resume, force, lowest_pitch, num_pitches, steps_per_quarter, drums, model_type):
     """Train an RBM on a corpus (see `moodsong prepare --help` for SOURCE).
 
     Metrics per epoch (pseudo-log-likelihood, free energy and reconstruction
@@ -42,7 +45,16 @@ def train(source, out, epochs, lr, batch_size, num_hidden, num_timesteps, cd_k, 
       moodsong train bach --out runs/bach
       moodsong train ~/midi/pop --out runs/pop --epochs 50 --hidden 200 --cd-k 5
       moodsong train ~/midi/pop --out runs/pop --resume     # after an interruption
+      moodsong train jsb_chorales.pkl --model wavenet --out runs/jsb-wavenet   # whole pieces (WaveNet-NADE)
     """
+    if model_type != "rbm":  # whole-piece models train through `moodsong train-seq`; pass on what the user set
+        from .train_temporal import train_seq
+
+        given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
+        kw = {({"num_hidden": "hidden"}).get(k, k): v for k, v in given.items()
+              if k in ("epochs", "lr", "batch_size", "num_hidden", "cd_k", "lowest_pitch", "num_pitches", "steps_per_quarter")}
+        return ctx.invoke(train_seq, source=source, model_type=model_type, out=out, seed=seed, device=device, resume=resume,
+                          force=force, val_fraction=val_fraction, **kw)
     config = config_from_options(lowest_pitch, num_pitches, steps_per_quarter, drums)
     corpus = load_corpus(source, config)
     click.echo(corpus.summary())
