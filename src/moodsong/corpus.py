@@ -134,7 +134,7 @@ def music21_corpus_root() -> Path:
 
 
 def list_inputs(source: str) -> tuple[Path, list[Path], str]:
-    """Resolve a source to ``(root, files, kind)`` with kind ``midi``, ``music21`` or ``polyphonic``."""
+    """Resolve a source to ``(root, files, kind)`` with kind ``midi``, ``music21``, ``polyphonic`` or ``shards``."""
     name = str(source)
     if name in BUILTIN:
         folders, suffixes = BUILTIN[name]
@@ -146,6 +146,8 @@ def list_inputs(source: str) -> tuple[Path, list[Path], str]:
             raise MoodsongError(f"built-in corpus {name!r} is empty in this music21 installation")
         return root, files, "music21"
     path = Path(name.rsplit(":", 1)[0] if _is_split_spec(name) else name)
+    if path.is_dir() and (path / "index.json").is_file() and (path / "prepare.json").is_file():
+        return path, [path / "index.json"], "shards"  # a prepared sharded corpus (moodsong.shards)
     if path.suffix.lower() in (".pkl", ".pickle", ".json") and path.is_file():
         return path.parent, [path], "polyphonic"
     if not path.exists():
@@ -157,6 +159,12 @@ def list_inputs(source: str) -> tuple[Path, list[Path], str]:
     if not files:
         raise MoodsongError(f"{path}: no MIDI files (.mid/.midi) in this folder or below it")
     return path, files, "midi"
+
+
+def _shard_threshold() -> int:
+    from .shards import SHARD_THRESHOLD
+
+    return SHARD_THRESHOLD
 
 
 def _is_split_spec(name: str) -> bool:
@@ -218,6 +226,7 @@ class _SafeUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
+        ("_codecs", "encode"),  # protocol-2 pickles store numpy scalar bytes this way
         ("builtins", "set"),
         ("builtins", "frozenset"),
         ("__builtin__", "set"),
@@ -361,6 +370,13 @@ def load_corpus(
     """
     source = str(source)
     root, files, kind = list_inputs(source)
+    if kind == "shards" or (kind != "polyphonic" and use_cache and len(files) >= _shard_threshold()):
+        # Large sources stream into memory-mapped shards instead of one in-memory cache entry.
+        from .shards import ShardedCorpus, prepare_shards
+
+        if kind == "shards":
+            return ShardedCorpus(root)
+        return prepare_shards(source, config, cache_dir=cache_dir, workers=workers, progress=progress)
     if kind == "polyphonic":
         split = source.rpartition(":")[2] if _is_split_spec(source) else "train"
         data = load_polyphonic(files[0])

@@ -355,6 +355,12 @@ class WindowTable:
         Which pieces (e.g. the training split).
     num_timesteps : int
         Steps per window; a window is flattened to ``num_timesteps * width`` values.
+
+    Attributes
+    ----------
+    counts : numpy.ndarray
+        Windows of each piece that has any, in order: piece ``j``'s windows are
+        consecutive, starting at ``counts[:j].sum()``.
     """
 
     def __init__(self, corpus, pieces: Sequence[int], num_timesteps: int, *, skip_first: bool = False):
@@ -375,6 +381,7 @@ class WindowTable:
             self.shard_of = corpus.piece_shard[self.piece_of]
             self.row_of = corpus.piece_row[self.piece_of] + (np.repeat(first, n_used) + rank) * self.T
             self._n = int(n_used.sum())
+            self.counts = n_used
         else:
             out = []
             for i in pieces:
@@ -385,6 +392,7 @@ class WindowTable:
                     out.append(w[1:] if skip_first else w)
             self._data = np.concatenate(out) if out else np.zeros((0, self.T * self.width), np.uint8)
             self._n = self._data.shape[0]
+            self.counts = np.array([w.shape[0] for w in out], np.int64)
 
     def __len__(self) -> int:
         return self._n

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as _dist
 from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from .corpus import Corpus
 from .errors import MoodsongError
 from .models.rbm import RBM, RBMConfig
+from .shards import WindowTable
 
 
 @dataclass
@@ -109,13 +111,22 @@ def train_rbm(
     """Train an RBM on ``corpus``, checkpointing to ``out`` (a folder; files ``model.json``/``model.safetensors``).
 
     Returns the trained model and the per-epoch metric history.
+
+    Under ``torchrun`` (an initialised process group, see :mod:`moodsong.distributed`)
+    each rank trains on its slice of every global batch of ``batch_size`` windows,
+    the CD statistics are summed over ranks, and only rank 0 logs and writes
+    checkpoints; the result equals single-process training up to float rounding.
+    A :class:`~moodsong.shards.ShardedCorpus` is read lazily, batch by batch.
     """
     tc = train_config
     if tc.order not in ("shuffled", "per-song"):
         raise MoodsongError(f"unknown batch order {tc.order!r} (use shuffled or per-song)")
     out = Path(out)
     ckpt = out / "model"
-    device = resolve_device(tc.device)
+    ctx = _dist.current()
+    device = _dist.device_for(ctx, tc.device) if ctx.distributed else resolve_device(tc.device)
+    log = ctx.log(log)
+    progress = progress and ctx.is_main
     mc = model_config or RBMConfig(pianoroll=corpus.config)
     if mc.pianoroll != corpus.config:
         raise MoodsongError("the model's piano-roll settings differ from the corpus's")
@@ -141,30 +152,51 @@ def train_rbm(
             raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
         torch.manual_seed(tc.seed)
         model = RBM(mc).to(device)
+    if ctx.distributed:
+        # Rank 0's state wins, so a resume also works where only rank 0 sees the checkpoint.
+        start_epoch, history, rng, chains = ctx.broadcast_object(
+            (start_epoch, history, gen.get_state(), None if chains is None else chains.cpu()))
+        gen.set_state(rng)
+        chains = None if chains is None else chains.to(device)
+        ctx.broadcast_tensors_(model.parameters())
 
     train_idx, val_idx = split_pieces(corpus, tc.validation_fraction, tc.seed)
     T = mc.num_timesteps
-    song_windows = [torch.from_numpy(w).to(device=device, dtype=torch.float32) for w in _windows(corpus, train_idx, T)]
-    if not song_windows:
+    table = WindowTable(corpus, train_idx, T)
+    if len(table) == 0:
         raise MoodsongError(f"no piece is at least {T} steps long; nothing to train on")
-    data = torch.cat(song_windows)
-    val_list = _windows(corpus, val_idx, T)
-    val = torch.from_numpy(np.concatenate(val_list)).to(device=device, dtype=torch.float32) if val_list else data[:0]
-    n = data.shape[0]
+    resident = table.in_memory()
+    # Small corpora live on the device whole; sharded ones are gathered batch by batch from the mapped shards.
+    data = None if resident is None else torch.from_numpy(resident).to(device=device, dtype=torch.float32)
+    val_table = WindowTable(corpus, val_idx, T)
+    val = torch.from_numpy(val_table.gather(np.arange(min(len(val_table), 128)))).to(device=device, dtype=torch.float32)
+    n = len(table)
+    song_start = np.concatenate([[0], np.cumsum(table.counts)])
+
+    def fetch(idx: torch.Tensor) -> torch.Tensor:
+        if data is not None:
+            return data[idx]
+        return torch.from_numpy(table.gather(idx.numpy())).to(device=device, dtype=torch.float32, non_blocking=True)
+
     if start_epoch == 0:
         # Visible biases start at the data's log-odds (Hinton's practical guide): the model begins
         # as sparse as the music instead of at 50% notes-on, and CD no longer spends epochs getting there.
-        p = data.mean(0).clamp(1e-3, 1 - 1e-3)
+        mean = data.mean(0) if data is not None else torch.from_numpy(table.mean()).to(device=device, dtype=torch.float32)
+        p = mean.clamp(1e-3, 1 - 1e-3)
         model.b_visible.copy_(torch.log(p / (1 - p)))
     meta_base = {
         "train_config": tc.to_dict(),
         "source": corpus.source,
         "num_pieces": len(corpus),
         "num_train_windows": int(n),
-        "num_val_windows": int(val.shape[0]),
+        "num_val_windows": len(val_table),
     }
 
-    def checkpoint(epoch: int) -> None:
+    def checkpoint(epoch: int, sync: bool = True) -> None:
+        if chains is not None and sync:
+            _dist.sync_rows_(ctx, chains, chains.shape[0])  # collective: every rank takes part
+        if not ctx.is_main:
+            return
         extra = {"rng": gen.get_state()}
         if chains is not None:
             extra["chains"] = chains
@@ -175,26 +207,43 @@ def train_rbm(
     try:
         for epoch in bar:
             t0 = time.perf_counter()
-            err_sum, updates = 0.0, 0
+            err_sum, updates = torch.zeros((), device=device), 0  # summed on the device: no sync per batch
             if tc.order == "shuffled":
                 perm = torch.randperm(n, generator=gen, device=device)
-                batches = (data[perm[i : i + tc.batch_size]] for i in range(0, n, tc.batch_size))
+                perm = perm if data is not None else perm.cpu()  # host-side gathering needs host indices
+                batches = (perm[i : i + tc.batch_size] for i in range(0, n, tc.batch_size))
             else:
-                batches = (w[i : i + tc.batch_size] for w in song_windows for i in range(0, w.shape[0], tc.batch_size))
-            for v0 in batches:
+                batches = (torch.arange(i, min(i + tc.batch_size, b), device=device if data is not None else "cpu")
+                           for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
+                           for i in range(a, b, tc.batch_size))
+            for idx in batches:
+                nb = idx.shape[0]
+                lo, hi = ctx.batch_slice(nb)  # this rank's share of the global batch (all of it in one process)
+                v0 = fetch(idx[lo:hi])
                 if tc.persistent:
                     if chains is None or chains.shape[0] != tc.batch_size:
                         chains = model._bernoulli(torch.full((tc.batch_size, mc.num_visible), 0.5, device=device), gen)
-                    neg = model.cd_update(v0, tc.lr, k=tc.cd_k, chains=chains[: v0.shape[0]], generator=gen)
-                    chains[: v0.shape[0]] = neg
+                    if ctx.distributed:
+                        if nb != chains.shape[0]:  # a short batch re-deals chain rows between ranks
+                            _dist.sync_rows_(ctx, chains, chains.shape[0])
+                        neg = _dist.cd_update(model, v0, tc.lr, rows=(lo, hi, nb), k=tc.cd_k, chains=chains[lo:hi],
+                                              generator=gen, ctx=ctx)
+                        chains[lo:hi] = neg
+                        if nb != chains.shape[0]:
+                            _dist.sync_rows_(ctx, chains, nb)
+                    else:
+                        neg = model.cd_update(v0, tc.lr, k=tc.cd_k, chains=chains[: v0.shape[0]], generator=gen)
+                        chains[: v0.shape[0]] = neg
+                elif ctx.distributed:
+                    neg = _dist.cd_update(model, v0, tc.lr, rows=(lo, hi, nb), k=tc.cd_k, generator=gen, ctx=ctx)
                 else:
                     neg = model.cd_update(v0, tc.lr, k=tc.cd_k, generator=gen)
                 updates += 1
-                if updates % 16 == 1:  # a sample of batches is enough for a progress figure
-                    err_sum += float((v0 - neg).abs().mean())
+                if updates % 16 == 1 and v0.shape[0]:  # a sample of batches is enough for a progress figure
+                    err_sum += (v0 - neg).abs().mean()
             row = {"epoch": epoch + 1, "updates": updates, "seconds": round(time.perf_counter() - t0, 4),
-                   "train_sample_error": round(err_sum / math.ceil(updates / 16), 6)}
-            if (epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs:
+                   "train_sample_error": round(float(err_sum) / math.ceil(updates / 16), 6)}
+            if ctx.is_main and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs):
                 # Exact pseudo-likelihood costs V x H per window, so it runs on a fixed subset, every few epochs.
                 row.update({f"val_{k}": round(v, 6) for k, v in evaluate_rbm(model, val).items()})
             history.append(row)
@@ -204,7 +253,8 @@ def train_rbm(
                 checkpoint(epoch + 1)
         epoch = tc.epochs
     except KeyboardInterrupt:
-        checkpoint(len(history) if not history else history[-1]["epoch"])
+        # no collective here: the other ranks may already be gone
+        checkpoint(len(history) if not history else history[-1]["epoch"], sync=False)
         if log:
             log(f"interrupted: checkpoint saved at epoch {history[-1]['epoch'] if history else start_epoch}; rerun with --resume to continue")
         raise
