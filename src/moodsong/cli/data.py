@@ -35,7 +35,13 @@ def config_from_options(lowest_pitch: int, num_pitches: int, steps_per_quarter: 
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache folder (default $MOODSONG_CACHE or ~/.cache/moodsong).")
 @click.option("--no-cache", is_flag=True, help="Parse again even if a cached result exists.")
 @click.option("--workers", type=int, default=None, help="Parallel worker processes (default: number of cores).")
-def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_dir, no_cache, workers):
+@click.option("--sharded", is_flag=True, help="Write memory-mapped shards (for large corpora; resumes if interrupted).")
+@click.option("--out", "shard_out", type=click.Path(file_okay=False), default=None,
+              help="With --sharded: folder for the shards (default: under the cache folder).")
+@click.option("--shard-pieces", default=2000, show_default=True, help="With --sharded: pieces per shard at most.")
+@click.option("--shard-mb", default=256.0, show_default=True, help="With --sharded: megabytes per shard at most.")
+def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_dir, no_cache, workers, sharded, shard_out,
+            shard_pieces, shard_mb):
     """Parse a corpus into note-state matrices and cache the result.
 
     SOURCE is a folder of MIDI files (searched recursively), one MIDI file, a
@@ -47,8 +53,18 @@ def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_d
       moodsong prepare bach
       moodsong prepare ~/midi/pop --steps-per-quarter 2
       moodsong prepare data/jsb_chorales.pkl:test
+      moodsong prepare ~/lakh_midi --sharded --out ~/lakh-shards   # then: moodsong train ~/lakh-shards ...
+
+    Sources of 20000 files or more are always sharded (see docs/scale.md).
     """
     config = config_from_options(lowest_pitch, num_pitches, steps_per_quarter, drums)
+    if sharded or shard_out:
+        from ..shards import prepare_shards
+
+        corpus = prepare_shards(source, config, shard_out, cache_dir=cache_dir, shard_pieces=shard_pieces,
+                                shard_mb=shard_mb, workers=workers)
+        click.echo(corpus.summary())
+        return
     corpus = load_corpus(source, config, cache_dir=cache_dir, use_cache=not no_cache, workers=workers)
     click.echo(corpus.summary())
 

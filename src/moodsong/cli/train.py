@@ -7,6 +7,7 @@ import click
 from . import main
 from .data import config_from_options, representation_options
 from ..corpus import load_corpus
+from ..errors import MoodsongError
 from ..models.rbm import RBMConfig
 from ..train import TrainConfig, train_rbm
 
@@ -29,12 +30,14 @@ from ..train import TrainConfig, train_rbm
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a model.")
+@click.option("--distributed", is_flag=True, help="Require a torchrun launch (data-parallel; detected automatically under torchrun).")
 @representation_options
 @click.option("--model", "model_type", type=click.Choice(["rbm", "wavenet", "rnnrbm"]), default="rbm", show_default=True,
               help="rbm (windows), or a whole-piece model (see `moodsong train-seq --help` for its own options).")
 @click.pass_context
 def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, cd_k, persistent, order, val_fraction,
-          checkpoint_every, seed, device, resume, force, lowest_pitch, num_pitches, steps_per_quarter, drums, model_type):
+          checkpoint_every, seed, device, resume, force, distributed, lowest_pitch, num_pitches, steps_per_quarter, drums,
+          model_type):
     """Train an RBM on a corpus (see `moodsong prepare --help` for SOURCE).
 
     Metrics per epoch (pseudo-log-likelihood, free energy and reconstruction
@@ -46,6 +49,11 @@ def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, c
       moodsong train ~/midi/pop --out runs/pop --epochs 50 --hidden 200 --cd-k 5
       moodsong train ~/midi/pop --out runs/pop --resume     # after an interruption
       moodsong train jsb_chorales.pkl --model wavenet --out runs/jsb-wavenet   # whole pieces (WaveNet-NADE)
+      moodsong prepare ~/lakh --sharded --out ~/lakh-shards && moodsong train ~/lakh-shards --out runs/lakh
+      torchrun --nproc-per-node 4 --no-python moodsong train bach --out runs/bach --batch-size 400
+
+    Under torchrun, --batch-size is the global batch, split over the processes;
+    the result matches a single-process run at that batch (see docs/scale.md).
     """
     if model_type != "rbm":  # whole-piece models train through `moodsong train-seq`; pass on what the user set
         from .train_temporal import train_seq
@@ -55,13 +63,24 @@ def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, c
               if k in ("epochs", "lr", "batch_size", "num_hidden", "cd_k", "lowest_pitch", "num_pitches", "steps_per_quarter")}
         return ctx.invoke(train_seq, source=source, model_type=model_type, out=out, seed=seed, device=device, resume=resume,
                           force=force, val_fraction=val_fraction, **kw)
+    from .. import distributed as dist
+
+    if distributed and not dist.launched_by_torchrun():
+        raise MoodsongError("--distributed needs a torchrun launch, e.g. torchrun --nproc-per-node 2 --no-python moodsong train ...")
+    job = dist.init_from_env(device)
+    echo = job.log(click.echo)
     config = config_from_options(lowest_pitch, num_pitches, steps_per_quarter, drums)
-    corpus = load_corpus(source, config)
-    click.echo(corpus.summary())
+    if job.distributed and job.local_rank != 0:
+        job.barrier()  # one process per machine prepares the cache; the others then read it
+    corpus = load_corpus(source, config, progress=job.is_main)
+    if job.distributed and job.local_rank == 0:
+        job.barrier()
+    echo(corpus.summary())
     tc = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, cd_k=cd_k, persistent=persistent, order=order,
                      validation_fraction=val_fraction, seed=seed, device=device, checkpoint_every=checkpoint_every)
     mc = RBMConfig(num_timesteps=num_timesteps, num_hidden=num_hidden, pianoroll=config)
     model, history = train_rbm(corpus, out, mc, tc, resume=resume, overwrite=force, log=click.echo)
+    dist.shutdown()
     last = history[-1] if history else {}
-    click.echo(f"saved {out}/model.json  (epoch {last.get('epoch', epochs)}" +
+    echo(f"saved {out}/model.json  (epoch {last.get('epoch', epochs)}" +
                (f", validation pseudo-log-likelihood {last['val_pll']:.1f} nats/window" if "val_pll" in last else "") + ")")
