@@ -1,0 +1,58 @@
+"""``moodsong serve``: the page and the HTTP API (FastAPI under uvicorn)."""
+
+from __future__ import annotations
+
+import click
+
+from . import main
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; 0.0.0.0 lets anyone on the network in.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="TCP port.")
+@click.option("--results", "results_dir", type=click.Path(file_okay=False),
+              help="Folder for results (one sub-folder per request); default: a fresh temporary folder.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Composer processes (pieces composed at once; each needs ~0.5 GB of memory).")
+@click.option("--rate-limit", type=click.FloatRange(0), default=12.0, show_default=True,
+              help="Compose requests per minute per client address (0: no limit).")
+@click.option("--max-age", type=click.FloatRange(10), default=3600.0, show_default=True,
+              help="Seconds a result stays downloadable.")
+@click.option("--max-queue", type=click.IntRange(1), default=64, show_default=True,
+              help="Requests queued or composing at once; more are turned away (503).")
+@click.option("--job-timeout", type=click.FloatRange(5), default=180.0, show_default=True,
+              help="Longest one composition may run, in seconds.")
+@click.option("--cors-origin", "cors_origins", multiple=True,
+              help="Allow pages on this origin (e.g. https://example.org) to call the API; repeatable. Default: none.")
+@click.option("--model", type=click.Path(dir_okay=False), help="A conditional RBM (path without suffix) instead of the shipped one.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True, help="Server log detail.")
+def serve(host, port, results_dir, workers, rate_limit, max_age, max_queue, job_timeout, cors_origins, model, log_level):
+    """Serve the moodsong page and API: say or type a feeling in a browser, get a piece.
+
+    The page is at http://HOST:PORT/ (works offline, phones included), the API
+    schema at /openapi.json, and composing at POST /api/compose (JSON) or
+    POST /api/compose/voice (a WAV recording). Results live under random IDs
+    and expire after --max-age seconds.
+
+    Browsers open the microphone only on https:// or localhost pages; over
+    plain http on a network the page offers a file upload instead.
+
+    \b
+    Examples:
+      moodsong serve                                  # http://127.0.0.1:8000/
+      moodsong serve --host 0.0.0.0 --port 8080       # for everyone on the network
+      moodsong serve --workers 2 --results /srv/moodsong --max-age 600
+      curl -s -X POST localhost:8000/api/compose -H 'Content-Type: application/json' \\
+           -d '{"prompt": "a calm evening by the sea", "bars": 8}'
+    """
+    import uvicorn
+
+    from ..web import create_app
+
+    app = create_app(results_dir=results_dir, workers=workers, rate_limit=rate_limit, max_age_s=max_age,
+                     max_queue=max_queue, job_timeout_s=job_timeout, cors_origins=list(cors_origins), model=model)
+    click.echo(f"moodsong: results in {app.state.results_dir}; page at http://{host}:{port}/", err=True)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,
+                limit_concurrency=1000, server_header=False)

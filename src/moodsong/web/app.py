@@ -1,0 +1,496 @@
+"""The moodsong web server: a page at ``/`` and a JSON API under ``/api``.
+
+API (schema at ``/openapi.json``):
+
+* ``POST /api/compose`` -- JSON body (:class:`ComposeBody`): compose from a prompt,
+  valence/arousal or a quadrant. Answers ``202`` with ``{"id", "status", ...}``.
+* ``POST /api/compose/voice`` -- multipart form: a WAV/FLAC/OGG recording in
+  ``voice`` plus the same settings as form fields.
+* ``GET /api/results/{id}`` -- status of a job (``queued``, ``running``, ``done``,
+  ``failed``) with queue position and time estimate; when done, the emotion
+  explanation, chords, key, tempo and file URLs.
+* ``GET /api/results/{id}/{file}`` -- ``piece.mid``, ``piece.wav`` or ``piece.png``.
+* ``GET /api/health`` -- queue and worker counts.
+
+Safety: every input is validated (ranges, prompt length, upload size and type),
+bad input gets a 4xx with one clear ``detail`` message, result IDs are random
+and checked against a fixed pattern, files come only from an allow-list, request
+bodies are size-capped and time-limited, each client is rate-limited, and CORS
+is off unless origins are given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .jobs import FILES, ComposerPool, Job, JobStore
+
+__all__ = ["create_app", "ComposeBody", "RateLimiter"]
+
+log = logging.getLogger("moodsong.web")
+
+MAX_PROMPT_CHARS = 500
+MAX_BARS = 32
+MAX_CANDIDATES = 8
+MAX_JSON_BYTES = 16 * 1024
+MAX_VOICE_SECONDS = 30.0
+#: Magic bytes of the recordings the voice endpoint takes.
+_AUDIO_MAGIC = {b"RIFF": "wav", b"fLaC": "flac", b"OggS": "ogg"}
+STATIC_DIR = Path(str(resources.files("moodsong") / "web" / "static"))
+
+
+# -- request and response models ------------------------------------------------------
+
+
+class Settings(BaseModel):
+    """Settings shared by text/coordinate and voice requests."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    bars: int = Field(8, ge=1, le=MAX_BARS, description="Length in 4/4 bars.")
+    tempo: float | None = Field(None, ge=40, le=220, allow_inf_nan=False,
+                                description="Tempo in quarter notes per minute (default: chosen by the emotion).")
+    instrument: int | None = Field(None, ge=0, le=127,
+                                   description="General MIDI program 0..127 (default: chosen by the emotion).")
+    temperature: float | None = Field(None, ge=0.1, le=4.0, allow_inf_nan=False,
+                                      description="Sampling temperature, where the composer supports it.")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Same seed and request, same piece.")
+    candidates: int = Field(4, ge=1, le=MAX_CANDIDATES,
+                            description="Pieces generated; the music-emotion estimator keeps the closest.")
+
+
+class ComposeBody(Settings):
+    """A compose request: exactly one of ``prompt``, ``valence``/``arousal`` or ``quadrant``."""
+
+    prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS,
+                               description="The feeling in words (English or Chinese).",
+                               examples=["a song of hope and wonder"])
+    valence: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, description="Unpleasant (-1) .. pleasant (+1).")
+    arousal: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, description="Calm (-1) .. excited (+1).")
+    quadrant: Literal[1, 2, 3, 4] | None = Field(None, description="1 happy, 2 tense, 3 sad, 4 calm.")
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if self.prompt is not None and not self.prompt.strip():
+            raise ValueError("prompt is empty")
+        sources = [self.prompt is not None, self.valence is not None or self.arousal is not None, self.quadrant is not None]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of: prompt, valence/arousal, quadrant")
+        return self
+
+
+class JobAccepted(BaseModel):
+    id: str
+    status: str
+    position: int
+    status_url: str
+
+
+class JobStatus(BaseModel):
+    id: str
+    status: Literal["queued", "running", "done", "failed"]
+    position: int = Field(description="Queued jobs ahead of this one.")
+    elapsed_s: float = Field(description="Seconds since the job started running (0 while queued).")
+    estimate_s: float = Field(description="Expected running time in seconds.")
+    error: str | None = None
+    result: dict | None = Field(None, description="When done: explanation, target, chords, key, tempo_qpm, "
+                                                  "duration_s, candidates, and files (URLs of MIDI, audio, PNG).")
+
+
+# -- rate limiting ---------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Token bucket per client: ``per_minute`` requests, refilled smoothly; ``0`` turns it off."""
+
+    def __init__(self, per_minute: float, burst: float | None = None, max_clients: int = 10000):
+        self.rate = float(per_minute) / 60.0
+        self.burst = float(burst if burst is not None else max(per_minute, 1))
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, client: str, now: float | None = None) -> float:
+        """Take one token; returns 0 when allowed, else the seconds until the next token."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[client] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        if len(self._buckets) >= self.max_clients and client not in self._buckets:
+            # Forget full buckets (clients idle long enough to be back at the burst).
+            self._buckets = {k: v for k, v in self._buckets.items() if v[0] + (now - v[1]) * self.rate < self.burst}
+        self._buckets[client] = (tokens - 1.0, now)
+        return 0.0
+
+
+# -- the guard: body caps, time limits, rate limits, headers ---------------------------
+
+
+def _json_response(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+class _Guard:
+    """Pure ASGI middleware in front of every route.
+
+    Reads the whole request body first (at most the route's cap, each chunk
+    within ``body_timeout_s``), applies the per-client rate limits, bounds the
+    handling time, and adds security headers to every response.
+    """
+
+    def __init__(self, app, *, upload_cap: int, json_cap: int, body_timeout_s: float, request_timeout_s: float,
+                 compose_limiter: RateLimiter, api_limiter: RateLimiter):
+        self.app = app
+        self.upload_cap, self.json_cap = upload_cap, json_cap
+        self.body_timeout_s, self.request_timeout_s = body_timeout_s, request_timeout_s
+        self.compose_limiter, self.api_limiter = compose_limiter, api_limiter
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        path, method = scope.get("path", ""), scope.get("method", "GET")
+        client = (scope.get("client") or ("unknown", 0))[0]
+        started = False
+
+        async def send_with_headers(message):
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                headers = list(message.get("headers", []))
+                headers += [
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"x-frame-options", b"DENY"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"content-security-policy",
+                     b"default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; "
+                     b"style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'"),
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        async def reply(status: int, detail: str, headers: dict | None = None):
+            await _json_response(status, detail, headers)(scope, receive, send_with_headers)
+
+        if path.startswith("/api/"):
+            wait = self.api_limiter.check(client)
+            if not wait and method == "POST" and path.startswith("/api/compose"):
+                wait = self.compose_limiter.check(client)
+            if wait:
+                return await reply(429, f"too many requests; try again in {math.ceil(wait)} s",
+                                   {"Retry-After": str(math.ceil(wait))})
+
+        cap = self.upload_cap if path == "/api/compose/voice" else self.json_cap
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > cap:
+                    return await reply(413, f"request body too large (limit {cap} bytes)")
+            except ValueError:
+                return await reply(400, "bad Content-Length header")
+
+        # Buffer the body (bounded in size and time), then hand it on in one piece.
+        body = bytearray()
+        if method in ("POST", "PUT", "PATCH"):
+            while True:
+                try:
+                    message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                except asyncio.TimeoutError:
+                    return await reply(408, "request body arrived too slowly")
+                if message["type"] == "http.disconnect":
+                    return
+                body += message.get("body", b"")
+                if len(body) > cap:
+                    return await reply(413, f"request body too large (limit {cap} bytes)")
+                if not message.get("more_body", False):
+                    break
+        sent = False
+
+        async def replay():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": bytes(body), "more_body": False}
+            return await receive()
+
+        if method == "GET":  # downloads may be slow on a phone; everything else answers at once
+            return await self.app(scope, replay, send_with_headers)
+        try:
+            await asyncio.wait_for(self.app(scope, replay, send_with_headers), self.request_timeout_s)
+        except asyncio.TimeoutError:
+            if not started:
+                await reply(504, "the server took too long to answer this request")
+
+
+# -- the application -------------------------------------------------------------------
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(
+    results_dir: str | Path | None = None,
+    workers: int = 1,
+    rate_limit: float = 12.0,
+    *,
+    api_rate_limit: float = 600.0,
+    max_age_s: float = 3600.0,
+    max_queue: int = 64,
+    max_pending_per_client: int = 0,
+    job_timeout_s: float = 180.0,
+    request_timeout_s: float = 30.0,
+    body_timeout_s: float = 15.0,
+    max_upload_bytes: int = 4 * 1024 * 1024,
+    cors_origins: list[str] | tuple[str, ...] = (),
+    model: str | None = None,
+) -> FastAPI:
+    """Build the moodsong web app.
+
+    Parameters
+    ----------
+    results_dir : path, optional
+        Where results are written (one folder per random ID); a fresh temporary
+        folder when None. Nothing is written anywhere else.
+    workers : int
+        Composer processes; at most this many pieces are composed at once.
+    rate_limit : float
+        Compose requests per minute per client address (0: no limit).
+    api_rate_limit : float
+        All ``/api`` requests (status polls, downloads) per minute per client (0: no limit).
+    max_age_s : float
+        Seconds a finished result stays available.
+    max_queue : int
+        Jobs queued or running at once; more get ``503``.
+    max_pending_per_client : int
+        Jobs one client may have queued or running (0: no own limit).
+    job_timeout_s : float
+        Longest one composition may run.
+    request_timeout_s, body_timeout_s : float
+        Limits on handling one request and on each chunk of its body.
+    max_upload_bytes : int
+        Largest voice recording accepted.
+    cors_origins : list of str
+        Origins allowed to call the API from other sites (empty: CORS off).
+    model : str, optional
+        A conditional RBM (path without suffix) instead of the shipped one.
+    """
+    results_dir = Path(results_dir) if results_dir is not None else Path(tempfile.mkdtemp(prefix="moodsong-web-"))
+    store = JobStore(results_dir, max_age_s=max_age_s)
+    pool = ComposerPool(workers=workers, timeout_s=job_timeout_s, model=model)
+    tasks: set[asyncio.Task] = set()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        store.sweep_disk()
+        await pool.start()
+
+        async def sweeper():
+            while True:
+                await asyncio.sleep(min(60.0, max(1.0, max_age_s / 4)))
+                store.sweep()
+
+        sweep_task = asyncio.create_task(sweeper())
+        try:
+            yield
+        finally:
+            sweep_task.cancel()
+            for t in list(tasks):
+                t.cancel()
+            pool.stop()
+
+    app = FastAPI(
+        title="moodsong",
+        summary="Tell it a feeling; it composes a piece that fits.",
+        description=__doc__,
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,  # the interactive docs pull scripts from a CDN; the page must work offline
+        redoc_url=None,
+    )
+    app.state.store, app.state.pool, app.state.results_dir = store, pool, results_dir
+
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"])
+    app.add_middleware(
+        _Guard, upload_cap=max_upload_bytes + 64 * 1024, json_cap=MAX_JSON_BYTES, body_timeout_s=body_timeout_s,
+        request_timeout_s=request_timeout_s, compose_limiter=RateLimiter(rate_limit),
+        api_limiter=RateLimiter(api_rate_limit),
+    )
+
+    # -- errors: one clear line, never a traceback --
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        return _json_response(422, _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return _json_response(exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return _json_response(500, "internal server error")
+
+    # -- jobs --
+
+    def submit(params: dict, client: str, voice: bytes | None = None, voice_kind: str = "wav") -> JobAccepted:
+        if store.pending() >= max_queue:
+            raise StarletteHTTPException(503, "the composer is busy; try again in a minute", {"Retry-After": "30"})
+        if max_pending_per_client and store.pending_for(client) >= max_pending_per_client:
+            raise StarletteHTTPException(429, "you already have pieces being composed; wait for them first")
+        job = store.create(params, client)
+        if voice is not None:
+            path = job.voice_path(voice_kind)
+            path.write_bytes(voice)
+            params["voice"] = path.name
+
+        async def execute():
+            outcome = await pool.run(str(job.dir), params, on_start=lambda: store.mark_running(job))
+            store.mark_finished(job, outcome)
+
+        task = asyncio.create_task(execute())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return JobAccepted(id=job.id, status=job.status, position=store.position(job),
+                           status_url=f"/api/results/{job.id}")
+
+    def client_of(request: Request) -> str:
+        return request.client.host if request.client else "unknown"
+
+    @app.post("/api/compose", status_code=202, response_model=JobAccepted, tags=["compose"],
+              responses={422: {"description": "Invalid request"}, 429: {"description": "Rate limited"},
+                         503: {"description": "Queue full"}})
+    async def compose_json(body: ComposeBody, request: Request) -> JobAccepted:
+        """Compose from a prompt, valence/arousal or a quadrant; poll ``status_url`` for the result."""
+        return submit(body.model_dump(), client_of(request))
+
+    @app.post("/api/compose/voice", status_code=202, response_model=JobAccepted, tags=["compose"],
+              responses={413: {"description": "Recording too large"}, 415: {"description": "Not a WAV/FLAC/OGG file"},
+                         422: {"description": "Invalid request"}})
+    async def compose_voice(
+        request: Request,
+        voice: Annotated[UploadFile, File(description=f"A spoken request: WAV (FLAC, OGG also), at most {MAX_VOICE_SECONDS:g} s.")],
+        bars: Annotated[int, Form(ge=1, le=MAX_BARS)] = 8,
+        tempo: Annotated[float | None, Form(ge=40, le=220, allow_inf_nan=False)] = None,
+        instrument: Annotated[int | None, Form(ge=0, le=127)] = None,
+        temperature: Annotated[float | None, Form(ge=0.1, le=4.0, allow_inf_nan=False)] = None,
+        seed: Annotated[int | None, Form(ge=0, le=2**31 - 1)] = None,
+        candidates: Annotated[int, Form(ge=1, le=MAX_CANDIDATES)] = 4,
+    ) -> JobAccepted:
+        """Compose from a recording of someone saying what they want (multipart form)."""
+        data = await voice.read(max_upload_bytes + 1)
+        if len(data) > max_upload_bytes:
+            raise StarletteHTTPException(413, f"recording too large (limit {max_upload_bytes} bytes)")
+        kind = _AUDIO_MAGIC.get(data[:4])
+        if kind is None or (kind == "wav" and data[8:12] != b"WAVE"):
+            raise StarletteHTTPException(415, "voice must be a WAV, FLAC or OGG recording")
+        _check_recording(data)
+        settings = Settings(bars=bars, tempo=tempo, instrument=instrument, temperature=temperature, seed=seed,
+                            candidates=candidates)
+        return submit(settings.model_dump(), client_of(request), voice=data, voice_kind=kind)
+
+    @app.get("/api/results/{job_id}", response_model=JobStatus, tags=["results"],
+             responses={404: {"description": "Unknown or expired ID"}})
+    async def result_status(job_id: str) -> JobStatus:
+        """Where a job stands; when done, what was understood and made, with file URLs."""
+        job = _job_or_404(store, job_id)
+        now = time.monotonic()
+        elapsed = (job.finished or now) - job.started if job.started else 0.0
+        result = None
+        if job.status == "done":
+            result = {**job.result, "files": {
+                "midi": f"/api/results/{job.id}/piece.mid",
+                "audio": f"/api/results/{job.id}/piece.wav",
+                "png": f"/api/results/{job.id}/piece.png",
+            }}
+        return JobStatus(id=job.id, status=job.status, position=store.position(job), elapsed_s=round(elapsed, 2),
+                         estimate_s=store.estimate_s(job), error=job.error, result=result)
+
+    @app.get("/api/results/{job_id}/{name}", tags=["results"],
+             responses={200: {"content": {t: {} for t in FILES.values()}}, 404: {"description": "Unknown file"}})
+    async def result_file(job_id: str, name: str) -> FileResponse:
+        """One file of a finished result: ``piece.mid``, ``piece.wav`` or ``piece.png``."""
+        job = _job_or_404(store, job_id)
+        path = store.file(job, name)
+        if path is None:
+            raise StarletteHTTPException(404, f"no file {name!r} in this result (files: {', '.join(FILES)})")
+        disposition = "attachment" if name.endswith(".mid") else "inline"
+        return FileResponse(path, media_type=FILES[name], filename=f"moodsong-{job.id[:8]}{Path(name).suffix}",
+                            content_disposition_type=disposition)
+
+    @app.get("/api/health", tags=["results"])
+    async def health() -> dict:
+        """Queue length and worker count."""
+        jobs = store.jobs.values()
+        return {"status": "ok", "workers": pool.workers, "queued": sum(j.status == "queued" for j in jobs),
+                "running": sum(j.status == "running" for j in jobs), "stored": len(store.jobs)}
+
+    # -- the page --
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _job_or_404(store: JobStore, job_id: str) -> Job:
+    job = store.get(job_id)
+    if job is None:
+        raise StarletteHTTPException(404, "no result with this ID (it may have expired)")
+    return job
+
+
+def _check_recording(data: bytes) -> None:
+    """Reject recordings libsndfile cannot read or that run too long (422)."""
+    import io
+
+    import soundfile as sf
+
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception:  # noqa: BLE001 - any decoder complaint means a bad upload
+        raise StarletteHTTPException(422, "voice: the recording could not be read as audio") from None
+    if info.frames <= 0 or info.samplerate <= 0:
+        raise StarletteHTTPException(422, "voice: the recording is empty")
+    seconds = info.frames / info.samplerate
+    if seconds > MAX_VOICE_SECONDS:
+        raise StarletteHTTPException(422, f"voice: the recording is {seconds:.0f} s long; the limit is {MAX_VOICE_SECONDS:g} s")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("moodsong")
+    except PackageNotFoundError:
+        return "0"

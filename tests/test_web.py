@@ -1,0 +1,329 @@
+"""The web server: API behaviour with FastAPI's test client (good and bad input, caps, IDs, limits, concurrency).
+
+Composition runs for real (worker processes, MIDI + audio + PNG), on a small
+conditional RBM made here so the tests do not depend on the shipped model's
+training and stay quick (2 bars, 1 candidate).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import symusic
+import torch
+from click.testing import CliRunner
+from fastapi.testclient import TestClient
+
+from moodsong.cli import main
+from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
+from moodsong.web import create_app
+from moodsong.web.app import RateLimiter
+from moodsong.web.jobs import JobStore, new_id, valid_id
+
+STATIC = Path(__file__).resolve().parents[1] / "src" / "moodsong" / "web" / "static"
+QUICK = {"bars": 2, "candidates": 1}
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """A small untrained conditional RBM with sparse notes: real pipeline, little compute."""
+    model = ConditionalRBM(ConditionalRBMConfig(num_hidden=16))
+    with torch.no_grad():
+        model.b_visible.fill_(-3.5)  # ~3 % of note bits on
+        model.W.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+    path = tmp_path_factory.mktemp("model") / "crbm"
+    model.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def results_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("web") / "results"
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model, results_dir):
+    app = create_app(results_dir=results_dir, workers=1, rate_limit=0, model=tiny_model)
+    with TestClient(app) as c:
+        yield c
+
+
+def wait_done(client: TestClient, url: str, timeout_s: float = 120.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        r = client.get(url)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["status"] in ("done", "failed"):
+            return job
+        assert job["status"] in ("queued", "running")
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not finish")
+
+
+def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
+    buf = io.BytesIO()
+    t = np.arange(int(seconds * rate)) / rate
+    sf.write(buf, (0.1 * np.sin(2 * np.pi * 220 * t)).astype(np.float32), rate, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+# -- page and schema -------------------------------------------------------------------
+
+
+def test_page_schema_and_headers(client):
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    for needle in ('id="prompt"', 'id="record"', 'id="pad"', 'id="player"', 'id="roll"', 'id="midi-link"',
+                   'id="progress"', 'name="viewport"'):
+        assert needle in r.text
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    for name in ("app.js", "style.css"):
+        assert client.get(f"/static/{name}").status_code == 200
+    # Offline: nothing on the page is fetched from another host.
+    for f in STATIC.iterdir():
+        text = f.read_text(encoding="utf-8")
+        assert not re.search(r"""["'(=]\s*(https?:)?//""", text), f.name
+    schema = client.get("/openapi.json").json()
+    for path in ("/api/compose", "/api/compose/voice", "/api/results/{job_id}", "/api/results/{job_id}/{name}"):
+        assert path in schema["paths"]
+    body = schema["components"]["schemas"]["ComposeBody"]["properties"]
+    assert '"maxLength": 500' in json.dumps(body["prompt"]) and body["bars"]["maximum"] == 32
+    assert client.get("/docs").status_code == 404  # the CDN-based docs page is off
+
+
+# -- composing ---------------------------------------------------------------------------
+
+
+def test_compose_prompt_gives_midi_audio_picture_chords(client, results_dir):
+    r = client.post("/api/compose", json={"prompt": "a song of hope and wonder", "tempo": 90, "instrument": 40,
+                                          "seed": 3, **QUICK})
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert valid_id(accepted["id"]) and accepted["status_url"] == f"/api/results/{accepted['id']}"
+    job = wait_done(client, accepted["status_url"])
+    assert job["status"] == "done", job
+    res = job["result"]
+    assert res["source"] == "prompt" and res["target"]["quadrant"] == 1
+    assert "hope" in res["explanation"]
+    assert len(res["chords"]) == 2 and res["key"] and res["tempo_qpm"] == 90
+    assert res["instrument"]["program"] == 40
+    assert str(results_dir) not in json.dumps(res)  # server paths never leak
+
+    midi = client.get(res["files"]["midi"])
+    assert midi.status_code == 200 and midi.headers["content-type"] == "audio/midi"
+    assert "attachment" in midi.headers["content-disposition"]
+    score = symusic.Score.from_midi(midi.content)
+    assert score.tempos[0].qpm == pytest.approx(90, abs=0.5)
+    assert all(t.program == 40 for t in score.tracks) and sum(len(t.notes) for t in score.tracks) > 0
+
+    audio = client.get(res["files"]["audio"])
+    assert audio.headers["content-type"] == "audio/wav"
+    samples, rate = sf.read(io.BytesIO(audio.content))
+    assert rate > 0 and len(samples) / rate >= res["duration_s"] and np.abs(samples).max() > 0.01
+
+    png = client.get(res["files"]["png"])
+    assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_concurrent_requests_all_finish_and_seed_reproduces(client):
+    bodies = [{"quadrant": 3, "seed": 7, **QUICK}, {"quadrant": 3, "seed": 7, **QUICK},
+              {"valence": 0.4, "arousal": -0.6, **QUICK}, {"quadrant": 2, **QUICK}]
+    with ThreadPoolExecutor(len(bodies)) as ex:
+        accepted = list(ex.map(lambda b: client.post("/api/compose", json=b), bodies))
+    assert [r.status_code for r in accepted] == [202] * len(bodies)
+    ids = [r.json()["id"] for r in accepted]
+    assert len(set(ids)) == len(ids)
+    # The server answers while the worker is busy.
+    assert client.get("/api/health").json()["workers"] == 1
+    with ThreadPoolExecutor(len(bodies)) as ex:
+        jobs = list(ex.map(lambda r: wait_done(client, r.json()["status_url"]), accepted))
+    assert [j["status"] for j in jobs] == ["done"] * len(bodies)
+    assert jobs[2]["result"]["source"] == "coordinates" and jobs[2]["result"]["target"]["quadrant"] == 4
+    a, b = (client.get(j["result"]["files"]["midi"]).content for j in jobs[:2])
+    assert a == b  # same request and seed, same piece
+
+
+def test_voice_upload_is_transcribed(client):
+    r = client.post("/api/compose/voice", files={"voice": ("me.wav", wav_bytes(), "audio/wav")},
+                    data={"bars": "2", "candidates": "1", "seed": "1"})
+    assert r.status_code == 202, r.text
+    job = wait_done(client, r.json()["status_url"])
+    # A tone carries no words: either a neutral piece or a clear "no speech" message, never a crash.
+    if job["status"] == "done":
+        assert job["result"]["source"] == "voice" and job["result"]["transcript"] is not None
+    else:
+        assert "speech" in job["error"]
+    job_dir = next(p for p in client.app.state.results_dir.iterdir() if p.name == r.json()["id"])
+    assert not list(job_dir.glob("voice.*"))  # the recording is deleted once heard
+
+
+# -- bad input: 4xx with one clear message ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, status, fragment",
+    [
+        ({}, 422, "exactly one of"),
+        ({"prompt": "happy", "quadrant": 1}, 422, "exactly one of"),
+        ({"prompt": "x" * 501}, 422, "at most 500"),
+        ({"prompt": "   "}, 422, "empty"),
+        ({"valence": 1.5}, 422, "valence"),
+        ({"valence": "NaN"}, 422, "valence"),
+        ({"quadrant": 5}, 422, "quadrant"),
+        ({"quadrant": 1, "bars": 0}, 422, "bars"),
+        ({"quadrant": 1, "bars": 33}, 422, "bars"),
+        ({"quadrant": 1, "tempo": 1000}, 422, "tempo"),
+        ({"quadrant": 1, "instrument": 128}, 422, "instrument"),
+        ({"quadrant": 1, "candidates": 100}, 422, "candidates"),
+        ({"quadrant": 1, "seed": -1}, 422, "seed"),
+        ({"quadrant": 1, "voice": "../../etc/passwd"}, 422, "not permitted"),
+        ({"quadrant": 1, "out_dir": "/tmp"}, 422, "not permitted"),
+        ([1, 2], 422, "valid dictionary"),
+    ],
+)
+def test_bad_json_requests(client, body, status, fragment):
+    r = client.post("/api/compose", json=body)
+    assert r.status_code == status
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and fragment in detail and "Traceback" not in detail
+
+
+def test_malformed_and_oversized_bodies(client):
+    r = client.post("/api/compose", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "JSON" in r.json()["detail"]
+    r = client.post("/api/compose", json={"prompt": "sad " * 10000})
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    r = client.post("/api/compose", content=b"x", headers={"content-type": "application/json", "content-length": "abc"})
+    assert r.status_code == 400
+    assert client.get("/api/compose").status_code == 405
+
+
+def test_bad_voice_uploads(client):
+    def post(data: bytes, **form):
+        return client.post("/api/compose/voice", files={"voice": ("v.wav", data, "audio/wav")}, data=form)
+
+    assert post(b"ID3\x03 not audio").status_code == 415
+    assert post(b"<html>hello</html>").status_code == 415
+    r = post(b"RIFF\x00\x00\x00\x00WAVEjunkjunk")
+    assert r.status_code == 422 and "could not be read" in r.json()["detail"]
+    r = post(wav_bytes(seconds=31, rate=8000))
+    assert r.status_code == 422 and "30 s" in r.json()["detail"]
+    r = post(b"RIFF" + b"\x00" * (5 * 1024 * 1024))
+    assert r.status_code == 413
+    r = post(wav_bytes(), bars="99")
+    assert r.status_code == 422 and "bars" in r.json()["detail"]
+    r = client.post("/api/compose/voice", data={"bars": "2"})
+    assert r.status_code == 422 and "voice" in r.json()["detail"]
+
+
+# -- IDs, files and the results folder -----------------------------------------------------------
+
+
+def test_unknown_ids_and_path_traversal(client, results_dir):
+    done = client.post("/api/compose", json={"quadrant": 4, "seed": 1, **QUICK}).json()
+    assert wait_done(client, done["status_url"])["status"] == "done"
+    base = done["status_url"]
+    outside = results_dir.parent / "secret.txt"
+    outside.write_text("secret")
+    for url in [
+        f"/api/results/{new_id()}",                    # well-formed but unknown
+        "/api/results/abc",
+        "/api/results/..%2F..%2Fsecret.txt",
+        "/api/results/%2e%2e",
+        f"/api/results/{new_id()}/piece.mid",
+        f"{base}/..%2F..%2Fsecret.txt",
+        f"{base}/%2e%2e%2fsecret.txt",
+        f"{base}/voice.wav",
+        f"{base}/piece.json",
+        f"{base}/PIECE.MID",
+        f"{base}/piece.mid%00.png",
+    ]:
+        r = client.get(url)
+        assert r.status_code == 404, url
+        assert "secret" not in r.text
+    r = client.get(f"{base}/../../../secret.txt")  # normalised by the client into another route
+    assert r.status_code == 404 and "secret" not in r.text
+    # Nothing but ID-named folders with allow-listed files was ever written.
+    for p in results_dir.iterdir():
+        assert p.is_dir() and valid_id(p.name)
+        assert {f.name for f in p.iterdir()} <= {"piece.mid", "piece.wav", "piece.png"}
+    assert sorted(f.name for f in results_dir.parent.iterdir()) == ["results", "secret.txt"]
+
+
+def test_results_expire(tmp_path):
+    store = JobStore(tmp_path, max_age_s=10)
+    job = store.create({"bars": 2, "candidates": 1}, "1.2.3.4")
+    (job.dir / "piece.mid").write_bytes(b"MThd")
+    store.mark_running(job)
+    store.mark_finished(job, {"ok": True, "result": {}})
+    assert store.get(job.id) is job and store.file(job, "piece.mid") is not None
+    assert store.sweep(now=job.finished + 5) == 0
+    assert store.sweep(now=job.finished + 11) == 1
+    assert store.get(job.id) is None and not job.dir.exists()
+    assert not valid_id("../" + new_id()[3:]) and not valid_id(new_id() + "/")
+
+
+# -- limits ----------------------------------------------------------------------------------
+
+
+def test_rate_limit_per_client(tiny_model, tmp_path):
+    app = create_app(results_dir=tmp_path, rate_limit=2, api_rate_limit=6, model=tiny_model)
+    with TestClient(app) as c:
+        # Invalid bodies still count against the compose limit (the limit comes before parsing).
+        assert [c.post("/api/compose", json={"quadrant": 9}).status_code for _ in range(3)] == [422, 422, 429]
+        r = c.post("/api/compose", json={"quadrant": 1})
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "too many" in r.json()["detail"]
+        statuses = [c.get("/api/health").status_code for _ in range(4)]
+        assert statuses[:2] == [200, 200] and statuses[-1] == 429
+        assert c.get("/").status_code == 200  # the page itself is not limited
+    limiter = RateLimiter(60, burst=1)
+    assert limiter.check("a", now=0.0) == 0 and limiter.check("a", now=0.5) > 0 and limiter.check("b", now=0.5) == 0
+    assert limiter.check("a", now=1.1) == 0  # refilled after a second
+
+
+def test_queue_cap_and_job_timeout(tiny_model, tmp_path):
+    app = create_app(results_dir=tmp_path, rate_limit=0, max_queue=1, job_timeout_s=0.05, model=tiny_model)
+    with TestClient(app) as c:
+        first = c.post("/api/compose", json={"quadrant": 2, "bars": 8, "candidates": 2})
+        assert first.status_code == 202
+        r = c.post("/api/compose", json={"quadrant": 2, **QUICK})
+        assert r.status_code == 503 and "busy" in r.json()["detail"] and "retry-after" in r.headers
+        job = wait_done(c, first.json()["status_url"])
+        assert job["status"] == "failed" and "longer than" in job["error"]
+        assert c.get("/api/health").json()["status"] == "ok"
+
+
+def test_cors_off_by_default_and_on_when_asked(tiny_model, tmp_path):
+    with TestClient(create_app(results_dir=tmp_path / "a", model=tiny_model)) as c:
+        r = c.options("/api/compose", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        assert "access-control-allow-origin" not in r.headers
+        r = c.get("/api/health", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in r.headers
+    app = create_app(results_dir=tmp_path / "b", model=tiny_model, cors_origins=["https://friend.example"])
+    with TestClient(app) as c:
+        r = c.get("/api/health", headers={"Origin": "https://friend.example"})
+        assert r.headers["access-control-allow-origin"] == "https://friend.example"
+
+
+def test_broken_model_fails_the_job_with_a_clear_message(tmp_path):
+    from moodsong.web.worker import run_job
+
+    out = run_job(str(tmp_path), {"quadrant": 1, **QUICK}, model=str(tmp_path / "missing"))
+    assert out["ok"] is False and "not a readable conditional RBM" in out["error"]
+    out = run_job(str(tmp_path), {"quadrant": 1, "voice": "../../x.wav", **QUICK})
+    assert out["ok"] is False and "bad recording" in out["error"]
+
+
+def test_serve_help():
+    r = CliRunner().invoke(main, ["serve", "--help"])
+    assert r.exit_code == 0 and "--host" in r.output and "--port" in r.output and "Examples" in r.output
