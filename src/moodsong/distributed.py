@@ -229,8 +229,9 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mod
     if not ctx.distributed:
         return net
     ids = [device.index] if device.type == "cuda" else None
-    # broadcast_buffers=False: the models have no running statistics to keep in step.
-    return nn.parallel.DistributedDataParallel(net, device_ids=ids, broadcast_buffers=False)
+    # static_graph: the same parameters take part in every step, and a few never do (e.g. the last
+    # residual projection of WaveNet), which DDP then skips without searching the graph each step.
+    return nn.parallel.DistributedDataParallel(net, device_ids=ids, static_graph=True)
 
 
 def sync_rows_(ctx: DistContext, t: torch.Tensor, n: int) -> torch.Tensor:

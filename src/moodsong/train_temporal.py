@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed as _dist
 from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from .corpus import list_inputs, load_corpus, load_polyphonic
 from .errors import MoodsongError
@@ -168,15 +169,26 @@ def train_sequence_model(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    amp: bool | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Train an RNN-RBM or WaveNet-NADE on frame sequences; returns the best model and the history.
 
     ``OUT/model.{json,safetensors}`` is the best epoch by validation NLL;
     ``OUT/last.*`` the latest, which ``resume=True`` continues.
+
+    Under ``torchrun`` the model is wrapped in DistributedDataParallel: each rank
+    takes its share of every global batch of ``batch_size`` pieces, the loss is
+    weighted so the averaged gradient is the global batch's per-frame mean, and
+    rank 0 validates, logs and writes checkpoints (``OUT`` must be on a file
+    system every rank sees for ``resume``). ``amp`` (default: on for WaveNet-NADE
+    on CUDA) runs the forward pass in bfloat16 autocast; the RNN-RBM's free-energy
+    differences stay in float32.
     """
     out = Path(out)
-    log = log or (lambda s: None)
-    device = resolve_device(tc.device)
+    ctx = _dist.current()
+    log = ctx.log(log or (lambda s: None))
+    progress = progress and ctx.is_main
+    device = _dist.device_for(ctx, tc.device) if ctx.distributed else resolve_device(tc.device)
     if not train:
         raise MoodsongError("no training pieces")
     width = train[0].shape[1]
@@ -203,6 +215,10 @@ def train_sequence_model(
         if checkpoint_paths(out / "model")[1].exists() and not overwrite:
             raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
         model = build_model(model_type, **mc).to(device)
+    net = _dist.wrap_ddp(model, ctx, device)  # the training loss as a module; DDP (gradient all-reduce) when distributed
+    if ctx.distributed:
+        torch.manual_seed(tc.seed + ctx.rank)  # different dropout masks per rank
+    use_amp = (device.type == "cuda" and model_type == "wavenet") if amp is None else amp
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay)
     if resume and _optim_path(out).exists():
         opt.load_state_dict(torch.load(_optim_path(out), map_location=device, weights_only=True))
@@ -236,7 +252,7 @@ def train_sequence_model(
         t0 = time.perf_counter()
         model.train()
         order = rng.permutation(len(train))
-        loss_sum, n_batches = 0.0, 0
+        loss_sum, n_batches = torch.zeros((), device=device), 0  # summed on the device: no sync per batch
         for s in range(0, len(order), tc.batch_size):
             pieces = []
             for i in order[s: s + tc.batch_size]:
@@ -248,39 +264,48 @@ def train_sequence_model(
                     lo, hi = _safe_shift_range(p, rep, tc.transpose)
                     p = transpose_frames(p, int(rng.integers(lo, hi + 1)), rep)
                 pieces.append(p)
+            scale = 1.0
+            if ctx.distributed:  # every rank built the whole global batch (same crops); it trains on its share
+                lo, hi = ctx.batch_slice(len(pieces))
+                share = pieces[lo:hi]
+                scale = ctx.world_size * sum(p.shape[0] for p in share) / sum(p.shape[0] for p in pieces)
+                pieces = share or pieces[:1]  # an empty share still joins the all-reduce, with weight 0
             v, mask = pad_batch(pieces, device)
-            if model_type == "rnnrbm":
-                loss = model.cd_loss(v, mask, generator=gen)
-            else:
-                loss = model.loss(v, mask)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = net(v, mask, gen, scale)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
             opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += loss.detach().float()
             n_batches += 1
-        val = validate()
-        row = {"epoch": epoch + 1, "train_loss": round(loss_sum / max(n_batches, 1), 5), "val_nll": round(val, 5),
+        train_loss = float(ctx.all_reduce_(loss_sum)) / ctx.world_size
+        val = ctx.broadcast_object(validate() if ctx.is_main else None)  # early stopping must agree on all ranks
+        row = {"epoch": epoch + 1, "train_loss": round(train_loss / max(n_batches, 1), 5), "val_nll": round(val, 5),
                "seconds": round(time.perf_counter() - t0, 2)}
         history.append(row)
         improved = val < best
         if improved:
             best, since_best = val, 0
-            save_checkpoint(model, out / "model", epoch=epoch + 1, history=history, best_val_nll=best, **meta_base)
+            if ctx.is_main:
+                save_checkpoint(model, out / "model", epoch=epoch + 1, history=history, best_val_nll=best, **meta_base)
         else:
             since_best += 1
-        save_checkpoint(model, last, epoch=epoch + 1, history=history, best_val_nll=best, **meta_base)
-        with atomic_path(_optim_path(out)) as tmp:
-            torch.save(opt.state_dict(), tmp)
+        if ctx.is_main:
+            save_checkpoint(model, last, epoch=epoch + 1, history=history, best_val_nll=best, **meta_base)
+            with atomic_path(_optim_path(out)) as tmp:
+                torch.save(opt.state_dict(), tmp)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_nll=f"{val:.3f}", best=f"{best:.3f}")
         log(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, validation NLL {val:.4f} nats/step" + (" (best)" if improved else ""))
         if since_best >= tc.patience:
             log(f"early stop: no better validation NLL for {tc.patience} epochs")
             break
-        if tc.max_minutes and (time.perf_counter() - t_start) / 60 > tc.max_minutes:
+        if ctx.broadcast_object(bool(tc.max_minutes and (time.perf_counter() - t_start) / 60 > tc.max_minutes)):
             log(f"time budget of {tc.max_minutes} min reached")
             break
+    if not ctx.is_main:
+        return model, history  # rank 0 holds the same weights and writes the files
     if not checkpoint_paths(out / "model")[1].exists():  # no validation data: keep the last epoch
         save_checkpoint(model, out / "model", epoch=len(history), history=history, **meta_base)
     best_model, _, _ = load_checkpoint(out / "model", map_location=device)
