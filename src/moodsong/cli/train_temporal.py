@@ -55,6 +55,7 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
       moodsong train-seq jsb_chorales.pkl --model rnnrbm --out runs/jsb-rnnrbm --threads 1
       moodsong train-seq ~/midi/pop --out runs/pop-wavenet --max-len 256 --max-minutes 30
       moodsong train-seq jsb_chorales.pkl --out runs/jsb-wavenet --resume
+      torchrun --nproc-per-node 2 --no-python moodsong train-seq jsb_chorales.pkl --out runs/jsb-ddp  # data-parallel
     """
     import numpy as np
     import torch
@@ -65,6 +66,9 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
 
     if threads:
         torch.set_num_threads(threads)
+    from .. import distributed as dist
+
+    job = dist.init_from_env(device)  # data-parallel when launched by torchrun (docs/scale.md)
     base = source.rsplit(":", 1)[0] if source.endswith((":train", ":valid", ":test")) else source
     _, files, kind = list_inputs(base)
     benchmark = kind == "polyphonic"
@@ -96,6 +100,9 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
                              patience=patience, max_minutes=max_minutes, seed=seed, device=device,
                              pretrain_epochs=pretrain_epochs if model_type == "rnnrbm" else 0)
     model, history = train_sequence_model(model_type, train, valid, out, mc, tc, source=str(source), resume=resume,
-                                          overwrite=force, log=click.echo)
+                                          overwrite=force, log=click.echo, progress=job.is_main)
+    dist.shutdown()
+    if not job.is_main:
+        return
     best = min((h["val_nll"] for h in history if h.get("val_nll") == h.get("val_nll")), default=None)
     click.echo(f"saved {out}/model.json" + (f"  (best validation NLL {best:.4f} nats/step)" if best is not None else ""))
