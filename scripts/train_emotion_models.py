@@ -1,0 +1,158 @@
+"""Train the shipped emotion models from ../shared/data (run once; results go to src/moodsong/data/).
+
+1. The music-emotion estimator (moodsong.emotion.music) on EMOPIA's train split;
+   its L2 penalty is chosen by song-grouped 5-fold cross-validation on the
+   train split only, then it is scored once on the valid split.
+2. The emotion-conditional RBM (moodsong.models.conditional_rbm) on windows of
+   all EMOPIA clips (hand labels, one-hot) plus the pop_music_midi corpus with
+   weak labels (the estimator's quadrant probabilities for each file).
+
+Usage:
+    nice -n 10 python scripts/train_emotion_models.py [--shared ../shared/data] [--epochs 6]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from moodsong.emotion.music import DEFAULT_MODEL, MusicEmotionEstimator, load_emopia, score_notes, music_features
+from moodsong.errors import MoodsongError
+from moodsong.models.conditional_rbm import ConditionalRBMConfig, fit_conditional_rbm
+from moodsong.pianoroll import PianoRollConfig, midi_to_roll, read_score
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "src" / "moodsong" / "data"
+CRBM_STEM = "emotion_crbm"
+
+
+def song_of(clip: str) -> str:
+    # Q1_0vLPYiPN7qY_2 -> 0vLPYiPN7qY (clips of one song share the YouTube id)
+    return clip.split("_", 1)[1].rsplit("_", 1)[0]
+
+
+def choose_l2(X, q, songs, grid=(0.01, 0.03, 0.1, 0.3, 1.0), folds=5, seed=0):
+    rng = np.random.default_rng(seed)
+    uniq = np.array(sorted(set(songs)))
+    fold_of = dict(zip(uniq, rng.permutation(len(uniq)) % folds))
+    f = np.array([fold_of[s] for s in songs])
+    best = None
+    for l2 in grid:
+        accs = []
+        for k in range(folds):
+            est = MusicEmotionEstimator(l2=l2).fit(X[f != k], q[f != k])
+            accs.append(est.score(X[f == k], q[f == k])["quadrant"])
+        m = float(np.mean(accs))
+        print(f"  l2={l2:<5} cv 4Q accuracy {m:.3f}")
+        if best is None or m > best[1]:
+            best = (l2, m)
+    return best
+
+
+def windows_of(roll: np.ndarray, T: int, stride: int, shifts=(0,)) -> list[np.ndarray]:
+    P = roll.shape[1] // 2
+    out = []
+    for s in shifts:
+        r = np.zeros_like(roll)
+        if s >= 0:
+            r[:, s:P] = roll[:, : P - s]
+            r[:, P + s :] = roll[:, P : 2 * P - s]
+        else:
+            r[:, : P + s] = roll[:, -s:P]
+            r[:, P : 2 * P + s] = roll[:, P - s :]
+        for t in range(0, r.shape[0] - T + 1, stride):
+            w = r[t : t + T]
+            if w[:, P:].sum() >= 3:  # skip near-silent windows
+                out.append(w.reshape(-1))
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--epochs", type=int, default=6)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--stride", type=int, default=16, help="steps between training windows")
+    ap.add_argument("--shifts", type=int, default=1, help="transpose by -N..N semitones (augmentation)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--skip-estimator", action="store_true")
+    args = ap.parse_args()
+    shared = Path(args.shared)
+    emopia = shared / "emopia"
+
+    # -- 1. estimator ---------------------------------------------------------
+    if args.skip_estimator:
+        est = MusicEmotionEstimator.load(DATA / DEFAULT_MODEL)
+    else:
+        names, X, q, split = load_emopia(emopia)
+        split = np.array(split)
+        tr, va = split == "train", split == "valid"
+        songs = [song_of(n) for n in np.array(names)[tr]]
+        print("choosing L2 by song-grouped 5-fold CV on the train split:")
+        l2, cv = choose_l2(X[tr], q[tr], songs)
+        est = MusicEmotionEstimator(l2=l2).fit(X[tr], q[tr])
+        valid = est.score(X[va], q[va])
+        train = est.score(X[tr], q[tr])
+        print(f"EMOPIA valid: 4Q {valid['quadrant']:.3f}  valence {valid['valence']:.3f}  arousal {valid['arousal']:.3f} (n={valid['n']})")
+        est.info_ = {
+            "trained_on": "EMOPIA 1.0 train split (876 clips), CC BY 4.0",
+            "l2_cv_accuracy": round(cv, 4),
+            "valid": {k: round(v, 4) if isinstance(v, float) else v for k, v in valid.items()},
+            "train": {k: round(v, 4) if isinstance(v, float) else v for k, v in train.items()},
+        }
+        est.save(DATA / DEFAULT_MODEL)
+
+    # -- 2. conditional RBM ------------------------------------------------------
+    cfg = ConditionalRBMConfig(num_timesteps=16, num_hidden=args.hidden, num_conditions=4, pianoroll=PianoRollConfig())
+    import csv
+
+    with open(emopia / "label.csv", newline="") as f:
+        labels = {r["ID"]: int(r["4Q"]) for r in csv.DictReader(f)}
+    wins, conds = [], []
+    shifts = tuple(range(-args.shifts, args.shifts + 1))  # small transpositions keep mode and register roughly intact
+    for name, quad in sorted(labels.items()):
+        path = emopia / "midis" / f"{name}.mid"
+        if not path.is_file():
+            continue
+        w = windows_of(midi_to_roll(path, cfg.pianoroll), cfg.num_timesteps, args.stride, shifts)
+        wins += w
+        conds += [np.eye(4)[quad - 1]] * len(w)
+    n_emopia = len(wins)
+    weak = 0
+    pop = shared / "pop_music_midi"
+    for path in sorted(pop.glob("*.mid*")):
+        try:
+            score = read_score(path)
+            probs = np.array(est.predict_score(score).probabilities)
+            roll = midi_to_roll(path, cfg.pianoroll)
+        except MoodsongError:
+            continue
+        w = windows_of(roll, cfg.num_timesteps, args.stride, shifts)
+        wins += w
+        conds += [probs] * len(w)
+        weak += len(w)
+    X = np.array(wins, dtype=np.uint8)
+    C = np.array(conds, dtype=np.float32)
+    print(f"conditional RBM: {n_emopia} EMOPIA windows (hand labels) + {weak} pop windows (weak labels)")
+    model, hist = fit_conditional_rbm(X, C, cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    model.save(
+        DATA / CRBM_STEM,
+        extra={
+            "trained_on": "EMOPIA 1.0 (990 clips, hand labels) + pop_music_midi (126 files, labels from the music-emotion estimator)",
+            "windows": {"emopia": n_emopia, "weak": weak},
+            "epochs": args.epochs, "stride": args.stride, "shifts": args.shifts, "batch_size": args.batch_size, "lr": args.lr,
+            "reconstruction_error": [round(h, 5) for h in hist],
+        },
+    )
+    print("wrote", DATA / DEFAULT_MODEL, "and", DATA / (CRBM_STEM + ".safetensors"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Compose a piece that fits a feeling: the whole pipeline as one library call.
+
+    request (prompt | voice | valence/arousal | quadrant)
+      -> target emotion (text/voice analysis, or the given coordinates)
+      -> conditioning: the emotion-conditional RBM samples several candidates
+      -> surface steering: tempo, register, mode, density, articulation, velocity, instrument
+      -> selection: the music-emotion estimator scores every candidate; keep those closest to the target
+      -> outputs: MIDI + audio + piano-roll picture, chords/key/tempo report
+
+:func:`compose` is what both ``moodsong compose`` and the web server call.
+
+Example
+-------
+>>> from moodsong.compose import ComposeRequest, compose            # doctest: +SKIP
+>>> result = compose(ComposeRequest(prompt="hope and wonder", out_dir="out", seed=1))  # doctest: +SKIP
+>>> result.chosen[0].estimate.quadrant                               # doctest: +SKIP
+1
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import symusic
+import torch
+
+from .emotion import EmotionAnalysis, analysis_from_va, clip_va, quadrant_center, quadrant_of
+from .emotion.music import MusicEmotion, MusicEmotionEstimator
+from .emotion.steer import SurfaceParams, apply_surface, surface_for
+from .errors import MoodsongError
+from .models.conditional_rbm import ConditionalRBM, condition_vector, sample_roll
+
+__all__ = ["ComposeRequest", "Candidate", "ComposeResult", "compose", "load_conditional_model", "generate_candidates"]
+
+#: Stem of the shipped conditional RBM inside ``moodsong/data``.
+DEFAULT_CRBM = "emotion_crbm"
+STEPS_PER_BAR = 16  # 4/4 at sixteenth-note steps
+#: Condition scale for sampling (1 = the learned conditional; 3 exaggerates the emotion-specific biases,
+#: which roughly doubles the onset-rate gap between high- and low-arousal targets; see docs/emotion-music.md).
+DEFAULT_STRENGTH = 3.0
+
+
+@dataclass
+class ComposeRequest:
+    """What to compose. Give exactly one source of emotion (prompt, voice, coordinates or quadrant).
+
+    Attributes
+    ----------
+    prompt : str, optional
+        Free text (English or Chinese), e.g. ``"a song of hope and wonder"``.
+    voice : path, optional
+        A spoken request (WAV/FLAC/OGG); transcribed, then analysed as text.
+    valence, arousal : float, optional
+        Explicit target in [-1, 1] (a missing one counts as 0).
+    quadrant : int, optional
+        1..4; the quadrant's centre is the target.
+    bars : int
+        Length in 4/4 bars.
+    candidates : int
+        Pieces generated; the estimator picks among them.
+    keep : int
+        How many of the best candidates to write.
+    seed : int, optional
+        Makes the result reproducible.
+    out_dir : path, optional
+        Where to write files; None writes nothing (scores only).
+    stem : str
+        File name stem (``<stem>.mid`` ...; ``<stem>-2`` for the second kept piece).
+    audio : str or None
+        ``"wav"``, ``"flac"``, ``"ogg"``, ``"mp3"`` or None.
+    picture : bool
+        Write the piano-roll PNG.
+    model : path, optional
+        A conditional RBM (path without suffix) instead of the shipped one.
+    steer : bool
+        Apply surface steering (off only for experiments on the bare model).
+    strength : float
+        Condition scale of the conditional RBM (see :func:`~moodsong.models.conditional_rbm.sample_roll`).
+    voice_backend, whisper_model
+        Speech recogniser for ``voice`` (see :func:`moodsong.emotion.voice.transcribe`).
+    """
+
+    prompt: str | None = None
+    voice: str | os.PathLike | None = None
+    valence: float | None = None
+    arousal: float | None = None
+    quadrant: int | None = None
+    bars: int = 8
+    candidates: int = 6
+    keep: int = 1
+    seed: int | None = None
+    out_dir: str | os.PathLike | None = None
+    stem: str = "moodsong"
+    audio: str | None = "wav"
+    picture: bool = True
+    model: str | os.PathLike | None = None
+    steer: bool = True
+    strength: float = DEFAULT_STRENGTH
+    voice_backend: str = "auto"
+    whisper_model: str | os.PathLike | None = None
+
+
+@dataclass
+class Candidate:
+    """One generated piece and how it was judged."""
+
+    index: int
+    seed: int
+    estimate: MusicEmotion
+    distance: float  # Euclidean distance of the estimate to the target on the V/A plane
+    target_probability: float  # the estimator's probability of the target quadrant
+    steering: dict = field(default_factory=dict)
+    chosen: bool = False
+    score: symusic.Score | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        est = self.estimate.to_dict()
+        return {
+            "index": self.index,
+            "seed": self.seed,
+            "estimate": {k: est[k] for k in ("valence", "arousal", "quadrant", "probabilities")},
+            "distance": round(self.distance, 4),
+            "target_probability": round(self.target_probability, 4),
+            "steering": self.steering,
+            "chosen": self.chosen,
+        }
+
+
+@dataclass
+class ComposeResult:
+    """Everything :func:`compose` understood and made (``to_dict()`` is JSON-able)."""
+
+    analysis: EmotionAnalysis
+    source: str  # "prompt", "voice", "coordinates" or "quadrant"
+    transcript: str | None
+    surface: SurfaceParams
+    candidates: list[Candidate]
+    reports: list = field(default_factory=list)  # moodsong.outputs.PieceReport per kept piece
+
+    @property
+    def target(self) -> tuple[float, float]:
+        return self.analysis.valence, self.analysis.arousal
+
+    @property
+    def chosen(self) -> list[Candidate]:
+        return sorted((c for c in self.candidates if c.chosen), key=lambda c: c.distance - c.target_probability)
+
+    @property
+    def paths(self) -> list[dict]:
+        return [{k: (str(v) if v is not None else None) for k, v in r.paths.items()} for r in self.reports]
+
+    def to_dict(self) -> dict:
+        return {
+            "analysis": self.analysis.to_dict(),
+            "source": self.source,
+            "transcript": self.transcript,
+            "target": {
+                "valence": round(self.analysis.valence, 4),
+                "arousal": round(self.analysis.arousal, 4),
+                "quadrant": self.analysis.quadrant,
+                "label": self.analysis.label,
+            },
+            "surface": self.surface.to_dict(),
+            "candidates": [c.to_dict() for c in self.candidates],
+            "chosen": [c.index for c in self.chosen],
+            "pieces": [
+                {
+                    "paths": p,
+                    "chords": r.chords,
+                    "key": r.key,
+                    "tempo_qpm": r.tempo_qpm,
+                    "duration_s": round(r.duration_s, 2),
+                }
+                for p, r in zip(self.paths, self.reports)
+            ],
+        }
+
+    def summary(self) -> str:
+        """What it understood and what it made, for the terminal."""
+        a = self.analysis
+        lines = []
+        if self.transcript is not None:
+            lines.append(f"heard: {self.transcript!r}")
+        lines.append(a.explain() if self.source in ("prompt", "voice") else (
+            f"target ({self.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}"))
+        s = self.surface
+        lines.append(
+            f"steering: {s.qpm:g} qpm, {s.mode or 'free'} mode, register ~{s.register_mean:g}, "
+            f"density {s.keep_fraction:.0%}, velocity {s.velocity}, {s.instrument}"
+        )
+        lines.append(f"candidates (estimated by the music-emotion model; target V {a.valence:+.2f} A {a.arousal:+.2f}):")
+        for c in self.candidates:
+            e = c.estimate
+            mark = "*" if c.chosen else " "
+            lines.append(
+                f" {mark} #{c.index} V {e.valence:+.2f} A {e.arousal:+.2f} Q{e.quadrant} "
+                f"P(Q{a.quadrant}) {c.target_probability:.2f} dist {c.distance:.2f}  key {c.steering.get('key')}"
+            )
+        for r in self.reports:
+            lines.append(r.summary())
+        return "\n".join(lines)
+
+
+# -- models ----------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def load_conditional_model(path: str | None = None) -> ConditionalRBM:
+    """The shipped emotion-conditional RBM, or one at ``path`` (without suffix)."""
+    if path is None:
+        from importlib import resources
+
+        path = str(resources.files("moodsong") / "data" / DEFAULT_CRBM)
+    model, _ = ConditionalRBM.load(path)
+    return model
+
+
+@lru_cache(maxsize=1)
+def _estimator() -> MusicEmotionEstimator:
+    return MusicEmotionEstimator.load_default()
+
+
+# -- pipeline --------------------------------------------------------------------
+
+
+def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | None]:
+    """The target emotion of a request: ``(analysis, source, transcript or None)``."""
+    given = [req.prompt is not None, req.voice is not None, req.valence is not None or req.arousal is not None, req.quadrant is not None]
+    if sum(given) == 0:
+        raise MoodsongError("say what to compose: a prompt, --voice FILE, --valence/--arousal or --quadrant")
+    if sum(given) > 1:
+        raise MoodsongError("give only one of: a prompt, --voice, --valence/--arousal, --quadrant")
+    if req.quadrant is not None:
+        if req.quadrant not in (1, 2, 3, 4):
+            raise MoodsongError(f"quadrant must be 1, 2, 3 or 4, not {req.quadrant}")
+        v, a = quadrant_center(int(req.quadrant))
+        return analysis_from_va(v, a, text=f"quadrant {req.quadrant}"), "quadrant", None
+    if req.valence is not None or req.arousal is not None:
+        v = 0.0 if req.valence is None else float(req.valence)
+        a = 0.0 if req.arousal is None else float(req.arousal)
+        if not (-1 <= v <= 1 and -1 <= a <= 1):
+            raise MoodsongError(f"valence and arousal must be in [-1, 1] (got {v:g}, {a:g})")
+        return analysis_from_va(clip_va(v), clip_va(a)), "coordinates", None
+    from .emotion.text import analyze_text
+
+    if req.voice is not None:
+        from .emotion.voice import transcribe
+
+        transcript = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model)
+        text = getattr(transcript, "text", str(transcript))
+        if not text.strip():
+            raise MoodsongError(f"{req.voice}: no speech recognised; try again closer to the microphone, or type the request")
+        return analyze_text(text), "voice", text
+    return analyze_text(req.prompt), "prompt", None
+
+
+def generate_candidates(
+    valence: float,
+    arousal: float,
+    *,
+    bars: int = 8,
+    count: int = 6,
+    seed: int = 0,
+    model: ConditionalRBM | None = None,
+    steer: bool = True,
+    strength: float = DEFAULT_STRENGTH,
+    estimator: MusicEmotionEstimator | None = None,
+) -> tuple[SurfaceParams, list[Candidate]]:
+    """Sample ``count`` pieces for a target and judge each with the estimator (nothing is written).
+
+    Candidate ``i`` uses seed ``seed + i``; so a candidate can be regenerated alone.
+    """
+    model = model or load_conditional_model()
+    estimator = estimator or _estimator()
+    surface = surface_for(valence, arousal)
+    cond = condition_vector(valence, arousal)
+    target_q = quadrant_of(valence, arousal)
+    cfg = model.config.pianoroll
+    out = []
+    for i in range(count):
+        s = seed + i
+        g = torch.Generator().manual_seed(s)
+        roll = sample_roll(model, cond, bars * STEPS_PER_BAR, strength=strength, generator=g)
+        if steer:
+            score, info = apply_surface(roll, surface, cfg, rng=np.random.default_rng(s))
+        else:
+            from .pianoroll import roll_to_score
+
+            score, info = roll_to_score(roll, cfg, qpm=120.0, velocity=80), {}
+        try:
+            est = estimator.predict_score(score)
+        except MoodsongError:  # an (almost) silent sample: judged as far as possible from everything
+            est = MusicEmotion(0.0, 0.0, 0, [0.25] * 4)
+            score = None
+        dist = float(np.hypot(est.valence - valence, est.arousal - arousal))
+        out.append(Candidate(i + 1, s, est, dist, est.probabilities[target_q - 1], info, score=score))
+    return surface, out
+
+
+def compose(request: ComposeRequest) -> ComposeResult:
+    """Run the whole pipeline for one request; writes files when ``request.out_dir`` is set.
+
+    Raises
+    ------
+    MoodsongError
+        A bad request (no/conflicting emotion source, bad prompt or audio file,
+        out-of-range numbers) or an unreadable model.
+    """
+    if not 1 <= request.bars <= 256:
+        raise MoodsongError(f"bars must be 1..256, not {request.bars}")
+    if not 1 <= request.candidates <= 64:
+        raise MoodsongError(f"candidates must be 1..64, not {request.candidates}")
+    if not 1 <= request.keep <= request.candidates:
+        raise MoodsongError(f"keep must be 1..candidates ({request.candidates}), not {request.keep}")
+    analysis, source, transcript = resolve_emotion(request)
+    model = load_conditional_model(None if request.model is None else str(request.model))
+    seed = int(np.random.SeedSequence().entropy % 2**31) if request.seed is None else int(request.seed)
+    surface, cands = generate_candidates(
+        analysis.valence, analysis.arousal, bars=request.bars, count=request.candidates, seed=seed,
+        model=model, steer=request.steer, strength=request.strength,
+    )
+    usable = [c for c in cands if c.score is not None]
+    if not usable:
+        raise MoodsongError("every candidate came out silent; try another --seed or more --candidates")
+    # Selection: most probable target quadrant first, then closest on the plane.
+    for c in sorted(usable, key=lambda c: c.distance - c.target_probability)[: request.keep]:
+        c.chosen = True
+    result = ComposeResult(analysis, source, transcript, surface, cands)
+    if request.out_dir is not None:
+        from .outputs import write_piece
+
+        for rank, c in enumerate(result.chosen):
+            stem = request.stem if rank == 0 else f"{request.stem}-{rank + 1}"
+            title = f"{analysis.label} (V {analysis.valence:+.2f}, A {analysis.arousal:+.2f}) - {c.steering.get('key', '')}, {surface.qpm:g} qpm"
+            result.reports.append(
+                write_piece(c.score, request.out_dir, stem, audio=request.audio, picture=request.picture, title=title)
+            )
+    return result
