@@ -202,6 +202,18 @@ def train_rbm(
             extra["chains"] = chains
         save_checkpoint(model, ckpt, extra_tensors=extra, epoch=epoch, history=history, **meta_base)
 
+    # The demo's matmuls are tiny (batch x 2340 x 50): a second OpenMP thread costs more in fork/join
+    # than it saves, and on a busy machine it waits on a descheduled sibling (measured: bench/train_rbm.py).
+    threads = torch.get_num_threads()
+    if device.type == "cpu" and tc.batch_size * mc.num_visible * mc.num_hidden <= 2**25:
+        torch.set_num_threads(1)
+    # Per-song batches are the same every epoch: in one process, keep each as a view of the data plus
+    # its sparse (CSR) form, so the positive phase costs in proportion to the notes (~3% of the bits).
+    fixed = None
+    if tc.order == "per-song" and data is not None and not ctx.distributed:
+        fixed = [(data[i : min(i + tc.batch_size, b)], data[i : min(i + tc.batch_size, b)].to_sparse_csr())
+                 for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
+                 for i in range(a, b, tc.batch_size)]
     bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc="training", unit="epoch", disable=not progress)
     epoch = start_epoch
     try:
@@ -216,10 +228,14 @@ def train_rbm(
                 batches = (torch.arange(i, min(i + tc.batch_size, b), device=device if data is not None else "cpu")
                            for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
                            for i in range(a, b, tc.batch_size))
-            for idx in batches:
-                nb = idx.shape[0]
-                lo, hi = ctx.batch_slice(nb)  # this rank's share of the global batch (all of it in one process)
-                v0 = fetch(idx[lo:hi])
+            for idx in (batches if fixed is None else fixed):
+                if fixed is None:
+                    nb = idx.shape[0]
+                    lo, hi = ctx.batch_slice(nb)  # this rank's share of the global batch (all of it in one process)
+                    v0, v0_sparse = fetch(idx[lo:hi]), None
+                else:
+                    v0, v0_sparse = idx
+                    nb, lo, hi = v0.shape[0], 0, v0.shape[0]
                 if tc.persistent:
                     if chains is None or chains.shape[0] != tc.batch_size:
                         chains = model._bernoulli(torch.full((tc.batch_size, mc.num_visible), 0.5, device=device), gen)
@@ -232,12 +248,13 @@ def train_rbm(
                         if nb != chains.shape[0]:
                             _dist.sync_rows_(ctx, chains, nb)
                     else:
-                        neg = model.cd_update(v0, tc.lr, k=tc.cd_k, chains=chains[: v0.shape[0]], generator=gen)
+                        neg = model.cd_update(v0, tc.lr, k=tc.cd_k, chains=chains[: v0.shape[0]], generator=gen,
+                                              v0_sparse=v0_sparse)
                         chains[: v0.shape[0]] = neg
                 elif ctx.distributed:
                     neg = _dist.cd_update(model, v0, tc.lr, rows=(lo, hi, nb), k=tc.cd_k, generator=gen, ctx=ctx)
                 else:
-                    neg = model.cd_update(v0, tc.lr, k=tc.cd_k, generator=gen)
+                    neg = model.cd_update(v0, tc.lr, k=tc.cd_k, generator=gen, v0_sparse=v0_sparse)
                 updates += 1
                 if updates % 16 == 1 and v0.shape[0]:  # a sample of batches is enough for a progress figure
                     err_sum += (v0 - neg).abs().mean()
@@ -258,6 +275,8 @@ def train_rbm(
         if log:
             log(f"interrupted: checkpoint saved at epoch {history[-1]['epoch'] if history else start_epoch}; rerun with --resume to continue")
         raise
+    finally:
+        torch.set_num_threads(threads)
     checkpoint(tc.epochs)
     return model, history
 
