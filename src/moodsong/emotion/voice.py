@@ -1,0 +1,353 @@
+"""Voice -> text, offline: pocketsphinx tuned to requests for music, or a local faster-whisper model.
+
+Plain large-vocabulary decoding with pocketsphinx's generic English language
+model is weak on short requests (and on synthetic voices). Requests for music
+use a small vocabulary, so the ``pocketsphinx`` backend decodes twice:
+
+1. with a **task language model**: a bigram model built on the fly from request
+   templates ("I want a song that expresses ...", "play something ...") filled
+   with every word of moodsong's emotion lexicon, intensity words and negations;
+   it is what the text analysis reads, and
+2. with the generic model (``free_text``), kept for display and for words outside
+   the task vocabulary; emotion words it hears that the task pass missed are
+   added.
+
+``whisper`` uses faster-whisper with a model folder the user already has
+(``model_path`` or ``$MOODSONG_WHISPER_MODEL``); nothing is downloaded.
+``auto`` picks whisper when such a model and the package are present, else
+pocketsphinx.
+
+Audio: any file libsndfile reads (WAV, FLAC, OGG), any sample rate and channel
+count; it is mixed to mono and resampled to 16 kHz.
+
+Examples
+--------
+>>> from moodsong.emotion.voice import transcribe
+>>> t = transcribe("request.wav")  # doctest: +SKIP
+>>> t.text, t.backend, t.keywords_spotted  # doctest: +SKIP
+('i want a song that expresses hope and wonder', 'pocketsphinx', ['hope', 'wonder'])
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import re
+import tempfile
+import threading
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MoodsongError
+
+__all__ = ["Transcript", "transcribe", "load_audio", "SAMPLE_RATE", "task_vocabulary"]
+
+SAMPLE_RATE = 16000  # Hz, what both recognizers expect
+
+
+@dataclass
+class Transcript:
+    """What the recognizer heard.
+
+    Attributes
+    ----------
+    text : str
+        The transcript the emotion analysis reads (lower case for pocketsphinx).
+    backend : str
+        ``"pocketsphinx"`` or ``"whisper"``.
+    keywords_spotted : list of str
+        Emotion-lexicon words found in the speech, in order.
+    free_text : str
+        pocketsphinx only: the generic-model transcript (often poor; for reference).
+    duration_s : float
+        Length of the audio in seconds.
+    sample_rate : int
+        Sample rate of the file, in Hz (before resampling to 16 kHz).
+    channels : int
+        Channels in the file (mixed to mono).
+    """
+
+    text: str
+    backend: str
+    keywords_spotted: list[str] = field(default_factory=list)
+    free_text: str = ""
+    duration_s: float = 0.0
+    sample_rate: int = SAMPLE_RATE
+    channels: int = 1
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["duration_s"] = round(self.duration_s, 3)
+        return d
+
+    def explain(self) -> str:
+        lines = [f"heard ({self.backend}, {self.duration_s:.1f} s): {self.text!r}"]
+        if self.free_text and self.free_text != self.text:
+            lines.append(f"  generic model heard: {self.free_text!r}")
+        if self.keywords_spotted:
+            lines.append("  feeling words spotted: " + ", ".join(self.keywords_spotted))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------- audio
+
+
+def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int, int]:
+    """Read an audio file as 16 kHz mono float32 in [-1, 1].
+
+    Returns
+    -------
+    samples : ndarray, shape (n,)
+    sample_rate : int
+        The file's own rate (Hz).
+    channels : int
+
+    Raises
+    ------
+    MoodsongError
+        Missing file, a file that is not audio, or an empty recording.
+    """
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    path = Path(path)
+    if not path.is_file():
+        raise MoodsongError(f"audio file not found: {path}")
+    try:
+        x, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises its own error types for non-audio
+        raise MoodsongError(f"{path} is not a readable audio file (WAV, FLAC or OGG expected): {exc}") from None
+    if x.shape[0] == 0:
+        raise MoodsongError(f"{path} holds no audio samples")
+    channels = x.shape[1]
+    mono = x.mean(axis=1)
+    if sr != SAMPLE_RATE:
+        g = math.gcd(int(sr), SAMPLE_RATE)
+        mono = resample_poly(mono, SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
+    return np.clip(mono, -1.0, 1.0), int(sr), channels
+
+
+# --------------------------------------------------------------------------------------- task vocabulary
+
+_REQUEST_WORDS = """i want a an the song some music piece tune melody that which expresses express sounds
+feels is and or but not no never very really so something me make play give compose write please with of
+about for like would feel feeling little bit slightly kind it to be my me we us this full quite too""".split()
+
+_TEMPLATES = [
+    "i want a song that expresses {e}", "i want a song that expresses {e} and {f}", "i want a {e} song",
+    "i want a song that sounds {e}", "i want a song that feels {e} and {f}", "i would like a {e} piece",
+    "play something {e}", "play something {e} and {f}", "play me a {e} song", "make me a {e} {f} song",
+    "make me something {e}", "compose a {e} piece", "give me {e} music", "a {e} and {f} song",
+    "a song that is not {e}", "something very {e}", "a very {e} song please", "a slightly {e} melody",
+    "i feel {e}", "i feel {e} and {f}", "i am {e}", "i am not {e}", "{e} and {f}", "{e}", "a {e} {f} song",
+    "something {e} but {f}", "a song full of {e}", "music about {e} and {f}", "a really {e} tune",
+]
+
+
+@lru_cache(maxsize=1)
+def task_vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(emotion words, request words) that the task language model knows."""
+    from .text import INTENSIFIERS_EN, _lexicon
+
+    emotion = tuple(sorted(w for w in _lexicon("en")["words"] if w.isalpha()))
+    request = tuple(sorted(set(_REQUEST_WORDS) | {w for w in INTENSIFIERS_EN if w.isalpha()}))
+    return emotion, request
+
+
+# Everyday feeling and tempo words: sampled far more often in the task model than the
+# rest of the lexicon, so that rare words do not crowd the recognizer's choices.
+CORE_WORDS = frozenset("""happy happiness joy joyful cheerful excited exciting hope hopeful wonder love
+triumphant playful energetic fast upbeat lively angry anger furious rage tense tension anxious fear afraid
+scared dark aggressive nervous sad sadness lonely melancholic melancholy depressed gloomy grief sorrow tired
+bored slow calm relaxed relaxing peaceful peace serene gentle soft quiet dreamy tender warm sleepy
+soothing""".split())
+
+
+def _task_sentences(n_core: int = 12, n_other: int = 1, seed: int = 0) -> list[list[str]]:
+    """Request sentences for the task model: templates filled with lexicon words."""
+    rng = random.Random(seed)
+    emotion, _ = task_vocabulary()
+    core = [w for w in emotion if w in CORE_WORDS]
+    out = []
+    for e in emotion:
+        for _ in range(n_core if e in CORE_WORDS else n_other):
+            t = rng.choice(_TEMPLATES)
+            out.append(t.format(e=e, f=rng.choice(core)).split())
+    return out
+
+
+def build_arpa(sentences: list[list[str]], discount: float = 0.7) -> str:
+    """A bigram language model in ARPA format (absolute discounting with backoff)."""
+    uni: Counter = Counter()
+    bi: Counter = Counter()
+    for s in sentences:
+        toks = ["<s>"] + s + ["</s>"]
+        uni.update(toks)
+        bi.update(zip(toks, toks[1:]))
+    vocab = sorted(uni)
+    n_tokens = sum(c for w, c in uni.items() if w != "<s>")
+    V = len(vocab) - 1
+    p_uni = {w: (uni[w] + 1) / (n_tokens + V) for w in vocab if w != "<s>"}
+    followers: dict[str, list[str]] = {}
+    for (h, w) in bi:
+        followers.setdefault(h, []).append(w)
+    p_bi, backoff = {}, {}
+    for h, ws in followers.items():
+        ch = sum(bi[(h, w)] for w in ws)
+        for w in ws:
+            p_bi[(h, w)] = (bi[(h, w)] - discount) / ch
+        left = 1 - sum(p_bi[(h, w)] for w in ws)
+        denom = 1 - sum(p_uni.get(w, 0.0) for w in ws)
+        backoff[h] = left / denom if denom > 0 else 1e-6
+    lines = ["\\data\\", f"ngram 1={len(vocab)}", f"ngram 2={len(p_bi)}", "", "\\1-grams:"]
+    for w in vocab:
+        lp = -99.0 if w == "<s>" else math.log10(p_uni[w])
+        bo = backoff.get(w)
+        lines.append(f"{lp:.4f} {w}" + (f" {math.log10(bo):.4f}" if bo and w != "</s>" else ""))
+    lines += ["", "\\2-grams:"]
+    lines += [f"{math.log10(p):.4f} {h} {w}" for (h, w), p in sorted(p_bi.items())]
+    lines += ["", "\\end\\", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------- pocketsphinx
+
+
+class _Sphinx:
+    """Two pocketsphinx decoders (task model and generic model), built once per process."""
+
+    _lock = threading.Lock()
+    _inst: "_Sphinx | None" = None
+
+    def __init__(self) -> None:
+        try:
+            from pocketsphinx import Decoder
+        except ImportError as exc:
+            raise MoodsongError("speech recognition needs pocketsphinx: pip install pocketsphinx") from exc
+        emotion, request = task_vocabulary()
+        self.free = Decoder(samprate=SAMPLE_RATE, loglevel="FATAL")
+        # Keep only words the pronouncing dictionary knows.
+        known = {w for w in set(emotion) | set(request) if self.free.lookup_word(w)}
+        sentences = [[w for w in s if w in known] for s in _task_sentences()]
+        with tempfile.TemporaryDirectory(prefix="moodsong-lm-") as tmp:
+            lm = Path(tmp) / "task.lm"
+            lm.write_text(build_arpa([s for s in sentences if s]), encoding="ascii")
+            # A higher language weight and a small insertion penalty suit short, in-domain requests.
+            self.task = Decoder(samprate=SAMPLE_RATE, lm=str(lm), loglevel="FATAL", lw=10.0, wip=1e-4)
+        self.emotion_words = frozenset(w for w in emotion if w in known)
+
+    @classmethod
+    def get(cls) -> "_Sphinx":
+        with cls._lock:
+            if cls._inst is None:
+                cls._inst = _Sphinx()
+            return cls._inst
+
+    @staticmethod
+    def _decode(decoder, pcm: bytes) -> str:
+        decoder.start_utt()
+        decoder.process_raw(pcm, full_utt=True)
+        decoder.end_utt()
+        hyp = decoder.hyp()
+        words = (hyp.hypstr if hyp is not None else "").split()
+        # Drop fillers and alternative-pronunciation marks: "<sil>", "[noise]", "word(2)".
+        return " ".join(re.sub(r"\(\d+\)$", "", w) for w in words if not w.startswith(("<", "[")))
+
+    def transcribe(self, samples: np.ndarray) -> tuple[str, str, list[str]]:
+        pcm = (samples * 32767).astype("<i2").tobytes()
+        with self._lock:
+            task = self._decode(self.task, pcm)
+            free = self._decode(self.free, pcm)
+        text = task
+        spotted = [w for w in task.split() if w in self.emotion_words]
+        extra = [w for w in free.split() if w in self.emotion_words and w not in spotted]
+        if extra:  # feeling words only the generic model heard
+            text = (text + " " + " and ".join(extra)).strip()
+            spotted += extra
+        return text, free, spotted
+
+
+# --------------------------------------------------------------------------------------- whisper
+
+
+def _whisper_model_path(model_path: str | os.PathLike | None) -> Path | None:
+    p = model_path or os.environ.get("MOODSONG_WHISPER_MODEL")
+    return Path(p).expanduser() if p else None
+
+
+def _whisper_available(model_path) -> bool:
+    p = _whisper_model_path(model_path)
+    if p is None or not p.is_dir():
+        return False
+    try:
+        import faster_whisper  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@lru_cache(maxsize=2)
+def _whisper_model(path: str):
+    from faster_whisper import WhisperModel
+
+    return WhisperModel(path, device="cpu", compute_type="int8", local_files_only=True)
+
+
+def _whisper_transcribe(samples: np.ndarray, model_path) -> str:
+    p = _whisper_model_path(model_path)
+    if p is None:
+        raise MoodsongError("the whisper backend needs a local model folder: --whisper-model PATH "
+                            "or $MOODSONG_WHISPER_MODEL (nothing is downloaded)")
+    if not p.is_dir():
+        raise MoodsongError(f"whisper model folder not found: {p}")
+    try:
+        import faster_whisper  # noqa: F401
+    except ImportError:
+        raise MoodsongError("the whisper backend needs faster-whisper: pip install faster-whisper") from None
+    try:
+        model = _whisper_model(str(p))
+    except Exception as exc:
+        raise MoodsongError(f"cannot load the whisper model in {p}: {exc}") from None
+    segments, _info = model.transcribe(samples, beam_size=5, vad_filter=False)
+    return " ".join(s.text.strip() for s in segments).strip()
+
+
+# --------------------------------------------------------------------------------------- public
+
+
+def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
+               model_path: str | os.PathLike | None = None) -> Transcript:
+    """Recognize a spoken request.
+
+    Parameters
+    ----------
+    wav_path : path
+        Audio file (WAV/FLAC/OGG), any sample rate and channel count.
+    backend : {"auto", "pocketsphinx", "whisper"}
+    model_path : path, optional
+        Local faster-whisper model folder (default ``$MOODSONG_WHISPER_MODEL``).
+
+    Raises
+    ------
+    MoodsongError
+        Missing or non-audio file, unknown backend, or a backend that is not installed.
+    """
+    if backend not in ("auto", "pocketsphinx", "whisper"):
+        raise MoodsongError(f"unknown speech backend {backend!r}; use auto, pocketsphinx or whisper")
+    samples, sr, channels = load_audio(wav_path)
+    duration = len(samples) / SAMPLE_RATE
+    if backend == "auto":
+        backend = "whisper" if _whisper_available(model_path) else "pocketsphinx"
+    if backend == "whisper":
+        text = _whisper_transcribe(samples, model_path)
+        emotion, _ = task_vocabulary()
+        ew = set(emotion)
+        spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
+        return Transcript(text, "whisper", spotted, "", duration, sr, channels)
+    text, free, spotted = _Sphinx.get().transcribe(samples)
+    return Transcript(text, "pocketsphinx", spotted, free, duration, sr, channels)

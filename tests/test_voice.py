@@ -1,0 +1,126 @@
+"""Voice -> text: espeak-ng speaks requests, pocketsphinx hears them, the text lands in the right quadrant."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+from collections import defaultdict
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from moodsong.emotion.text import analyze_text
+from moodsong.emotion.voice import build_arpa, load_audio, transcribe
+from moodsong.errors import MoodsongError
+
+ESPEAK = shutil.which("espeak-ng")
+needs_espeak = pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (apt-get install espeak-ng)")
+
+# (request, espeak-ng voice, words per minute, expected quadrant)
+SPOKEN = [
+    ("play something sad and slow", "en-us+m3", 130, 3),
+    ("a calm peaceful piece please", "en", 175, 4),
+    ("I feel happy and excited", "en+f3", 140, 1),
+    ("a song full of fear and anger", "en-us+m3", 130, 2),
+]
+
+
+def speak(text: str, path, voice: str = "en-us+m3", speed: int = 130) -> None:
+    subprocess.run([ESPEAK, "-v", voice, "-s", str(speed), "-w", str(path), text], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@needs_espeak
+@pytest.mark.slow
+@pytest.mark.parametrize("text,voice,speed,quadrant", SPOKEN)
+def test_spoken_request_lands_in_quadrant(tmp_path, text, voice, speed, quadrant):
+    wav = tmp_path / "request.wav"
+    speak(text, wav, voice, speed)
+    t = transcribe(wav)
+    assert t.backend == "pocketsphinx" and t.sample_rate == 22050 and t.duration_s > 0.5
+    assert t.keywords_spotted, t
+    a = analyze_text(t.text, use_model=False)
+    assert a.quadrant == quadrant, (t.text, a.explain())
+
+
+@needs_espeak
+def test_any_rate_and_channels_are_resampled(tmp_path):
+    wav = tmp_path / "mono.wav"
+    speak("play something sad and slow", wav)
+    x, sr = sf.read(wav, dtype="float32")
+    from scipy.signal import resample_poly
+
+    y = resample_poly(x, 2, 1).astype(np.float32)  # 22.05 kHz -> 44.1 kHz
+    stereo = tmp_path / "stereo44k.wav"
+    sf.write(stereo, np.stack([y, 0.5 * y], axis=1), 44100, subtype="PCM_24")
+    a, sr_a, ch_a = load_audio(wav)
+    b, sr_b, ch_b = load_audio(stereo)
+    assert (sr_a, ch_a, sr_b, ch_b) == (22050, 1, 44100, 2)
+    assert abs(len(a) - len(b)) <= 2 and abs(len(a) / 16000 - len(x) / sr) < 0.01
+    t = transcribe(stereo)
+    assert t.channels == 2 and "sad" in t.keywords_spotted
+
+
+def test_non_audio_and_missing_files_are_clear_errors(tmp_path):
+    bad = tmp_path / "notes.wav"
+    bad.write_text("this is not audio at all\n")
+    with pytest.raises(MoodsongError, match="not a readable audio file"):
+        transcribe(bad)
+    with pytest.raises(MoodsongError, match="not found"):
+        transcribe(tmp_path / "missing.wav")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros((0,), np.float32), 16000)
+    with pytest.raises(MoodsongError, match="no audio"):
+        transcribe(empty)
+
+
+def test_backend_errors(tmp_path, monkeypatch):
+    wav = tmp_path / "tone.wav"
+    sf.write(wav, (0.1 * np.sin(np.arange(8000) * 0.05)).astype(np.float32), 8000)
+    monkeypatch.delenv("MOODSONG_WHISPER_MODEL", raising=False)
+    with pytest.raises(MoodsongError, match="unknown speech backend"):
+        transcribe(wav, backend="siri")
+    with pytest.raises(MoodsongError, match="whisper"):
+        transcribe(wav, backend="whisper")
+    with pytest.raises(MoodsongError, match="not found"):
+        transcribe(wav, backend="whisper", model_path=tmp_path / "no-model")
+
+
+def test_task_language_model_is_normalised():
+    sents = [s.split() for s in ["a sad song", "a happy song", "play a calm song", "sad and slow"]]
+    arpa = build_arpa(sents)
+    uni, bi, section = {}, defaultdict(dict), None
+    for line in arpa.splitlines():
+        if line.startswith("\\"):
+            section = line
+            continue
+        parts = line.split()
+        if section == "\\1-grams:" and parts:
+            uni[parts[1]] = (float(parts[0]), float(parts[2]) if len(parts) > 2 else 0.0)
+        elif section == "\\2-grams:" and parts:
+            bi[parts[1]][parts[2]] = float(parts[0])
+    assert f"ngram 1={len(uni)}" in arpa and f"ngram 2={sum(map(len, bi.values()))}" in arpa
+    words = [w for w in uni if w != "<s>"]
+    assert math.isclose(sum(10 ** uni[w][0] for w in words), 1.0, rel_tol=1e-3)
+    for h in bi:  # each history's distribution (seen bigrams + backoff) sums to one
+        total = sum(10 ** bi[h][w] if w in bi[h] else 10 ** (uni[h][1] + uni[w][0]) for w in words)
+        assert math.isclose(total, 1.0, rel_tol=1e-3), h
+
+
+@needs_espeak
+@pytest.mark.slow
+def test_cli_emotion_voice_json(tmp_path):
+    from moodsong.cli import main
+
+    wav = tmp_path / "req.wav"
+    speak("play something sad and slow", wav)
+    r = CliRunner().invoke(main, ["emotion", "--voice", str(wav), "--json", "--no-model"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["quadrant"] == 3 and d["transcript"]["backend"] == "pocketsphinx"
+    r = CliRunner().invoke(main, ["emotion", "--voice", str(tmp_path / "nope.wav")])
+    assert r.exit_code == 2 and "not found" in r.output
