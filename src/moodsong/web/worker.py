@@ -112,10 +112,10 @@ def serve_jobs(conn: Connection, model: str | None, threads: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, threads))
-    # One tiny piece end to end loads every model, the SoundFont, music21 and matplotlib,
+    # One tiny piece end to end loads every model (text included), the SoundFont, music21 and matplotlib,
     # so the first real request is as fast as the rest.
     with tempfile.TemporaryDirectory(prefix="moodsong-warmup-") as tmp:
-        outcome = run_job(tmp, {"quadrant": 1, "bars": 1, "candidates": 1, "seed": 0}, model)
+        outcome = run_job(tmp, {"prompt": "a calm and happy song", "bars": 1, "candidates": 1, "seed": 0}, model)
         if not outcome["ok"]:
             log.warning("worker warm-up failed: %s", outcome["error"])
         try:  # the speech recogniser builds its request language model on first use

@@ -220,8 +220,12 @@ function showResult(job) {
   const t = r.target || {};
   const heard = r.transcript ? `Heard “${r.transcript}”. ` : "";
   const fmt = (x) => (x >= 0 ? "+" : "") + Number(x).toFixed(2);
+  const a = r.analysis || {};
+  const words = (a.keywords || []).map((k) => (k.negated ? "not " : "") + k.word);
+  const from = words.length ? ` from the words: ${words.join(", ")}` : "";
+  const note = a.message ? ` (${a.message})` : "";
   $("explanation").textContent =
-    `${heard}Understood: ${t.label} (valence ${fmt(t.valence)}, arousal ${fmt(t.arousal)}, quadrant ${t.quadrant}).`;
+    `${heard}Understood: ${t.label} (valence ${fmt(t.valence)}, arousal ${fmt(t.arousal)}, quadrant ${t.quadrant})${from}.${note}`;
   $("player").src = r.files.audio;
   $("roll").src = r.files.png;
   $("chords").textContent = (r.chords || []).join(" | ") || "–";
