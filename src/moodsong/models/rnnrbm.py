@@ -168,27 +168,29 @@ class RNNRBM(FrameModelMixin, nn.Module):
         bv, bh = self.step_biases(v, cond)
         return free_energy(v, self.W, bv, bh), bv, bh
 
-    @torch.no_grad()
     def pretrain(self, frames: torch.Tensor, *, epochs: int = 5, lr: float = 0.01, batch_size: int = 100,
-                 k: int = 1, generator: torch.Generator | None = None, progress=None) -> None:
-        """The paper's pretraining: fit ``W``, ``b_visible``, ``b_hidden`` as a plain RBM on single frames (CD-k)."""
+                 k: int = 5, generator: torch.Generator | None = None, progress=None) -> None:
+        """The paper's pretraining: fit ``W``, ``b_visible``, ``b_hidden`` as a plain RBM on single frames.
+
+        CD-k with Adam on the same free-energy surrogate as :meth:`cd_loss` (Adam reaches in
+        10 epochs what plain SGD-CD needs many more for). ``b_visible`` starts at the
+        logit of each bit's frequency.
+        """
+        frames = frames.to(self.W.device, self.W.dtype)
         n = frames.shape[0]
-        self.b_visible.copy_(torch.logit(frames.mean(0).clamp(1e-3, 1 - 1e-3)))
+        with torch.no_grad():
+            self.b_visible.copy_(torch.logit(frames.mean(0).clamp(1e-3, 1 - 1e-3)))
+        opt = torch.optim.Adam([self.W, self.b_visible, self.b_hidden], lr=lr)
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=generator)
+            perm = torch.randperm(n, generator=generator, device=frames.device) if generator is not None else torch.randperm(n)
             for s in range(0, n, batch_size):
-                v0 = frames[perm[s:s + batch_size]]
-                ph0 = torch.sigmoid(v0 @ self.W + self.b_hidden)
-                vk = v0
-                h = torch.bernoulli(ph0, generator=generator)
-                for _ in range(k):
-                    vk = torch.bernoulli(torch.sigmoid(h @ self.W.t() + self.b_visible), generator=generator)
-                    phk = torch.sigmoid(vk @ self.W + self.b_hidden)
-                    h = torch.bernoulli(phk, generator=generator)
-                m = v0.shape[0]
-                self.W.add_((v0.t() @ ph0 - vk.t() @ phk) * (lr / m))
-                self.b_visible.add_((v0 - vk).sum(0) * (lr / m))
-                self.b_hidden.add_((ph0 - phk).sum(0) * (lr / m))
+                v = frames[perm[s:s + batch_size]]
+                neg, _ = self.gibbs(v, self.b_visible.detach(), self.b_hidden.detach(), k, generator=generator)
+                loss = (free_energy(v, self.W, self.b_visible, self.b_hidden)
+                        - free_energy(neg, self.W, self.b_visible, self.b_hidden)).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
             if progress is not None:
                 progress()
 
