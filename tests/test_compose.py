@@ -227,3 +227,26 @@ def test_cli_compose_from_prompt(tmp_path):
     assert d["target"]["quadrant"] == 1 and d["analysis"]["keywords"]
     chosen = [c for c in d["candidates"] if c["chosen"]][0]
     assert chosen["estimate"]["quadrant"] == 1
+
+
+@pytest.mark.slow
+def test_cli_compose_from_voice(tmp_path):
+    import shutil
+    import subprocess
+
+    pytest.importorskip("moodsong.emotion.voice")
+    espeak = shutil.which("espeak-ng")
+    if espeak is None:
+        pytest.skip("espeak-ng is not installed")
+    wav = tmp_path / "req.wav"
+    subprocess.run([espeak, "-v", "en-us+m3", "-s", "130", "-w", str(wav), "play something sad and slow"], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    r = CliRunner().invoke(main, ["compose", "--voice", str(wav), "--out", str(tmp_path), "--bars", "2",
+                                  "--candidates", "2", "--seed", "1", "--audio", "none", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["source"] == "voice" and d["transcript"] and d["target"]["quadrant"] == 3
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not audio")
+    r = CliRunner().invoke(main, ["compose", "--voice", str(bad), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "error:" in r.output
