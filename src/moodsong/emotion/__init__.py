@@ -286,9 +286,11 @@ class EmotionAnalysis:
                 f"sentence model (MiniLM + EmoBank head): V {self.sentence[0]:+.2f}, A {self.sentence[1]:+.2f}; "
                 f"keyword share {self.keyword_share:.0%}"
             )
+        where = f"quadrant Q{self.quadrant} ({self.quadrant_name})"
+        if self.neutral:
+            where = f"the centre of the plane (counted as Q{self.quadrant} by convention)"
         lines.append(
-            f"emotion: valence {self.valence:+.2f}, arousal {self.arousal:+.2f} -> "
-            f"'{self.label}', quadrant Q{self.quadrant} ({self.quadrant_name})"
+            f"emotion: valence {self.valence:+.2f}, arousal {self.arousal:+.2f} -> '{self.label}', {where}"
         )
         if self.message:
             lines.append(f"note: {self.message}")
