@@ -277,7 +277,7 @@ def test_results_expire(tmp_path):
 
 
 def test_rate_limit_per_client(tiny_model, tmp_path):
-    app = create_app(results_dir=tmp_path, rate_limit=2, api_rate_limit=6, model=tiny_model)
+    app = create_app(results_dir=tmp_path, rate_limit=2, api_rate_limit=6, model=tiny_model, warm_start=False)
     with TestClient(app) as c:
         # Invalid bodies still count against the compose limit (the limit comes before parsing).
         assert [c.post("/api/compose", json={"quadrant": 9}).status_code for _ in range(3)] == [422, 422, 429]
@@ -292,7 +292,8 @@ def test_rate_limit_per_client(tiny_model, tmp_path):
 
 
 def test_queue_cap_and_job_timeout(tiny_model, tmp_path):
-    app = create_app(results_dir=tmp_path, rate_limit=0, max_queue=1, job_timeout_s=0.05, model=tiny_model)
+    app = create_app(results_dir=tmp_path, rate_limit=0, max_queue=1, job_timeout_s=0.05, model=tiny_model,
+                     warm_start=False)
     with TestClient(app) as c:
         first = c.post("/api/compose", json={"quadrant": 2, "bars": 8, "candidates": 2})
         assert first.status_code == 202
@@ -304,12 +305,12 @@ def test_queue_cap_and_job_timeout(tiny_model, tmp_path):
 
 
 def test_cors_off_by_default_and_on_when_asked(tiny_model, tmp_path):
-    with TestClient(create_app(results_dir=tmp_path / "a", model=tiny_model)) as c:
+    with TestClient(create_app(results_dir=tmp_path / "a", model=tiny_model, warm_start=False)) as c:
         r = c.options("/api/compose", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in r.headers
         r = c.get("/api/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
-    app = create_app(results_dir=tmp_path / "b", model=tiny_model, cors_origins=["https://friend.example"])
+    app = create_app(results_dir=tmp_path / "b", model=tiny_model, cors_origins=["https://friend.example"], warm_start=False)
     with TestClient(app) as c:
         r = c.get("/api/health", headers={"Origin": "https://friend.example"})
         assert r.headers["access-control-allow-origin"] == "https://friend.example"
@@ -327,3 +328,11 @@ def test_broken_model_fails_the_job_with_a_clear_message(tmp_path):
 def test_serve_help():
     r = CliRunner().invoke(main, ["serve", "--help"])
     assert r.exit_code == 0 and "--host" in r.output and "--port" in r.output and "Examples" in r.output
+
+
+def test_own_temporary_results_folder_is_removed_at_shutdown(tiny_model):
+    app = create_app(model=tiny_model, warm_start=False)
+    folder = app.state.results_dir
+    with TestClient(app) as c:
+        assert c.get("/api/health").status_code == 200 and folder.is_dir()
+    assert not folder.exists()

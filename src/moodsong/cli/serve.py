@@ -17,6 +17,8 @@ from . import main
               help="Composer processes (pieces composed at once; each needs ~0.5 GB of memory).")
 @click.option("--rate-limit", type=click.FloatRange(0), default=12.0, show_default=True,
               help="Compose requests per minute per client address (0: no limit).")
+@click.option("--api-rate-limit", type=click.FloatRange(0), default=1200.0, show_default=True,
+              help="All API requests (status polls, downloads) per minute per client address (0: no limit).")
 @click.option("--max-age", type=click.FloatRange(10), default=3600.0, show_default=True,
               help="Seconds a result stays downloadable.")
 @click.option("--max-queue", type=click.IntRange(1), default=64, show_default=True,
@@ -28,7 +30,7 @@ from . import main
 @click.option("--model", type=click.Path(dir_okay=False), help="A conditional RBM (path without suffix) instead of the shipped one.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Server log detail.")
-def serve(host, port, results_dir, workers, rate_limit, max_age, max_queue, job_timeout, cors_origins, model, log_level):
+def serve(host, port, results_dir, workers, rate_limit, api_rate_limit, max_age, max_queue, job_timeout, cors_origins, model, log_level):
     """Serve the moodsong page and API: say or type a feeling in a browser, get a piece.
 
     The page is at http://HOST:PORT/ (works offline, phones included), the API
@@ -51,7 +53,8 @@ def serve(host, port, results_dir, workers, rate_limit, max_age, max_queue, job_
 
     from ..web import create_app
 
-    app = create_app(results_dir=results_dir, workers=workers, rate_limit=rate_limit, max_age_s=max_age,
+    app = create_app(results_dir=results_dir, workers=workers, rate_limit=rate_limit, api_rate_limit=api_rate_limit,
+                     max_age_s=max_age,
                      max_queue=max_queue, job_timeout_s=job_timeout, cors_origins=list(cors_origins), model=model)
     click.echo(f"moodsong: results in {app.state.results_dir}; page at http://{host}:{port}/", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,

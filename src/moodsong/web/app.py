@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import shutil
 import tempfile
 import time
 from importlib import resources
@@ -257,7 +258,7 @@ def create_app(
     workers: int = 1,
     rate_limit: float = 12.0,
     *,
-    api_rate_limit: float = 600.0,
+    api_rate_limit: float = 1200.0,
     max_age_s: float = 3600.0,
     max_queue: int = 64,
     max_pending_per_client: int = 0,
@@ -267,6 +268,7 @@ def create_app(
     max_upload_bytes: int = 4 * 1024 * 1024,
     cors_origins: list[str] | tuple[str, ...] = (),
     model: str | None = None,
+    warm_start: bool = True,
 ) -> FastAPI:
     """Build the moodsong web app.
 
@@ -297,16 +299,21 @@ def create_app(
         Origins allowed to call the API from other sites (empty: CORS off).
     model : str, optional
         A conditional RBM (path without suffix) instead of the shipped one.
+    warm_start : bool
+        Start the workers with the server and let each compose a tiny warm-up
+        piece, so the first request is fast; False starts each worker on first
+        need and loads the models during its first job.
     """
+    own_dir = results_dir is None  # a temporary folder of our own is removed at shutdown
     results_dir = Path(results_dir) if results_dir is not None else Path(tempfile.mkdtemp(prefix="moodsong-web-"))
     store = JobStore(results_dir, max_age_s=max_age_s)
-    pool = ComposerPool(workers=workers, timeout_s=job_timeout_s, model=model)
+    pool = ComposerPool(workers=workers, timeout_s=job_timeout_s, model=model, warmup=warm_start)
     tasks: set[asyncio.Task] = set()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store.sweep_disk()
-        await pool.start()
+        await pool.start(eager=warm_start)
 
         async def sweeper():
             while True:
@@ -321,6 +328,8 @@ def create_app(
             for t in list(tasks):
                 t.cancel()
             pool.stop()
+            if own_dir:
+                shutil.rmtree(results_dir, ignore_errors=True)
 
     app = FastAPI(
         title="moodsong",
@@ -373,7 +382,11 @@ def create_app(
             params["voice"] = path.name
 
         async def execute():
-            outcome = await pool.run(str(job.dir), params, on_start=lambda: store.mark_running(job))
+            try:
+                outcome = await pool.run(str(job.dir), params, on_start=lambda: store.mark_running(job))
+            except Exception:  # noqa: BLE001 - a job must always end, or it would hold a queue place
+                log.exception("job %s", job.id)
+                outcome = {"ok": False, "error": "internal error while composing; please try again"}
             store.mark_finished(job, outcome)
 
         task = asyncio.create_task(execute())

@@ -195,11 +195,13 @@ class JobStore:
 class _Worker:
     """One ``python -m moodsong.web.worker`` process and the socket to it."""
 
-    def __init__(self, model: str | None, threads: int):
+    def __init__(self, model: str | None, threads: int, warmup: bool = True):
         ours, theirs = socket.socketpair()
         cmd = [sys.executable, "-m", "moodsong.web.worker", "--fd", str(theirs.fileno()), "--threads", str(threads)]
         if model is not None:
             cmd += ["--model", str(model)]
+        if not warmup:
+            cmd += ["--no-warmup"]
         self.proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL)
         theirs.close()
         self.conn = Connection(ours.detach())
@@ -250,30 +252,35 @@ class ComposerPool:
         Longest a job may run; past it the worker is killed and replaced.
     model : str, optional
         A conditional RBM (path without suffix) instead of the shipped one.
+    warmup : bool
+        Compose a tiny piece when a worker starts, so its first real job is fast.
     """
 
-    def __init__(self, workers: int = 1, timeout_s: float = 120.0, model: str | None = None):
+    def __init__(self, workers: int = 1, timeout_s: float = 120.0, model: str | None = None, warmup: bool = True):
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        self.workers, self.timeout_s, self.model = int(workers), float(timeout_s), model
+        self.workers, self.timeout_s, self.model, self.warmup = int(workers), float(timeout_s), model, warmup
         self._threads_per_worker = max(1, (os.cpu_count() or 1) // self.workers)
         self._idle: asyncio.Queue | None = None
         self._all: list[_Worker] = []
         self._waiters = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="moodsong-wait")
 
     def _spawn(self) -> _Worker:
-        w = _Worker(self.model, self._threads_per_worker)
+        w = _Worker(self.model, self._threads_per_worker, self.warmup)
         self._all.append(w)
         return w
 
-    async def start(self) -> None:
+    async def start(self, eager: bool = True) -> None:
+        """Start the workers now (``eager``), or each on first need."""
         self._idle = asyncio.Queue()
-        for _ in range(self.workers):
+        for _ in range(self.workers if eager else 0):
             self._idle.put_nowait(self._spawn())
 
     async def run(self, job_dir: str, params: dict, on_start=None) -> dict:
         """Compose in the next free worker; ``on_start()`` is called when it begins."""
         assert self._idle is not None, "start() the pool first"
+        if self._idle.empty() and len(self._all) < self.workers:
+            self._idle.put_nowait(self._spawn())
         worker: _Worker = await self._idle.get()
         loop = asyncio.get_running_loop()
         try:

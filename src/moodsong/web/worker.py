@@ -103,22 +103,20 @@ def _instrument_name(program: int) -> str:
         return f"program {program}"
 
 
-def serve_jobs(conn: Connection, model: str | None, threads: int) -> None:
-    """A worker process: load the models once, then compose jobs from ``conn`` until told to stop."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(process)d: %(message)s")
+def _warm_up(model: str | None) -> None:
+    """Compose one tiny piece end to end and transcribe a moment of silence.
+
+    That loads every model (text included), the SoundFont, music21, matplotlib
+    and the speech recogniser's request language model, so the first real
+    request is as fast as the rest.
+    """
     import tempfile
 
-    import torch
-
-    torch.set_num_threads(max(1, threads))
-    # One tiny piece end to end loads every model (text included), the SoundFont, music21 and matplotlib,
-    # so the first real request is as fast as the rest.
     with tempfile.TemporaryDirectory(prefix="moodsong-warmup-") as tmp:
         outcome = run_job(tmp, {"prompt": "a calm and happy song", "bars": 1, "candidates": 1, "seed": 0}, model)
         if not outcome["ok"]:
             log.warning("worker warm-up failed: %s", outcome["error"])
-        try:  # the speech recogniser builds its request language model on first use
+        try:
             import numpy as np
             import soundfile as sf
 
@@ -128,6 +126,17 @@ def serve_jobs(conn: Connection, model: str | None, threads: int) -> None:
             transcribe(os.path.join(tmp, "silence.wav"))
         except Exception:  # noqa: BLE001 - voice requests will report their own errors
             pass
+
+
+def serve_jobs(conn: Connection, model: str | None, threads: int, warmup: bool = True) -> None:
+    """A worker process: (optionally) warm up, then compose jobs from ``conn`` until told to stop."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(process)d: %(message)s")
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    if warmup:
+        _warm_up(model)
     conn.send(("ready", None))
     while True:
         try:
@@ -145,8 +154,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fd", type=int, required=True, help="socket file descriptor to the server")
     parser.add_argument("--model", default=None, help="conditional RBM path without suffix")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--no-warmup", action="store_true", help="load models on the first job instead of at start")
     args = parser.parse_args(argv)
-    serve_jobs(Connection(args.fd), args.model or None, args.threads)
+    serve_jobs(Connection(args.fd), args.model or None, args.threads, warmup=not args.no_warmup)
 
 
 if __name__ == "__main__":
