@@ -7,9 +7,12 @@ training and stay quick (2 bars, 1 candidate).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
+import shutil
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +26,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from moodsong.cli import main
+from moodsong.compose import ComposeRequest
 from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
 from moodsong.web import create_app
 from moodsong.web.app import RateLimiter
@@ -106,7 +110,7 @@ def test_page_schema_and_headers(client):
 
 def test_compose_prompt_gives_midi_audio_picture_chords(client, results_dir):
     r = client.post("/api/compose", json={"prompt": "a song of hope and wonder", "tempo": 90, "instrument": 40,
-                                          "seed": 3, **QUICK})
+                                          "temperature": 1.2, "seed": 3, **QUICK})
     assert r.status_code == 202, r.text
     accepted = r.json()
     assert valid_id(accepted["id"]) and accepted["status_url"] == f"/api/results/{accepted['id']}"
@@ -117,6 +121,8 @@ def test_compose_prompt_gives_midi_audio_picture_chords(client, results_dir):
     assert "hope" in res["explanation"]
     assert len(res["chords"]) == 2 and res["key"] and res["tempo_qpm"] == 90
     assert res["instrument"]["program"] == 40
+    if "temperature" not in {f.name for f in dataclasses.fields(ComposeRequest)}:
+        assert res["ignored"] == ["temperature"]  # said, not silently dropped
     assert str(results_dir) not in json.dumps(res)  # server paths never leak
 
     midi = client.get(res["files"]["midi"])
@@ -153,18 +159,29 @@ def test_concurrent_requests_all_finish_and_seed_reproduces(client):
     assert a == b  # same request and seed, same piece
 
 
-def test_voice_upload_is_transcribed(client):
-    r = client.post("/api/compose/voice", files={"voice": ("me.wav", wav_bytes(), "audio/wav")},
+def test_voice_upload_is_transcribed(client, tmp_path):
+    espeak = shutil.which("espeak-ng")
+    if espeak is not None:  # real speech: the spoken feeling must steer the piece
+        wav = tmp_path / "request.wav"
+        subprocess.run([espeak, "-v", "en-us+m3", "-s", "130", "-w", str(wav), "play something sad and slow"],
+                       check=True, capture_output=True)
+        data = wav.read_bytes()
+    else:
+        data = wav_bytes()
+    r = client.post("/api/compose/voice", files={"voice": ("me.wav", data, "audio/wav")},
                     data={"bars": "2", "candidates": "1", "seed": "1"})
     assert r.status_code == 202, r.text
     job = wait_done(client, r.json()["status_url"])
-    # A tone carries no words: either a neutral piece or a clear "no speech" message, never a crash.
-    if job["status"] == "done":
-        assert job["result"]["source"] == "voice" and job["result"]["transcript"] is not None
+    if espeak is not None:
+        assert job["status"] == "done", job
+        res = job["result"]
+        assert res["source"] == "voice" and "sad" in res["transcript"] and res["target"]["quadrant"] == 3
+    elif job["status"] == "done":  # a tone carries no words: a neutral piece or a clear message, never a crash
+        assert job["result"]["source"] == "voice"
     else:
         assert "speech" in job["error"]
-    job_dir = next(p for p in client.app.state.results_dir.iterdir() if p.name == r.json()["id"])
-    assert not list(job_dir.glob("voice.*"))  # the recording is deleted once heard
+    job_dir = client.app.state.results_dir / r.json()["id"]
+    assert job_dir.is_dir() and not list(job_dir.glob("voice.*"))  # the recording is deleted once heard
 
 
 # -- bad input: 4xx with one clear message ----------------------------------------------------
