@@ -178,10 +178,13 @@ def prepare_shards(
         if not buf["files"]:
             return
         stem = f"shard-{next_id:06d}"
-        flat = np.concatenate(rolls) if rolls else np.zeros((0, config.width), np.uint8)
         with atomic_path(folder / f"{stem}.npy") as tmp:
             with open(tmp, "wb") as fh:
-                np.save(fh, flat)
+                # the .npy header, then piece after piece: no concatenated copy of the shard in memory
+                shape = (sum(r.shape[0] for r in rolls), config.width)
+                np.lib.format.write_array_header_1_0(fh, {"descr": "|u1", "fortran_order": False, "shape": shape})
+                for r in rolls:
+                    fh.write(np.ascontiguousarray(r, np.uint8).data)
         # The manifest goes last: its presence is what marks the shard (and its files) done.
         write_text_atomic(folder / f"{stem}.json", json.dumps(buf))
         if on_shard is not None:
@@ -208,8 +211,7 @@ def prepare_shards(
             flush()
 
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    chunks = [todo[i: i + files_per_task] for i in range(0, len(todo), files_per_task)]
-    tasks = ((kind, c, config) for c in chunks)
+    tasks = ((kind, todo[i: i + files_per_task], config) for i in range(0, len(todo), files_per_task))
     if workers <= 1:
         for t in tasks:
             for rel, res in _parse_chunk(t):
