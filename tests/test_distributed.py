@@ -121,3 +121,27 @@ def test_distributed_cd_update_in_one_process_is_rbm_cd_update():
         assert torch.equal(na, nb)
     for k, t in a.state_dict().items():
         torch.testing.assert_close(t, b.state_dict()[k], rtol=1e-5, atol=1e-7)
+
+
+def test_wavenet_bf16_autocast_is_numerically_safe():
+    """The mixed precision used on GPUs (bf16 autocast) keeps WaveNet-NADE's loss and gradients close to float32."""
+    from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
+
+    torch.manual_seed(0)
+    m = WaveNetNADE(WaveNetConfig(**WAVENET))
+    v = (torch.rand(4, 40, 88) < 0.1).float()
+    mask = torch.ones(4, 40, dtype=torch.bool)
+    mask[1, 30:] = False
+    loss32 = m.loss(v, mask)
+    loss32.backward()
+    g32 = {n: p.grad.clone() for n, p in m.named_parameters() if p.grad is not None}
+    m.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss16 = m.loss(v, mask)
+    loss16.backward()
+    assert loss16.dtype == torch.float32
+    torch.testing.assert_close(loss16, loss32, rtol=1e-3, atol=0)
+    for n, g in g32.items():
+        g16 = dict(m.named_parameters())[n].grad
+        assert g16.dtype == torch.float32
+        assert (g16 - g).norm() <= 0.05 * g.norm() + 1e-8, n
