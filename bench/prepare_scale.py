@@ -2,7 +2,7 @@
 
 Builds a corpus of thousands of MIDI files in a temporary folder: seed pieces (EMOPIA and the pop
 MIDI set from ../shared/data when present, else Bach chorales from music21's corpus converted to
-MIDI) plus transposed copies of them (symusic ``shift_pitch``, -5..+6 semitones). For each size it
+MIDI) plus transposed copies of them (symusic ``shift_pitch``, -8..+8 semitones). For each size it
 prepares, in a fresh process each, interleaved:
 
 - ``shards``  ``moodsong.shards.prepare_shards`` (streaming, bounded in-flight work, shards of 500 pieces);
@@ -12,7 +12,7 @@ both with the same number of worker processes, and prints wall time, files/s, th
 peak RSS and the largest worker's peak RSS. Cost should grow linearly with files for both; the
 sharded main process's memory should stay flat while the in-memory one grows with the corpus.
 
-    python bench/prepare_scale.py                       # sizes 1000 2000 4000 8000
+    python bench/prepare_scale.py                       # sizes 1000 2000 4000 8000 16000
     python bench/prepare_scale.py --sizes 500 1000 --workers 2
 """
 
@@ -106,7 +106,7 @@ def run(method: str, src: Path, out: Path, workers: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 2000, 4000, 8000, 16000])
     ap.add_argument("--workers", type=int, default=min(os.cpu_count() or 1, 8))
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
