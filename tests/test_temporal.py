@@ -236,3 +236,18 @@ def test_wavenet_learns_jsb_chorales(shared_data, tmp_path):
     _, history = train_sequence_model("wavenet", train, valid, tmp_path / "jsb", mc,
                                       TemporalTrainConfig(epochs=4, batch_size=4, lr=5e-3), progress=False)
     assert history[-1]["val_nll"] < history[0]["val_nll"] < 61  # 61 = 88 log 2, a coin flip per key
+
+
+@pytest.mark.parametrize("stem", ["jsb_wavenet", "jsb_rnnrbm", "pop_wavenet"])
+def test_shipped_models_load_and_generate(stem):
+    from importlib import resources
+
+    from moodsong.generate import load_model
+
+    path = resources.files("moodsong") / "data" / f"{stem}.json"
+    if not path.is_file():
+        pytest.skip(f"{stem} is not shipped")
+    model, meta = load_model(str(path))
+    roll = model.generate_roll(24, generator=torch.Generator().manual_seed(0), **({"gibbs_steps": 5} if stem == "jsb_rnnrbm" else {}))
+    assert roll.shape == (24, model.config.pianoroll.width)
+    assert roll[:, : model.config.pianoroll.num_pitches].sum() > 0  # a trained model does not fall silent
