@@ -54,11 +54,10 @@ def main() -> int:
     args = ap.parse_args()
 
     if args.emopia:
-        from moodsong.emotion.music import load_emopia
+        from moodsong.emotion.music import emopia_clips
 
-        names, X, q, split = load_emopia(Path(args.emopia))
-        va = np.array(split) == "valid"
-        acc = MusicEmotionEstimator.load_default().score(X[va], q[va])
+        names, notes, q, split = emopia_clips(Path(args.emopia), only="valid")
+        acc = MusicEmotionEstimator.load_default().score_pieces(notes, q)  # features + CNN blend
         print(f"EMOPIA valid ({acc['n']} clips): 4Q {acc['quadrant']:.3f}  valence {acc['valence']:.3f}  arousal {acc['arousal']:.3f}")
 
     model = load_conditional_model()

@@ -24,6 +24,13 @@ binary valence (Q1, Q4 vs Q2, Q3) and arousal (Q1, Q2 vs Q3, Q4) logistic
 models. Continuous valence/arousal in [-1, 1] are ``2 p - 1`` of the binary
 heads. The fitted model is a few kB of JSON shipped in ``moodsong/data``.
 
+Optionally (and in the shipped model) a small temporal CNN over frame features
+(:mod:`moodsong.emotion.music_cnn`) hears how the music moves; when a piece's
+notes are given (``predict_notes`` / ``predict_score`` / ``predict_file`` /
+``predict_pieces``), its quadrant probabilities are blended with the feature
+model's (weight ``sequence_weight``). ``predict_features`` / ``score`` read the
+feature heads only, since a feature row has no notes in it.
+
 Example
 -------
 >>> est = MusicEmotionEstimator.load_default()        # doctest: +SKIP
@@ -54,6 +61,7 @@ __all__ = [
     "NoteArrays",
     "score_notes",
     "music_features",
+    "emopia_clips",
     "key_estimate",
     "DEFAULT_MODEL",
 ]
@@ -302,10 +310,15 @@ class MusicEmotionEstimator:
     ----------
     l2 : float
         L2 penalty of the logistic heads (on standardised features).
+
+    sequence_weight : float
+        Weight of the sequence model's probabilities in the blend (0..1), when it has one.
     """
 
-    def __init__(self, l2: float = 0.02):
+    def __init__(self, l2: float = 0.02, sequence_weight: float = 0.5):
         self.l2 = l2
+        self.sequence_weight = sequence_weight
+        self.sequence_ = None  # a music_cnn.MusicCNNEnsemble, set by fit_sequence or load
         self.mean_: np.ndarray | None = None
         self.scale_: np.ndarray | None = None
         self.w_quadrant_: np.ndarray | None = None
@@ -324,6 +337,17 @@ class MusicEmotionEstimator:
         self.w_quadrant_ = _fit_logistic(Z, q, 4, self.l2)
         self.w_valence_ = _fit_logistic(Z, np.isin(q, (0, 3)).astype(np.int64), 2, self.l2)
         self.w_arousal_ = _fit_logistic(Z, np.isin(q, (0, 1)).astype(np.int64), 2, self.l2)
+        return self
+
+    def fit_sequence(self, pieces: Sequence[NoteArrays], quadrants: Sequence[int], config=None, seeds: int = 3,
+                     progress: bool = False) -> "MusicEmotionEstimator":
+        """Train the temporal CNN (an ensemble of ``seeds`` members) on pieces' notes and labels 1..4."""
+        from .music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
+
+        config = config or MusicCNNConfig()
+        arrays = [(n.onset, n.duration, n.pitch, n.velocity) for n in pieces]
+        nets = [fit_music_cnn(arrays, quadrants, config, seed=s, progress=progress) for s in range(seeds)]
+        self.sequence_ = MusicCNNEnsemble(nets, config)
         return self
 
     def _check(self) -> None:
@@ -346,10 +370,36 @@ class MusicEmotionEstimator:
             "probabilities": probs,
         }
 
+    def _blend(self, notes: NoteArrays, f: np.ndarray) -> dict[str, np.ndarray]:
+        out = self.predict_features(f[None])
+        if self.sequence_ is None or self.sequence_weight <= 0:
+            return out
+        w = self.sequence_weight
+        pc = self.sequence_.predict_proba(notes.onset, notes.duration, notes.pitch, notes.velocity)
+        probs = (1 - w) * out["probabilities"][0] + w * pc
+        # Valence/arousal: the binary feature heads blended with the CNN's marginals (Q1+Q4, Q1+Q2).
+        pv = (1 - w) * (out["valence"][0] + 1) / 2 + w * (pc[0] + pc[3])
+        pa = (1 - w) * (out["arousal"][0] + 1) / 2 + w * (pc[0] + pc[1])
+        return {
+            "valence": np.array([2 * pv - 1]),
+            "arousal": np.array([2 * pa - 1]),
+            "quadrant": np.array([int(probs.argmax()) + 1]),
+            "probabilities": probs[None],
+        }
+
+    def predict_pieces(self, pieces: Sequence[NoteArrays]) -> dict[str, np.ndarray]:
+        """Like :meth:`predict_features`, for pieces' notes (uses the sequence model when there is one)."""
+        outs = [self._blend(n, music_features(n)) for n in pieces]
+        return {k: np.concatenate([o[k] for o in outs]) for k in ("valence", "arousal", "quadrant", "probabilities")}
+
+    def score_pieces(self, pieces: Sequence[NoteArrays], quadrants: Sequence[int]) -> dict[str, float]:
+        """Like :meth:`score`, for pieces' notes (uses the sequence model when there is one)."""
+        return self._accuracies(self.predict_pieces(pieces), quadrants)
+
     def predict_notes(self, notes: NoteArrays) -> MusicEmotion:
         """Estimate the emotion of one piece given as :class:`NoteArrays`."""
         f = music_features(notes)
-        out = self.predict_features(f[None])
+        out = self._blend(notes, f)
         return MusicEmotion(
             valence=float(out["valence"][0]),
             arousal=float(out["arousal"][0]),
@@ -368,8 +418,11 @@ class MusicEmotionEstimator:
 
     def score(self, X: np.ndarray, quadrants: Sequence[int]) -> dict[str, float]:
         """Accuracies on labelled data: ``quadrant`` (4-way), ``valence`` and ``arousal`` (binary)."""
+        return self._accuracies(self.predict_features(X), quadrants)
+
+    @staticmethod
+    def _accuracies(out: dict, quadrants: Sequence[int]) -> dict[str, float]:
         q = np.asarray(quadrants, np.int64)
-        out = self.predict_features(X)
         v_true = np.isin(q, (1, 4))
         a_true = np.isin(q, (1, 2))
         return {
@@ -380,7 +433,7 @@ class MusicEmotionEstimator:
         }
 
     # -- persistence ------------------------------------------------------
-    def to_dict(self) -> dict:
+    def to_dict(self, sequence_file: str | None = None) -> dict:
         self._check()
         return {
             "model_type": "music_emotion_logistic",
@@ -391,6 +444,8 @@ class MusicEmotionEstimator:
             "w_quadrant": self.w_quadrant_.tolist(),
             "w_valence": self.w_valence_.tolist(),
             "w_arousal": self.w_arousal_.tolist(),
+            "sequence_model": sequence_file,
+            "sequence_weight": self.sequence_weight,
             "info": self.info_,
         }
 
@@ -398,7 +453,7 @@ class MusicEmotionEstimator:
     def from_dict(cls, d: dict) -> "MusicEmotionEstimator":
         if d.get("model_type") != "music_emotion_logistic" or list(d.get("features", [])) != list(FEATURE_NAMES):
             raise MoodsongError("not a music-emotion model of this moodsong version (feature list differs)")
-        est = cls(l2=float(d["l2"]))
+        est = cls(l2=float(d["l2"]), sequence_weight=float(d.get("sequence_weight", 0.5)))
         est.mean_ = np.asarray(d["mean"])
         est.scale_ = np.asarray(d["scale"])
         est.w_quadrant_ = np.asarray(d["w_quadrant"])
@@ -408,9 +463,24 @@ class MusicEmotionEstimator:
         return est
 
     def save(self, path: str | os.PathLike) -> Path:
+        """JSON at ``path``; a sequence model goes next to it as ``<stem>_cnn.safetensors``."""
         path = Path(path)
-        write_text_atomic(path, json.dumps(self.to_dict(), indent=1))
+        seq = None
+        if self.sequence_ is not None:
+            seq = path.stem + "_cnn.safetensors"
+            self.sequence_.save(path.with_name(seq))
+        write_text_atomic(path, json.dumps(self.to_dict(seq), indent=1))
         return path
+
+    def _load_sequence(self, d: dict, folder) -> "MusicEmotionEstimator":
+        if d.get("sequence_model"):
+            from .music_cnn import MusicCNNEnsemble
+
+            try:
+                self.sequence_ = MusicCNNEnsemble.load(folder / d["sequence_model"])
+            except Exception as exc:  # missing or corrupt weights file: a user-facing error
+                raise MoodsongError(f"cannot read the music-emotion sequence model {d['sequence_model']} ({exc})") from None
+        return self
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "MusicEmotionEstimator":
@@ -418,23 +488,26 @@ class MusicEmotionEstimator:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise MoodsongError(f"{path}: cannot read music-emotion model ({exc})") from None
-        return cls.from_dict(d)
+        return cls.from_dict(d)._load_sequence(d, Path(path).parent)
 
     @classmethod
     def load_default(cls) -> "MusicEmotionEstimator":
         """The estimator shipped with moodsong (trained on EMOPIA's train split)."""
-        ref = resources.files("moodsong") / "data" / DEFAULT_MODEL
-        return cls.from_dict(json.loads(ref.read_text(encoding="utf-8")))
+        folder = resources.files("moodsong") / "data"
+        d = json.loads((folder / DEFAULT_MODEL).read_text(encoding="utf-8"))
+        with resources.as_file(folder) as path:
+            return cls.from_dict(d)._load_sequence(d, Path(path))
 
 
 # -- EMOPIA ------------------------------------------------------------------
 
 
-def load_emopia(root: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
-    """Read EMOPIA: ``(clip names, feature matrix, quadrant labels, split per clip)``.
+def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list[str], list[NoteArrays], np.ndarray, list[str]]:
+    """Read EMOPIA's notes: ``(clip names, notes per clip, quadrant labels, split per clip)``.
 
     ``root`` holds ``midis/``, ``label.csv`` and ``split.csv``. Clips that cannot
-    be read are skipped. Feature extraction runs with a progress bar.
+    be read or have fewer than 4 notes are skipped; ``only="valid"`` (or
+    ``"train"``) reads that split alone.
     """
     import csv
 
@@ -447,16 +520,29 @@ def load_emopia(root: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndar
         labels = {r["ID"]: int(r["4Q"]) for r in csv.DictReader(f)}
     with open(root / "split.csv", newline="") as f:
         splits = {Path(r["clip"]).stem: r["split"] for r in csv.DictReader(f)}
-    names, feats, quads, sp = [], [], [], []
-    for name in tqdm(sorted(splits), desc="EMOPIA features", unit="clip"):
+    names, notes, quads, sp = [], [], [], []
+    for name in tqdm(sorted(splits), desc="EMOPIA clips", unit="clip"):
         path = root / "midis" / f"{name}.mid"
-        if name not in labels or not path.is_file():
+        if name not in labels or not path.is_file() or (only is not None and splits[name] != only):
             continue
         try:
-            feats.append(music_features(score_notes(read_score(path))))
+            n = score_notes(read_score(path))
         except MoodsongError:
             continue
+        if len(n) < 4:
+            continue
         names.append(name)
+        notes.append(n)
         quads.append(labels[name])
         sp.append(splits[name])
-    return names, np.array(feats), np.array(quads), sp
+    return names, notes, np.array(quads), sp
+
+
+def load_emopia(root: str | os.PathLike) -> tuple[list[str], np.ndarray, np.ndarray, list[str]]:
+    """Read EMOPIA: ``(clip names, feature matrix, quadrant labels, split per clip)``.
+
+    ``root`` holds ``midis/``, ``label.csv`` and ``split.csv``. Clips that cannot
+    be read are skipped.
+    """
+    names, notes, quads, sp = emopia_clips(root)
+    return names, np.array([music_features(n) for n in notes]), quads, sp
