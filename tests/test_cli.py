@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from moodsong.cli import main
-from moodsong.generate import default_model_path
+from moodsong.generate import SHIPPED_MODELS
 from moodsong.pianoroll import held, midi_to_roll, write_midi
 
 
@@ -76,11 +76,13 @@ def test_prepare_train_generate_info(songs, tmp_path):
     assert r.exit_code == 2 and "--resume" in r.output
 
 
-@pytest.mark.skipif(not default_model_path().exists(), reason="the shipped default model is not built yet")
-def test_generate_with_the_shipped_model(tmp_path):
-    res = run("generate", "--out", tmp_path, "--bars", 2, "--seed", 1, "--audio", "none", "--no-picture")
+@pytest.mark.parametrize("name", [None, *SHIPPED_MODELS])
+def test_generate_with_each_shipped_model(tmp_path, name):
+    args = ["generate", "--out", tmp_path, "--bars", 2, "--seed", 1, "--audio", "none", "--no-picture"]
+    res = run(*args, *([] if name is None else ["--model", name]))
     assert "chords" in res.output
-    assert held(midi_to_roll(tmp_path / "piece.mid")).sum() > 0
+    roll = midi_to_roll(tmp_path / "piece.mid")
+    assert held(roll).sum() > 0
 
 
 def test_user_errors_are_one_clear_line(tmp_path):

@@ -25,20 +25,36 @@ from .errors import MoodsongError
 from .models.rbm import RBM
 from .pianoroll import PianoRollConfig, canonicalize
 
-#: Stem of the model shipped inside the package (``<stem>.json`` + ``<stem>.safetensors``).
-DEFAULT_MODEL_STEM = "default_model"
+#: Models shipped inside the package: name -> file stem in ``moodsong/data`` (``<stem>.json`` + ``.safetensors``).
+SHIPPED_MODELS = {
+    "pop-wavenet": "pop_wavenet",  # WaveNet-NADE on note-state frames (16th notes, 78 pitches): whole pieces
+    "bach-rbm": "bach_rbm",  # the demo's RBM and hyperparameters, trained on the Bach chorales
+    "jsb-wavenet": "jsb_wavenet",  # WaveNet-NADE on JSB Chorales (quarter notes, 88 keys): best benchmark NLL
+    "jsb-rnnrbm": "jsb_rnnrbm",  # RNN-RBM on JSB Chorales
+}
+#: The model ``moodsong generate`` uses when none is named: the best temporal model in the product's format.
+DEFAULT_MODEL = "pop-wavenet"
 
 
 def default_model_path() -> Path:
     """Path of the shipped default model's JSON config."""
-    return Path(str(resources.files("moodsong") / "data" / f"{DEFAULT_MODEL_STEM}.json"))
+    return shipped_model_path(DEFAULT_MODEL)
+
+
+def shipped_model_path(name: str) -> Path:
+    return Path(str(resources.files("moodsong") / "data" / f"{SHIPPED_MODELS[name]}.json"))
 
 
 def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Load a model checkpoint, or the shipped default when ``path`` is None."""
-    path = default_model_path() if path is None else Path(path)
+    """Load a checkpoint by path, a shipped model by name (see :data:`SHIPPED_MODELS`), or the default."""
+    if path is None:
+        path = default_model_path()
+    elif str(path) in SHIPPED_MODELS:
+        path = shipped_model_path(str(path))
+    path = Path(path)
     if not checkpoint_paths(path)[1].exists():
-        raise MoodsongError(f"{path}: no model checkpoint there (expected {checkpoint_paths(path)[1].name})")
+        names = ", ".join(SHIPPED_MODELS)
+        raise MoodsongError(f"{path}: no model checkpoint there (expected {checkpoint_paths(path)[1].name}; shipped models: {names})")
     model, meta, _ = load_checkpoint(path, map_location=device)
     model.eval()
     return model, meta

@@ -16,7 +16,7 @@ from ..pianoroll import midi_to_roll, roll_to_score, write_midi
 
 @main.command()
 @click.option("--out", "out", default="songs", show_default=True, type=click.Path(file_okay=False), help="Folder for the pieces.")
-@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint (model.json); default: the shipped model.")
+@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint (model.json) or a shipped model: pop-wavenet (default), bach-rbm, jsb-wavenet, jsb-rnnrbm.")
 @click.option("--bars", default=8, show_default=True, help="Length of each piece in 4/4 bars.")
 @click.option("--pieces", default=1, show_default=True, help="Number of pieces.")
 @click.option("--tempo", default=110.0, show_default=True, help="Tempo in quarter notes per minute.")
@@ -42,6 +42,7 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
       moodsong generate --out songs/
       moodsong generate --bars 16 --pieces 3 --tempo 90 --seed 7 --out songs/
       moodsong generate --model runs/pop/model.json --program 24 --out songs/   # nylon guitar
+      moodsong generate --model bach-rbm --fragments --out songs/   # the demo's RBM, with its raw fragments
       moodsong generate --primer start.mid --bars 8 --out songs/
       moodsong generate --audio flac --soundfont MyPiano.sf2 --out songs/
     """
