@@ -43,6 +43,7 @@ from .models.rnnrbm import RNNRBM, RNNRBMConfig
 from .models.wavenet import WaveNetConfig, WaveNetNADE
 from .models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
 from .pianoroll import PianoRollConfig, midi_to_roll
+from .train import resolve_device
 
 MODELS = {"rnnrbm": (RNNRBM, RNNRBMConfig), "wavenet": (WaveNetNADE, WaveNetConfig)}
 
@@ -135,14 +136,6 @@ class TemporalTrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise MoodsongError("--device cuda was asked for but no CUDA device is available")
-    return torch.device(device)
 
 
 def build_model(model_type: str, **config) -> torch.nn.Module:

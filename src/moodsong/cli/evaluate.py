@@ -41,7 +41,7 @@ def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_step
     from ..checkpoint import load_checkpoint
     from ..errors import MoodsongError
     from ..evaluate import evaluate_model, load_benchmark, model_representation
-    from ..train_temporal import resolve_device
+    from ..train import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
