@@ -52,11 +52,18 @@ def save_checkpoint(
     path: str | os.PathLike,
     *,
     extra_tensors: dict[str, torch.Tensor] | None = None,
+    dtype: torch.dtype | None = None,
     **meta: Any,
 ) -> Path:
-    """Save ``model`` (its ``state_dict``) and metadata. Returns the JSON path."""
+    """Save ``model`` (its ``state_dict``) and metadata. Returns the JSON path.
+
+    ``dtype`` (e.g. ``torch.float16``) stores floating-point weights smaller, for shipped models;
+    loading casts them back to the model's own precision.
+    """
     weights, cfg = checkpoint_paths(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     for k, v in (extra_tensors or {}).items():
         tensors[f"__state__.{k}"] = v.detach().cpu().contiguous()
     with atomic_path(weights) as tmp:

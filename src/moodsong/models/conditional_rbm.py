@@ -22,7 +22,6 @@ is how weak labels from the music-emotion estimator enter.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import BadCheckpointError
-from ..fileio import atomic_path, write_text_atomic
+from ..checkpoint import load_checkpoint, register_model_type, save_checkpoint
 from ..pianoroll import PianoRollConfig
 
 
@@ -172,33 +171,20 @@ class ConditionalRBM(nn.Module):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike, *, dtype: torch.dtype = torch.float16, extra: dict | None = None) -> Path:
-        """Write ``<path>.safetensors`` + ``<path>.json`` (config), atomically. ``path`` has no suffix."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        tensors = {k: v.detach().to(dtype).contiguous() for k, v in self.state_dict().items()}
-        with atomic_path(path.with_suffix(".safetensors")) as tmp:
-            save_file(tensors, str(tmp))
-        meta = {"model_type": self.model_type, "config": self.config.to_dict(), **(extra or {})}
-        write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=1))
-        return path
+        """Write ``<path>.safetensors`` + ``<path>.json`` (a moodsong checkpoint), atomically."""
+        save_checkpoint(self, path, dtype=dtype, **(extra or {}))
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> tuple["ConditionalRBM", dict]:
         """Read a model written by :meth:`save`; returns ``(model, metadata)``."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        try:
-            meta = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
-            if meta.get("model_type") != cls.model_type:
-                raise ValueError(f"model_type is {meta.get('model_type')!r}")
-            model = cls(ConditionalRBMConfig.from_dict(meta["config"]))
-            state = {k: v.float() for k, v in load_file(str(path.with_suffix(".safetensors"))).items()}
-            model.load_state_dict(state)
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            raise BadCheckpointError(f"{path}: not a readable conditional RBM ({exc})") from None
+        model, meta, _ = load_checkpoint(path)
+        if not isinstance(model, cls):
+            raise BadCheckpointError(f"{path}: a {meta['model_type']} checkpoint, not a conditional RBM")
         return model, meta
+
+
+register_model_type(ConditionalRBM.model_type, lambda d: ConditionalRBM(ConditionalRBMConfig.from_dict(d)))
 
 
 def condition_vector(valence: float, arousal: float, sharpness: float = 4.0) -> np.ndarray:
