@@ -12,7 +12,7 @@ note (``steps_per_quarter=4``) and 78 pitches starting at MIDI 24 (C1..F7).
 Steps are musical time (quarter notes), so meters and tempo changes never
 disturb the grid; tempo is chosen again when writing back.
 
-MIDI I/O uses symusic (a C++ parser, ~100x faster than a Python tick loop; see
+MIDI I/O uses symusic (a C++ parser; the whole path is 70-180x faster than the demo's tick loop, see
 ``bench/parse.py``).
 """
 
