@@ -250,3 +250,13 @@ def test_cli_compose_from_voice(tmp_path):
     bad.write_text("not audio")
     r = CliRunner().invoke(main, ["compose", "--voice", str(bad), "--out", str(tmp_path)])
     assert r.exit_code == 2 and "error:" in r.output
+
+
+def test_temperature_reaches_the_sampler():
+    from moodsong.compose import generate_candidates
+
+    def notes(t):
+        _, (c,) = generate_candidates(0.6, 0.6, bars=2, count=1, seed=4, steer=False, temperature=t)
+        return sum(len(tr.notes) for tr in c.score.tracks)
+
+    assert notes(2.5) > notes(0.5)

@@ -7,7 +7,6 @@ training and stay quick (2 bars, 1 candidate).
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -26,7 +25,6 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from moodsong.cli import main
-from moodsong.compose import ComposeRequest
 from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
 from moodsong.web import create_app
 from moodsong.web.app import RateLimiter
@@ -121,8 +119,7 @@ def test_compose_prompt_gives_midi_audio_picture_chords(client, results_dir):
     assert "hope" in res["explanation"]
     assert len(res["chords"]) == 2 and res["key"] and res["tempo_qpm"] == 90
     assert res["instrument"]["program"] == 40
-    if "temperature" not in {f.name for f in dataclasses.fields(ComposeRequest)}:
-        assert res["ignored"] == ["temperature"]  # said, not silently dropped
+    assert "ignored" not in res  # temperature reaches the composer
     assert str(results_dir) not in json.dumps(res)  # server paths never leak
 
     midi = client.get(res["files"]["midi"])

@@ -80,6 +80,8 @@ class ComposeRequest:
         Apply surface steering (off only for experiments on the bare model).
     strength : float
         Condition scale of the conditional RBM (see :func:`~moodsong.models.conditional_rbm.sample_roll`).
+    temperature : float
+        Sampling temperature: above 1 wilder, below 1 safer.
     voice_backend, whisper_model
         Speech recogniser for ``voice`` (see :func:`moodsong.emotion.voice.transcribe`).
     """
@@ -100,6 +102,7 @@ class ComposeRequest:
     model: str | os.PathLike | None = None
     steer: bool = True
     strength: float = DEFAULT_STRENGTH
+    temperature: float = 1.0
     voice_backend: str = "auto"
     whisper_model: str | os.PathLike | None = None
 
@@ -268,6 +271,7 @@ def generate_candidates(
     model: ConditionalRBM | None = None,
     steer: bool = True,
     strength: float = DEFAULT_STRENGTH,
+    temperature: float = 1.0,
     estimator: MusicEmotionEstimator | None = None,
 ) -> tuple[SurfaceParams, list[Candidate]]:
     """Sample ``count`` pieces for a target and judge each with the estimator (nothing is written).
@@ -284,7 +288,7 @@ def generate_candidates(
     for i in range(count):
         s = seed + i
         g = torch.Generator().manual_seed(s)
-        roll = sample_roll(model, cond, bars * STEPS_PER_BAR, strength=strength, generator=g)
+        roll = sample_roll(model, cond, bars * STEPS_PER_BAR, strength=strength, temperature=temperature, generator=g)
         if steer:
             score, info = apply_surface(roll, surface, cfg, rng=np.random.default_rng(s))
         else:
@@ -321,7 +325,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
     seed = int(np.random.SeedSequence().entropy % 2**31) if request.seed is None else int(request.seed)
     surface, cands = generate_candidates(
         analysis.valence, analysis.arousal, bars=request.bars, count=request.candidates, seed=seed,
-        model=model, steer=request.steer, strength=request.strength,
+        model=model, steer=request.steer, strength=request.strength, temperature=request.temperature,
     )
     usable = [c for c in cands if c.score is not None]
     if not usable:

@@ -22,6 +22,8 @@ from . import main
               help="Pieces generated; the music-emotion estimator keeps the closest to the target.")
 @click.option("--keep", type=click.IntRange(1, 64), default=1, show_default=True, help="How many of the best candidates to write.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed and request, same piece).")
+@click.option("--temperature", type=click.FloatRange(0.1, 4.0), default=1.0, show_default=True,
+              help="Sampling temperature: above 1 wilder, below 1 safer.")
 @click.option("--stem", default="moodsong", show_default=True, help="File name stem: STEM.mid, STEM.wav, STEM.png.")
 @click.option("--audio", "audio_format", type=click.Choice(["wav", "flac", "ogg", "mp3", "none"]), default="wav",
               show_default=True, help="Audio format, or none.")
@@ -31,8 +33,8 @@ from . import main
               help="Speech recognizer for --voice.")
 @click.option("--whisper-model", type=click.Path(file_okay=False), help="Local faster-whisper model folder for --voice (never downloaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
-def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, candidates, keep, seed, stem, audio_format,
-            no_picture, model, backend, whisper_model, as_json):
+def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, candidates, keep, seed, temperature, stem,
+            audio_format, no_picture, model, backend, whisper_model, as_json):
     """Compose a piece that fits a feeling, and say what was understood and made.
 
     The feeling comes from PROMPT (English or Chinese), a spoken --voice file,
@@ -58,7 +60,7 @@ def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, candidates
         prompt=prompt, voice=voice, valence=valence, arousal=arousal, quadrant=quadrant, bars=bars,
         candidates=candidates, keep=keep, seed=seed, out_dir=out_dir, stem=stem,
         audio=None if audio_format == "none" else audio_format, picture=not no_picture, model=model,
-        voice_backend=backend, whisper_model=whisper_model,
+        voice_backend=backend, whisper_model=whisper_model, temperature=temperature,
     )
     result = run_compose(req)
     if as_json:

@@ -84,8 +84,6 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
             f"target ({result.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}")
         program = int(score.tracks[0].program) if len(score.tracks) else result.surface.program
         out["instrument"] = {"program": program, "name": _instrument_name(program)}
-        if "temperature" in overrides:
-            out["ignored"] = ["temperature"]  # this composer samples at its own temperature
         return {"ok": True, "result": out}
     except MoodsongError as exc:
         return {"ok": False, "error": str(exc)}
