@@ -181,7 +181,7 @@ def test_compose_writes_outputs_and_is_reproducible(tmp_path):
     # The chosen candidate is the best by the selection rule.
     best = min(res.candidates, key=lambda c: c.distance - c.target_probability)
     assert res.chosen[0] is best
-    again = compose(ComposeRequest(quadrant=3, bars=4, candidates=3, seed=7, out_dir=tmp_path / "b", audio=None))
+    compose(ComposeRequest(quadrant=3, bars=4, candidates=3, seed=7, out_dir=tmp_path / "b", audio=None))
     assert (tmp_path / "a" / "moodsong.mid").read_bytes() == (tmp_path / "b" / "moodsong.mid").read_bytes()
 
 

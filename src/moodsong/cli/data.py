@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from . import main
-from ..corpus import BUILTIN, load_corpus
+from ..corpus import load_corpus
 from ..errors import MoodsongError
 from ..pianoroll import PianoRollConfig
 

@@ -23,7 +23,7 @@ is how weak labels from the music-emotion estimator enter.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,35 +32,16 @@ from torch import nn
 
 from ..errors import BadCheckpointError
 from ..checkpoint import load_checkpoint, register_model_type, save_checkpoint
-from ..pianoroll import PianoRollConfig
+from .rbm import RBMConfig
 
 
 @dataclass
-class ConditionalRBMConfig:
-    """Shape of a conditional RBM music model."""
+class ConditionalRBMConfig(RBMConfig):
+    """Shape of a conditional RBM music model: an :class:`RBMConfig` plus the condition size."""
 
     num_timesteps: int = 16
     num_hidden: int = 128
     num_conditions: int = 4
-    pianoroll: PianoRollConfig = field(default_factory=PianoRollConfig)
-
-    @property
-    def num_visible(self) -> int:
-        return self.num_timesteps * self.pianoroll.width
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["pianoroll"] = self.pianoroll.to_dict()
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ConditionalRBMConfig":
-        return cls(
-            int(d["num_timesteps"]),
-            int(d["num_hidden"]),
-            int(d["num_conditions"]),
-            PianoRollConfig.from_dict(d["pianoroll"]),
-        )
 
 
 class ConditionalRBM(nn.Module):

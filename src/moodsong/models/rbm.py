@@ -16,7 +16,7 @@ graph for every mini-batch.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +44,9 @@ class RBMConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RBMConfig":
-        return cls(int(d["num_timesteps"]), int(d["num_hidden"]), PianoRollConfig.from_dict(d["pianoroll"]))
+        kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
+        kw["pianoroll"] = PianoRollConfig.from_dict(d["pianoroll"])
+        return cls(**kw)
 
 
 class RBM(nn.Module):
