@@ -11,6 +11,8 @@ frame (one time step, a row of bits) means:
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 
 from ..pianoroll import PianoRollConfig, canonicalize
@@ -47,6 +49,24 @@ def roll_to_frames(roll: np.ndarray, rep: dict | None) -> np.ndarray:
     if (rep or BENCHMARK_REPRESENTATION).get("kind", "keys") == "keys":
         return roll[:, : roll.shape[1] // 2]
     return roll
+
+
+class FrameConfigMixin:
+    """What every frame-model config dataclass shares: its frame layout and a JSON round trip."""
+
+    representation: dict | None
+
+    @property
+    def pianoroll(self) -> PianoRollConfig:
+        """Note-state settings for writing generated frames."""
+        return pianoroll_config(self.representation)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 class FrameModelMixin:

@@ -23,18 +23,18 @@ The log-likelihood needs each step's partition function: see
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from .frames import FrameModelMixin, pianoroll_config
+from .frames import FrameConfigMixin, FrameModelMixin
 
 from ..ais import free_energy
 
 
 @dataclass
-class RNNRBMConfig:
+class RNNRBMConfig(FrameConfigMixin):
     """Hyperparameters.
 
     Parameters
@@ -63,17 +63,6 @@ class RNNRBMConfig:
     cond_dim: int = 0
     representation: dict | None = None
 
-    @property
-    def pianoroll(self):
-        """Note-state settings for writing generated frames (see :mod:`moodsong.models.frames`)."""
-        return pianoroll_config(self.representation)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RNNRBMConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 _CELLS = {"gru": nn.GRU, "lstm": nn.LSTM, "rnn": nn.RNN}

@@ -24,17 +24,17 @@ conditioning) and the NADE's visible biases.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .frames import FrameModelMixin, pianoroll_config
+from .frames import FrameConfigMixin, FrameModelMixin
 
 
 @dataclass
-class WaveNetConfig:
+class WaveNetConfig(FrameConfigMixin):
     """Hyperparameters.
 
     Parameters
@@ -73,17 +73,6 @@ class WaveNetConfig:
     def receptive_field(self) -> int:
         return 1 + (self.kernel_size - 1) * sum(self.dilations)
 
-    @property
-    def pianoroll(self):
-        """Note-state settings for writing generated frames (see :mod:`moodsong.models.frames`)."""
-        return pianoroll_config(self.representation)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "WaveNetConfig":
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
 class GatedBlock(nn.Module):
