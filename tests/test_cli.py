@@ -100,6 +100,7 @@ def test_user_errors_are_one_clear_line(tmp_path):
         (("generate", "--model", tmp_path / "ck" / "model.json", "--out", tmp_path / "o"), "corrupt or truncated"),
         (("generate", "--model", tmp_path / "missing.json", "--out", tmp_path / "o"), "no model checkpoint"),
         (("generate", "--bars", 0, "--out", tmp_path / "o"), "at least 1"),
+        (("generate", "--fragments", "--out", tmp_path / "o"), "window model"),
     ]
     for args, message in cases:
         r = CliRunner().invoke(main, [str(a) for a in args])

@@ -53,6 +53,8 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
     if temperature <= 0:
         raise MoodsongError("--temperature must be positive")
     model, meta = load_model(model_path)
+    if fragments and not hasattr(model.config, "num_timesteps"):
+        raise MoodsongError("--fragments needs a window model such as the demo's RBM (--model bach-rbm)")
     config = model.config.pianoroll
     primer_roll = midi_to_roll(primer, config) if primer else None
     out_dir = Path(out)
@@ -65,7 +67,7 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
         report = write_piece(score, out_dir, stem, audio=None if audio == "none" else audio, picture=picture,
                              renderer=renderer, soundfont=soundfont)
         click.echo(report.summary())
-        if fragments and hasattr(model.config, "num_timesteps"):
+        if fragments:
             T = model.config.num_timesteps
             for j in range(roll.shape[0] // T):
                 write_midi(roll[j * T:(j + 1) * T], out_dir / f"{stem}-fragments" / f"fragment-{j}.mid", config,
