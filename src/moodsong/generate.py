@@ -27,7 +27,7 @@ from .pianoroll import PianoRollConfig, canonicalize
 
 #: Models shipped inside the package: name -> file stem in ``moodsong/data`` (``<stem>.json`` + ``.safetensors``).
 SHIPPED_MODELS = {
-    "pop-wavenet": "pop_wavenet",  # WaveNet-NADE on note-state frames (16th notes, 78 pitches): whole pieces
+    "pop-wavenet": "pop_wavenet",  # WaveNet-NADE on note-state frames (16th notes, 78 pitches): whole pieces; pop + EMOPIA piano
     "bach-rbm": "bach_rbm",  # the demo's RBM and hyperparameters, trained on the Bach chorales
     "jsb-wavenet": "jsb_wavenet",  # WaveNet-NADE on JSB Chorales (quarter notes, 88 keys): best benchmark NLL
     "jsb-rnnrbm": "jsb_rnnrbm",  # RNN-RBM on JSB Chorales
