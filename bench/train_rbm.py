@@ -57,23 +57,7 @@ T, H, LR, BATCH = 15, 50, 0.005, 100
 
 def eager_torch(songs: list[torch.Tensor], epochs: int, seed: int = 0):
     """The demo's CD-1, translated line by line to eager PyTorch (sampled hiddens, fresh tensors each step)."""
-    g = torch.Generator().manual_seed(seed)
-    V = songs[0].shape[1]
-    W = torch.randn(V, H, generator=g) * 0.01
-    bv = torch.zeros(1, V)
-    bh = torch.zeros(1, H)
-    for _ in range(epochs):
-        for song in songs:
-            for i in range(0, song.shape[0], BATCH):
-                x = song[i : i + BATCH]
-                h = torch.bernoulli(torch.sigmoid(x @ W + bh), generator=g)
-                xs = torch.bernoulli(torch.sigmoid(h @ W.t() + bv), generator=g)
-                hs = torch.bernoulli(torch.sigmoid(xs @ W + bh), generator=g)
-                a = LR / x.shape[0]
-                W = W + a * (x.t() @ h - xs.t() @ hs)
-                bv = bv + a * (x - xs).sum(0, keepdim=True)
-                bh = bh + a * (h - hs).sum(0, keepdim=True)
-    return W, bv.view(-1), bh.view(-1)
+    return _eager_epochs(songs, epochs, torch.Generator().manual_seed(seed), None)
 
 
 def numpy_cd(songs: list[np.ndarray], epochs: int, seed: int = 0):

@@ -100,12 +100,7 @@ class Corpus:
 
     def song_windows(self, num_timesteps: int) -> list[np.ndarray]:
         """Windows grouped by song (the demo trained song by song)."""
-        out = []
-        for r in self.rolls:
-            n = r.shape[0] // num_timesteps
-            if n:
-                out.append(np.asarray(r[: n * num_timesteps]).reshape(n, -1))
-        return out
+        return song_windows(self.rolls, num_timesteps)
 
     def summary(self) -> str:
         lines = [f"{len(self)} pieces, {self.total_steps} steps ({self.config.steps_per_quarter} per quarter, "
@@ -114,6 +109,16 @@ class Corpus:
             lines.append(f"skipped {len(self.skipped)} unreadable input(s):")
             lines += [f"  {name}: {reason}" for name, reason in self.skipped]
         return "\n".join(lines)
+
+
+def song_windows(rolls: Sequence[np.ndarray], num_timesteps: int) -> list[np.ndarray]:
+    """Per piece, its non-overlapping windows flattened to ``(n_i, num_timesteps * width)``; short pieces are left out."""
+    out = []
+    for r in rolls:
+        n = r.shape[0] // num_timesteps
+        if n:
+            out.append(np.asarray(r[: n * num_timesteps]).reshape(n, -1))
+    return out
 
 
 # --------------------------------------------------------------------------- sources

@@ -51,7 +51,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from .corpus import _parse_midi, _parse_music21, default_cache_dir, list_inputs
+from .corpus import _parse_midi, _parse_music21, default_cache_dir, list_inputs, song_windows
 from .errors import MoodsongError
 from .fileio import atomic_path, write_text_atomic
 from .pianoroll import PianoRollConfig
@@ -326,12 +326,7 @@ class ShardedCorpus:
         return table.gather(np.arange(len(table)))
 
     def song_windows(self, num_timesteps: int) -> list[np.ndarray]:
-        out = []
-        for r in self.rolls:
-            n = r.shape[0] // num_timesteps
-            if n:
-                out.append(np.asarray(r[: n * num_timesteps]).reshape(n, -1))
-        return out
+        return song_windows(self.rolls, num_timesteps)
 
     def summary(self) -> str:
         lines = [f"{len(self)} pieces in {self.num_shards} shard(s) at {self.folder}, {self.total_steps} steps "

@@ -74,16 +74,6 @@ def split_pieces(corpus: Corpus, fraction: float, seed: int) -> tuple[list[int],
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
-def _windows(corpus: Corpus, idx: list[int], T: int) -> list[np.ndarray]:
-    out = []
-    for i in idx:
-        r = corpus.rolls[i]
-        n = r.shape[0] // T
-        if n:
-            out.append(np.asarray(r[: n * T]).reshape(n, -1))
-    return out
-
-
 @torch.no_grad()
 def evaluate_rbm(model: RBM, windows: torch.Tensor, max_windows: int = 128) -> dict:
     """Validation metrics: pseudo-log-likelihood and free energy per window, reconstruction error."""
