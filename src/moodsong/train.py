@@ -4,6 +4,11 @@ The loop is deliberately thin (nanoGPT-style): pick batches, call
 ``RBM.cd_update``, log metrics, checkpoint. A checkpoint is written every
 ``checkpoint_every`` epochs, at the end, and on Ctrl-C, so an interrupted run
 loses at most a few epochs and ``resume=True`` continues it exactly.
+
+The demo-faithful run (``order="per-song"`` on the CPU, in one process, without
+persistent chains) skips the Python loop: :mod:`moodsong.models.sparse_cd`
+computes the same updates a whole epoch per compiled call, with its own
+counter-based random stream (saved in the checkpoint like the torch generator).
 """
 
 from __future__ import annotations
@@ -87,6 +92,25 @@ def evaluate_rbm(model: RBM, windows: torch.Tensor, max_windows: int = 128) -> d
     }
 
 
+def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray | None, song_start: np.ndarray,
+               state: torch.Tensor | None):
+    """The fused sparse CD kernel (:mod:`moodsong.models.sparse_cd`) for this run, or ``None`` for the torch loop.
+
+    It takes per-song batches of binary windows held in memory, on the CPU, in one
+    process, without persistent chains; it continues the stream ``state`` from a checkpoint.
+    """
+    if not (tc.order == "per-song" and device.type == "cpu" and not ctx.distributed and not tc.persistent
+            and resident is not None and len(resident) and resident.max() <= 1):
+        return None
+    try:
+        from .models.sparse_cd import SparseCD
+    except ImportError:  # without numba the torch loop computes the same updates, only slower
+        return None
+    bounds = [i for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist()) for i in range(a, b, tc.batch_size)]
+    return SparseCD(resident, bounds + [int(song_start[-1])], seed=tc.seed,
+                    state=None if state is None else state.cpu().numpy())
+
+
 def train_rbm(
     corpus: Corpus,
     out: str | Path,
@@ -126,6 +150,7 @@ def train_rbm(
     history: list[dict] = []
     start_epoch = 0
     chains = None
+    fast_state = None
     if resume and checkpoint_paths(ckpt)[1].exists():
         model, meta, extra = load_checkpoint(ckpt, map_location=device)
         if meta["model_type"] != "rbm" or RBMConfig.from_dict(meta["model_config"]) != mc:
@@ -135,6 +160,7 @@ def train_rbm(
         if "rng" in extra:
             gen.set_state(extra["rng"].cpu())
         chains = extra.get("chains")
+        fast_state = extra.get("sparse_cd")
         if log:
             log(f"resuming from epoch {start_epoch} ({checkpoint_paths(ckpt)[1]})")
     else:
@@ -188,6 +214,8 @@ def train_rbm(
         if not ctx.is_main:
             return
         extra = {"rng": gen.get_state()}
+        if fast is not None:
+            extra["sparse_cd"] = torch.from_numpy(fast.state())
         if chains is not None:
             extra["chains"] = chains
         save_checkpoint(model, ckpt, extra_tensors=extra, epoch=epoch, history=history, **meta_base)
@@ -197,10 +225,13 @@ def train_rbm(
     threads = torch.get_num_threads()
     if device.type == "cpu" and tc.batch_size * mc.num_visible * mc.num_hidden <= 2**25:
         torch.set_num_threads(1)
+    # The demo's per-song run on the CPU goes to the fused sparse kernel: the whole epoch in one compiled call.
+    fast = _sparse_cd(tc, device, ctx, resident, song_start, fast_state)
+    fast_params = None if fast is None else (model.W.data.numpy(), model.b_visible.data.numpy(), model.b_hidden.data.numpy())
     # Per-song batches are the same every epoch: in one process, keep each as a view of the data plus
     # its sparse (CSR) form, so the positive phase costs in proportion to the notes (~3% of the bits).
     fixed = None
-    if tc.order == "per-song" and data is not None and not ctx.distributed:
+    if fast is None and tc.order == "per-song" and data is not None and not ctx.distributed:
         fixed = [(data[i : min(i + tc.batch_size, b)], data[i : min(i + tc.batch_size, b)].to_sparse_csr())
                  for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
                  for i in range(a, b, tc.batch_size)]
@@ -210,7 +241,9 @@ def train_rbm(
         for epoch in bar:
             t0 = time.perf_counter()
             err_sum, updates = torch.zeros((), device=device), 0  # summed on the device: no sync per batch
-            if tc.order == "shuffled":
+            if fast is not None:  # no batches left for the loop below
+                updates, err_mean, batches = fast.num_updates, fast.epoch(*fast_params, tc.lr, tc.cd_k), ()
+            elif tc.order == "shuffled":
                 perm = torch.randperm(n, generator=gen, device=device)
                 perm = perm if data is not None else perm.cpu()  # host-side gathering needs host indices
                 batches = (perm[i : i + tc.batch_size] for i in range(0, n, tc.batch_size))
@@ -249,7 +282,7 @@ def train_rbm(
                 if updates % 16 == 1 and v0.shape[0]:  # a sample of batches is enough for a progress figure
                     err_sum += (v0 - neg).abs().mean()
             row = {"epoch": epoch + 1, "updates": updates, "seconds": round(time.perf_counter() - t0, 4),
-                   "train_sample_error": round(float(err_sum) / math.ceil(updates / 16), 6)}
+                   "train_sample_error": round(err_mean if fast is not None else float(err_sum) / math.ceil(updates / 16), 6)}
             if ctx.is_main and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs):
                 # Exact pseudo-likelihood costs V x H per window, so it runs on a fixed subset, every few epochs.
                 row.update({f"val_{k}": round(v, 6) for k, v in evaluate_rbm(model, val).items()})

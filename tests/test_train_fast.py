@@ -1,0 +1,171 @@
+"""The fused sparse CD kernel (moodsong.models.sparse_cd) and train_rbm's fast per-song path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from moodsong.checkpoint import load_checkpoint
+from moodsong.models.rbm import RBM, RBMConfig
+from moodsong.models.sparse_cd import GOLDEN, SparseCD, splitmix64_key
+from moodsong import train
+from moodsong.train import TrainConfig, train_rbm
+from test_rbm import TINY, structured_corpus
+
+M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def uniforms(key: int, start: int, n: int) -> np.ndarray:
+    """SplitMix64 draws start..start+n-1 as float32 uniforms, re-derived in numpy uint64 arithmetic."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + np.arange(start, start + n, dtype=np.uint64) * np.uint64(GOLDEN)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(40)).astype(np.float32) / np.float32(2**24)
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+
+
+def dense_cd(v0, W, b, c, lr, k, key, ctr):
+    """RBM.cd_update's formulas, dense, in float64, with the kernel's draws; returns the new (W, b, c), vk and counter."""
+    B, V = v0.shape
+    H = W.shape[1]
+    W, b, c = W.astype(np.float64), b.astype(np.float64), c.astype(np.float64)
+    ph0 = sigmoid(v0 @ W + c)
+    h = (uniforms(key, ctr, B * H).reshape(B, H) < ph0).astype(np.float64)
+    ctr += B * H
+    for step in range(k):
+        pv = sigmoid(h @ W.T + b)
+        vk = (uniforms(key, ctr, B * V).reshape(B, V) < pv).astype(np.float64)
+        ctr += B * V
+        phk = sigmoid(vk @ W + c)
+        if step < k - 1:
+            h = (uniforms(key, ctr, B * H).reshape(B, H) < phk).astype(np.float64)
+            ctr += B * H
+    s = lr / B
+    return W + s * (v0.T @ ph0 - vk.T @ phk), b + s * (v0.sum(0) - vk.sum(0)), c + s * (ph0.sum(0) - phk.sum(0)), vk, ctr
+
+
+def random_problem(seed=0, n=23, V=300, H=20):
+    rng = np.random.default_rng(seed)
+    data = (rng.random((n, V)) < 0.05).astype(np.uint8)
+    W = (rng.standard_normal((V, H)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal(V) - 2.5).astype(np.float32)
+    c = rng.standard_normal(H).astype(np.float32)
+    return data, W, b, c
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_kernel_equals_dense_cd_with_the_same_uniforms(k):
+    data, W, b, c = random_problem()
+    bounds = [0, 10, 23]  # two updates: the second sees the first's weights
+    fast = SparseCD(data, bounds, seed=5)
+    Wf, bf, cf = W.copy(), b.copy(), c.copy()
+    err = fast.epoch(Wf, bf, cf, 0.1, k, err_every=1)
+    key, ctr = int(fast.key), 0
+    Wd, bd, cd, errs = W, b, c, []
+    for lo, hi in zip(bounds[:-1], bounds[1:]):
+        v0 = data[lo:hi].astype(np.float64)
+        Wd, bd, cd, vk, ctr = dense_cd(v0, Wd, bd, cd, 0.1, k, key, ctr)
+        errs.append(np.abs(v0 - vk).mean())
+    np.testing.assert_allclose(Wf, Wd, atol=1e-5)
+    np.testing.assert_allclose(bf, bd, atol=1e-5)
+    np.testing.assert_allclose(cf, cd, atol=1e-5)
+    assert int(fast.counter[0]) == ctr
+    assert err == pytest.approx(np.mean(errs))
+    assert not np.array_equal(Wf, W)
+
+
+def test_kernel_stream_state_round_trips_and_continues():
+    data, W, b, c = random_problem(1)
+    one = SparseCD(data, [0, 12, 23], seed=9)
+    W1, b1, c1 = W.copy(), b.copy(), c.copy()
+    one.epoch(W1, b1, c1, 0.05)
+    saved = one.state()
+    one.epoch(W1, b1, c1, 0.05)
+    two = SparseCD(data, [0, 12, 23], seed=123, state=saved)  # the stored state wins over the seed
+    W2, b2, c2 = W.copy(), b.copy(), c.copy()
+    SparseCD(data, [0, 12, 23], seed=9).epoch(W2, b2, c2, 0.05)
+    two.epoch(W2, b2, c2, 0.05)
+    np.testing.assert_array_equal(W1, W2)
+    np.testing.assert_array_equal(b1, b2)
+
+
+def test_uniforms_are_uniform_and_bernoulli_frequencies_match():
+    key = splitmix64_key(0)
+    u = uniforms(key, 0, 200_000)
+    assert abs(u.mean() - 0.5) < 0.005 and abs(u.var() - 1 / 12) < 0.002
+    assert u.min() >= 0.0 and u.max() < 1.0
+    hist = np.bincount((u * 10).astype(int), minlength=10) / len(u)
+    np.testing.assert_allclose(hist, 0.1, atol=0.005)
+    assert abs(np.corrcoef(u[:-1], u[1:])[0, 1]) < 0.01  # neighbouring counters are independent
+    assert splitmix64_key(1) != key
+    # The kernel's Bernoulli draws: zero weights and hidden biases make every visible unit's p = sigmoid(b).
+    V, H, n = 64, 4, 400
+    p = np.linspace(0.02, 0.98, V)
+    b = np.log(p / (1 - p)).astype(np.float32)
+    data = np.zeros((n, V), np.uint8)
+    fast = SparseCD(data, [0, n], seed=2)  # one batch: b moves once, at its end
+    W, c = np.zeros((V, H), np.float32), np.full(H, -50.0, np.float32)  # hidden units off
+    bb = b.copy()
+    # the update moves b by lr/B * (0 - sum vk): with lr = -B that is + sum vk, the count of each unit's ones
+    fast.epoch(W, bb, c, lr=-float(n), k=1)
+    freq = (bb - b) / n
+    assert np.all(np.abs(freq - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-3)  # within 4 standard errors
+    assert abs((freq - p).mean()) < 0.01  # and unbiased overall
+
+
+def per_song(seed=3, **kw):
+    return dict(lr=0.05, batch_size=7, validation_fraction=0.2, eval_every=1, checkpoint_every=3, seed=seed,
+                order="per-song", device="cpu", **kw)
+
+
+def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch):
+    corpus = structured_corpus()
+    data = torch.tensor(corpus.windows(2), dtype=torch.float32)
+    noise = torch.bernoulli(torch.full_like(data, 0.5), generator=torch.Generator().manual_seed(1))
+    torch.manual_seed(0)
+    before = RBM(RBMConfig(2, 16, TINY))
+    pll0 = float(before.pseudo_log_likelihood(data).mean())
+    gap0 = float(before.free_energy(noise).mean() - before.free_energy(data).mean())
+    tc = TrainConfig(lr=0.05, batch_size=10, epochs=60, validation_fraction=0.0, eval_every=60, checkpoint_every=60,
+                     order="per-song", device="cpu")
+    model, history = train_rbm(corpus, tmp_path / "run", RBMConfig(2, 16, TINY), tc, progress=False)
+    _, _, extra = load_checkpoint(tmp_path / "run" / "model")
+    assert "sparse_cd" in extra  # the fast path ran
+    pll1 = float(model.pseudo_log_likelihood(data).mean())
+    gap1 = float(model.free_energy(noise).mean() - model.free_energy(data).mean())
+    assert pll1 > pll0 + 3.0
+    assert gap1 > gap0 + 5.0
+    err = np.array([h["train_sample_error"] for h in history])
+    assert len(err) == 60 and np.all((err >= 0) & (err < 1))
+    assert err[-10:].mean() < err[:5].mean() / 3  # negative samples come to look like the data
+
+    monkeypatch.setattr(train, "_sparse_cd", lambda *a: None)  # the torch loop on the same run
+    slow, slow_history = train_rbm(corpus, tmp_path / "torch", RBMConfig(2, 16, TINY), tc, progress=False)
+    assert "sparse_cd" not in load_checkpoint(tmp_path / "torch" / "model")[2]
+    slow_err = np.array([h["train_sample_error"] for h in slow_history])
+    assert abs(err[-20:].mean() - slow_err[-20:].mean()) < 0.03
+    assert abs(pll1 - float(slow.pseudo_log_likelihood(data).mean())) < 1.0
+
+
+def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tmp_path):
+    corpus = structured_corpus()
+    mc = RBMConfig(2, 8, TINY)
+    full, hist_full = train_rbm(corpus, tmp_path / "full", mc, TrainConfig(epochs=6, **per_song()), progress=False)
+    again, _ = train_rbm(corpus, tmp_path / "again", mc, TrainConfig(epochs=6, **per_song()), progress=False)
+    other, _ = train_rbm(corpus, tmp_path / "other", mc, TrainConfig(epochs=6, **per_song(seed=4)), progress=False)
+    train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=3, **per_song()), progress=False)
+    resumed, history = train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=6, **per_song()), resume=True,
+                                 progress=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
+    assert [r["train_sample_error"] for r in history] == [r["train_sample_error"] for r in hist_full]
+    for a, b, c, d in zip(full.state_dict().values(), resumed.state_dict().values(), again.state_dict().values(),
+                          other.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+        torch.testing.assert_close(a, c, rtol=0, atol=0)
+    assert not torch.equal(full.W, other.W)
