@@ -113,7 +113,7 @@ def main() -> int:
     ap.add_argument("--skip-crbm", action="store_true", help="train only the music-emotion estimator")
     ap.add_argument("--cnn-seeds", type=int, default=3, help="members of the shipped CNN ensemble")
     ap.add_argument("--cnn-epochs", type=int, default=MusicCNNConfig.epochs)
-    ap.add_argument("--sequence-weight", type=float, default=0.5, help="CNN share of the blend (unless --select-weight)")
+    ap.add_argument("--sequence-weight", type=float, default=0.25, help="CNN share of the blend (unless --select-weight)")
     ap.add_argument("--select-weight", action="store_true", help="choose the blend weight by song-grouped CV on train")
     args = ap.parse_args()
     shared = Path(args.shared)
@@ -144,6 +144,8 @@ def main() -> int:
         rnd = lambda d: {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}  # noqa: E731
         est.info_ = {
             "trained_on": "EMOPIA 1.0 train split (876 clips), CC BY 4.0",
+            "features": len(X[0]),
+            "quadrant_head": est.quadrant_head,
             "l2_cv_accuracy": round(cv, 4),
             "sequence_weight_cv_accuracy": None if wcv is None else {str(w): round(a, 4) for w, a in wcv.items()},
             "cnn": {"seeds": args.cnn_seeds, **{k: v for k, v in vars(config).items()}},
