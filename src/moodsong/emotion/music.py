@@ -13,16 +13,22 @@ to perceived emotion, then applies logistic models learned from human labels
   vs staccato), mean note duration;
 - **dynamics**: mean and spread of MIDI velocity;
 - **dissonance**: share of semitone/tritone intervals among simultaneous notes;
-- **texture**: mean polyphony, pitch-class entropy.
+- **texture**: mean polyphony, pitch-class entropy;
+- **key-relative harmony** (for valence): scale-degree shares above the tonic of
+  the piece's diatonic collection, chord qualities and diatonic functions of
+  0.5 s windows, the third above the bass, the mode of the opening and the
+  cadence, and the mode of 4-16 s windows (pieces borrow and modulate);
+- **melody and rhythm**: top-voice intervals and degrees, inter-onset spread.
 
 All times are in seconds (taken through the score's tempo map), so a piece
 written at 70 qpm and one at 140 qpm with the same notes differ in density,
 as a listener hears them.
 
-Three heads are fitted on standardised features: a 4-way quadrant softmax, and
-binary valence (Q1, Q4 vs Q2, Q3) and arousal (Q1, Q2 vs Q3, Q4) logistic
-models. Continuous valence/arousal in [-1, 1] are ``2 p - 1`` of the binary
-heads. The fitted model is a few kB of JSON shipped in ``moodsong/data``.
+Logistic heads are fitted on standardised features: binary valence (Q1, Q4 vs
+Q2, Q3) and arousal (Q1, Q2 vs Q3, Q4) heads, and a 4-way quadrant softmax.
+Continuous valence/arousal in [-1, 1] are ``2 p - 1`` of the binary heads; the
+quadrant probabilities are their product (or the softmax, for older models).
+The fitted model is about 25 kB of JSON shipped in ``moodsong/data``.
 
 Optionally (and in the shipped model) a small temporal CNN over frame features
 (:mod:`moodsong.emotion.music_cnn`) hears how the music moves; when a piece's
@@ -418,7 +424,7 @@ class MusicEmotion:
     valence, arousal : float
         In [-1, 1] (``2 p - 1`` of the binary heads).
     quadrant : int
-        1..4, from the 4-way head.
+        1..4, the most probable quadrant (of the blended probabilities when a sequence model is used).
     probabilities : list of float
         Quadrant probabilities Q1..Q4.
     features : dict
@@ -484,7 +490,7 @@ class MusicEmotionEstimator:
     quadrant_head : {"product", "softmax"}
         Where the feature model's quadrant probabilities come from: the product of the binary
         valence and arousal heads (``P(Q1) = p_v p_a``, ...; better by song-grouped CV on EMOPIA
-        train, 0.734 vs 0.718), or the 4-way softmax head (models saved before this option).
+        train, 0.734 vs 0.719), or the 4-way softmax head (models saved before this option).
     """
 
     def __init__(self, l2: float = 0.1, sequence_weight: float = 0.25, quadrant_head: str = "product"):
