@@ -20,3 +20,14 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present (it is optional; users do not have it)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test with one torch thread: models of thousands of tiny sequential ops only lose from more."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -10,13 +10,7 @@ import torch
 from moodsong.ais import ais_log_partition, default_betas, exact_log_partition, free_energy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # thousands of tiny sequential ops: extra threads only add overhead
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
 
 def _tiny(seed, V, H, n=None, scale=1.0):

@@ -42,6 +42,14 @@ def test_every_command_has_help_with_examples():
         assert "Usage:" in out and "Example" in out, cmd
 
 
+def test_python_dash_m_runs_the_same_command_line():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "moodsong", "info", "--help"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("Usage: moodsong info") and "Example" in out
+
+
 @pytest.mark.slow
 def test_prepare_train_generate_info(songs, tmp_path):
     out = run("prepare", songs).output

@@ -16,12 +16,7 @@ from moodsong.cli import main
 from moodsong.evaluate import frame_accuracy, load_benchmark, sequence_nll
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
 
 @pytest.fixture

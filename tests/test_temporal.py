@@ -17,12 +17,7 @@ from moodsong.pianoroll import roll_to_notes, write_midi, midi_to_roll
 from moodsong.train_temporal import TemporalTrainConfig, generate_frames, generate_roll, train_sequence_model
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
 
 def _tiny_wavenet(V=3, cond_dim=0, seed=0):
