@@ -308,7 +308,7 @@ def time_to_reach(corpus, label, order, lr, target, ref_time, max_epochs, chunk)
                 break
     spent = np.cumsum([h["seconds"] for h in hist])
     step = max(1, len(hist) // 10)
-    curve = [(h["epoch"], round(float(s), 2), round(h["val_pll"], 2)) for h, s in zip(hist, spent) if h["epoch"] % step == 0]
+    curve = [(h["epoch"], round(float(s), 2), round(h["val_pll"], 2)) for h, s in zip(hist, spent) if h["epoch"] % step == 0 and "val_pll" in h]
     print(f"{label}\n  curve (epoch, s, PLL): " + " ".join(str(c) for c in curve))
     if reached:
         print(f"  reaches the demo's final PLL {target:.2f} at epoch {reached[0]} after {reached[1]:.2f} s of training "
