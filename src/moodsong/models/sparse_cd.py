@@ -10,7 +10,9 @@ updates of the whole ``W`` -- not on arithmetic. Music windows are ~3% ones and
 so are the negative samples, so this module computes the same update in
 proportion to the notes, and runs a whole epoch without returning to Python.
 Measured on the demo's run (bench/train_rbm.py mode (a), see bench/README.md):
-about 1/9 of the time of straightforward eager PyTorch CD-1.
+103 us per update against ~370 us for the tensor loop of ``RBM.cd_update``;
+the 200 epochs take 0.17-0.20 of the time of straightforward eager PyTorch CD-1
+on one thread. The first call compiles (~7.5 s), cached on disk afterwards (~0.4 s).
 
 What it computes
 ----------------
