@@ -30,13 +30,17 @@ def sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
 
 
-def dense_cd(v0, W, b, c, lr, k, key, ctr):
-    """RBM.cd_update's formulas, dense, in float64, with the kernel's draws; returns the new (W, b, c), vk and counter."""
+def dense_cd(v0, W, b, c, lr, k, key, ctr, chains=None):
+    """RBM.cd_update's formulas, dense, in float64, with the kernel's draws; returns the new (W, b, c), vk and counter.
+
+    With ``chains`` (persistent CD) the negative phase starts from those rows' hidden sample instead.
+    """
     B, V = v0.shape
     H = W.shape[1]
     W, b, c = W.astype(np.float64), b.astype(np.float64), c.astype(np.float64)
     ph0 = sigmoid(v0 @ W + c)
-    h = (uniforms(key, ctr, B * H).reshape(B, H) < ph0).astype(np.float64)
+    start = ph0 if chains is None else sigmoid(chains @ W + c)
+    h = (uniforms(key, ctr, B * H).reshape(B, H) < start).astype(np.float64)
     ctr += B * H
     for step in range(k):
         pv = sigmoid(h @ W.T + b)
@@ -59,19 +63,26 @@ def random_problem(seed=0, n=23, V=300, H=20):
     return data, W, b, c
 
 
-@pytest.mark.parametrize("k", [1, 2])
-def test_kernel_equals_dense_cd_with_the_same_uniforms(k):
+@pytest.mark.parametrize("k,persistent", [(1, False), (2, False), (1, True)])
+def test_kernel_equals_dense_cd_with_the_same_uniforms(k, persistent):
     data, W, b, c = random_problem()
     bounds = [0, 10, 23]  # two updates: the second sees the first's weights
-    fast = SparseCD(data, bounds, seed=5)
+    fast = SparseCD(data, bounds, seed=5, persistent_rows=14 if persistent else 0)
+    chains = fast.dense_chains().astype(np.float64) if persistent else None
     Wf, bf, cf = W.copy(), b.copy(), c.copy()
     err = fast.epoch(Wf, bf, cf, 0.1, k, err_every=1)
-    key, ctr = int(fast.key), 0
+    key, ctr = int(fast.key), 14 * data.shape[1] if persistent else 0  # the chains' initial coin flips came first
     Wd, bd, cd, errs = W, b, c, []
     for lo, hi in zip(bounds[:-1], bounds[1:]):
         v0 = data[lo:hi].astype(np.float64)
-        Wd, bd, cd, vk, ctr = dense_cd(v0, Wd, bd, cd, 0.1, k, key, ctr)
+        B = hi - lo
+        Wd, bd, cd, vk, ctr = dense_cd(v0, Wd, bd, cd, 0.1, k, key, ctr, None if chains is None else chains[:B])
+        if chains is not None:
+            chains[:B] = vk
         errs.append(np.abs(v0 - vk).mean())
+    if persistent:
+        np.testing.assert_array_equal(fast.dense_chains(), chains)
+        assert 0.3 < chains[13].mean() < 0.7  # a chain no batch reached is still its initial coin flips
     np.testing.assert_allclose(Wf, Wd, atol=1e-5)
     np.testing.assert_allclose(bf, bd, atol=1e-5)
     np.testing.assert_allclose(cf, cd, atol=1e-5)
@@ -153,15 +164,20 @@ def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch):
     assert abs(pll1 - float(slow.pseudo_log_likelihood(data).mean())) < 1.0
 
 
-def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tmp_path):
+@pytest.mark.parametrize("persistent", [False, True])
+def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tmp_path, persistent):
     corpus = structured_corpus()
     mc = RBMConfig(2, 8, TINY)
-    full, hist_full = train_rbm(corpus, tmp_path / "full", mc, TrainConfig(epochs=6, **per_song()), progress=False)
-    again, _ = train_rbm(corpus, tmp_path / "again", mc, TrainConfig(epochs=6, **per_song()), progress=False)
-    other, _ = train_rbm(corpus, tmp_path / "other", mc, TrainConfig(epochs=6, **per_song(seed=4)), progress=False)
-    train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=3, **per_song()), progress=False)
-    resumed, history = train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=6, **per_song()), resume=True,
-                                 progress=False)
+
+    def run(name, epochs, seed=3, resume=False):
+        return train_rbm(corpus, tmp_path / name, mc, TrainConfig(epochs=epochs, **per_song(seed, persistent=persistent)),
+                         progress=False, resume=resume)
+
+    full, hist_full = run("full", 6)
+    again, _ = run("again", 6)
+    other, _ = run("other", 6, seed=4)
+    run("part", 3)
+    resumed, history = run("part", 6, resume=True)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
     assert [r["train_sample_error"] for r in history] == [r["train_sample_error"] for r in hist_full]
     for a, b, c, d in zip(full.state_dict().values(), resumed.state_dict().values(), again.state_dict().values(),
@@ -169,3 +185,18 @@ def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tm
         torch.testing.assert_close(a, b, rtol=0, atol=0)
         torch.testing.assert_close(a, c, rtol=0, atol=0)
     assert not torch.equal(full.W, other.W)
+    if persistent:
+        a, b = (load_checkpoint(tmp_path / name / "model")[2]["chains"] for name in ("full", "part"))
+        assert a.shape == (7, 16) and torch.equal(a, b)
+
+
+def test_fast_path_persistent_cd_learns(tmp_path):
+    corpus = structured_corpus()
+    data = torch.tensor(corpus.windows(2), dtype=torch.float32)
+    tc = TrainConfig(lr=0.05, batch_size=10, epochs=40, validation_fraction=0.0, eval_every=40, checkpoint_every=40,
+                     persistent=True, order="per-song", device="cpu")
+    torch.manual_seed(0)
+    pll0 = float(RBM(RBMConfig(2, 16, TINY)).pseudo_log_likelihood(data).mean())
+    model, _ = train_rbm(corpus, tmp_path / "pcd", RBMConfig(2, 16, TINY), tc, progress=False)
+    assert "sparse_cd" in load_checkpoint(tmp_path / "pcd" / "model")[2]
+    assert float(model.pseudo_log_likelihood(data).mean()) > pll0 + 3.0

@@ -5,10 +5,10 @@ The loop is deliberately thin (nanoGPT-style): pick batches, call
 ``checkpoint_every`` epochs, at the end, and on Ctrl-C, so an interrupted run
 loses at most a few epochs and ``resume=True`` continues it exactly.
 
-The demo-faithful run (``order="per-song"`` on the CPU, in one process, without
-persistent chains) skips the Python loop: :mod:`moodsong.models.sparse_cd`
-computes the same updates a whole epoch per compiled call, with its own
-counter-based random stream (saved in the checkpoint like the torch generator).
+The demo-faithful run (``order="per-song"`` on the CPU, in one process) skips the
+Python loop: :mod:`moodsong.models.sparse_cd` computes the same updates a whole
+epoch per compiled call, with its own counter-based random stream (saved in the
+checkpoint like the torch generator).
 """
 
 from __future__ import annotations
@@ -93,13 +93,13 @@ def evaluate_rbm(model: RBM, windows: torch.Tensor, max_windows: int = 128) -> d
 
 
 def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray | None, song_start: np.ndarray,
-               state: torch.Tensor | None):
+               state: torch.Tensor | None, chains: torch.Tensor | None):
     """The fused sparse CD kernel (:mod:`moodsong.models.sparse_cd`) for this run, or ``None`` for the torch loop.
 
     It takes per-song batches of binary windows held in memory, on the CPU, in one
-    process, without persistent chains; it continues the stream ``state`` from a checkpoint.
+    process; it continues the stream ``state`` and persistent ``chains`` from a checkpoint.
     """
-    if not (tc.order == "per-song" and device.type == "cpu" and not ctx.distributed and not tc.persistent
+    if not (tc.order == "per-song" and device.type == "cpu" and not ctx.distributed
             and resident is not None and len(resident) and resident.max() <= 1):
         return None
     try:
@@ -108,7 +108,9 @@ def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray 
         return None
     bounds = [i for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist()) for i in range(a, b, tc.batch_size)]
     return SparseCD(resident, bounds + [int(song_start[-1])], seed=tc.seed,
-                    state=None if state is None else state.cpu().numpy())
+                    state=None if state is None else state.cpu().numpy(),
+                    persistent_rows=tc.batch_size if tc.persistent else 0,
+                    chains=None if chains is None else chains.cpu().numpy())
 
 
 def train_rbm(
@@ -216,6 +218,8 @@ def train_rbm(
         extra = {"rng": gen.get_state()}
         if fast is not None:
             extra["sparse_cd"] = torch.from_numpy(fast.state())
+            if fast.persistent:
+                extra["chains"] = torch.from_numpy(fast.dense_chains())
         if chains is not None:
             extra["chains"] = chains
         save_checkpoint(model, ckpt, extra_tensors=extra, epoch=epoch, history=history, **meta_base)
@@ -226,7 +230,8 @@ def train_rbm(
     if device.type == "cpu" and tc.batch_size * mc.num_visible * mc.num_hidden <= 2**25:
         torch.set_num_threads(1)
     # The demo's per-song run on the CPU goes to the fused sparse kernel: the whole epoch in one compiled call.
-    fast = _sparse_cd(tc, device, ctx, resident, song_start, fast_state)
+    fast = _sparse_cd(tc, device, ctx, resident, song_start, fast_state, chains)
+    chains = None if fast is not None else chains  # the kernel keeps its own
     fast_params = None if fast is None else (model.W.data.numpy(), model.b_visible.data.numpy(), model.b_hidden.data.numpy())
     # Per-song batches are the same every epoch: in one process, keep each as a view of the data plus
     # its sparse (CSR) form, so the positive phase costs in proportion to the notes (~3% of the bits).

@@ -17,9 +17,9 @@ on one thread. The first call compiles (~7.5 s), cached on disk afterwards (~0.4
 What it computes
 ----------------
 Exactly :meth:`moodsong.models.rbm.RBM.cd_update` (CD-k, hidden statistics
-from probabilities), batch by batch in order, with ``s = lr / B``::
+from probabilities; persistent CD too), batch by batch in order, with ``s = lr / B``::
 
-    ph0 = sigmoid(v0 W + c);  h ~ Bern(ph0)
+    ph0 = sigmoid(v0 W + c);  h ~ Bern(ph0)   (persistent: h ~ Bern(sigmoid(chains W + c)), chains := vk after)
     repeat k times:  vk ~ Bern(sigmoid(h W^T + b));  phk = sigmoid(vk W + c);  h ~ Bern(phk) (not after the last)
     b += s (sum v0 - sum vk);  c += s (sum ph0 - sum phk);  W += s (v0^T ph0 - vk^T phk)
 
@@ -75,6 +75,16 @@ def _mix_int(z: int) -> int:
     z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
     z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
     return z ^ (z >> 31)
+
+
+def uniforms(key: int, start: int, n: int) -> np.ndarray:
+    """Draws ``start .. start + n - 1`` of the stream ``key`` as float32 uniforms, in numpy (the kernel's own values)."""
+    with np.errstate(over="ignore"):
+        z = np.uint64(key) + np.arange(start, start + n, dtype=np.uint64) * _G
+        z = (z ^ (z >> _S30)) * _M1
+        z = (z ^ (z >> _S27)) * _M2
+        z = z ^ (z >> _S31)
+    return (z >> _S40).astype(np.float32) * _INV24
 
 
 @intrinsic
@@ -143,7 +153,7 @@ CHUNK = 128  # visible units per block of h W^T: the block's 50 x 128 slice of W
 
 
 @njit(**_JIT)
-def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every):
+def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every, chain_idx, chain_len):
     """One epoch of CD-k over the batches ``bounds`` of a CSR window table, updating ``W``, ``b``, ``c`` in place.
 
     Parameters
@@ -165,6 +175,10 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every):
         ``uint64[1]``: index of the next draw; advanced in place.
     err_every : int
         Measure ``mean |v0 - vk|`` on every ``err_every``-th batch (the first, then every ``err_every``).
+    chain_idx, chain_len : numpy.ndarray
+        Persistent CD's chains (empty arrays for plain CD-k): chain ``r``'s active bits are
+        ``chain_idx[r * V : r * V + chain_len[r]]``. A batch of ``B`` windows starts its negative phase
+        from chains ``0..B-1`` and leaves its samples ``vk`` there.
 
     Returns
     -------
@@ -197,6 +211,7 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every):
     vk_idx = np.empty(bmax * V, np.int32)
     dvis = np.zeros(V, np.int32)  # sum v0 - sum vk, only where touched
     touched = np.empty(V, np.int64)
+    persistent = chain_len.shape[0] > 0
     ctr = counter[0]
     err_sum = 0.0
     n_err = 0
@@ -206,7 +221,7 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every):
         B = bounds[bi + 1] - r0
         s = np.float32(lr / B)
 
-        # positive phase: ph0 = sigmoid(c + sum of W's rows at v0's bits); h ~ Bern(ph0)
+        # positive phase: ph0 = sigmoid(c + sum of W's rows at v0's bits); h ~ Bern(ph0), or the chains' h
         for r in range(B):
             acc[:] = c
             for p in range(indptr[r0 + r], indptr[r0 + r + 1]):
@@ -215,8 +230,17 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every):
                     acc[j] += W[i, j]
             for j in range(H):
                 ph0[r, j] = _sigmoid(acc[j])
-            for j in range(H):
-                hs[r, j] = _uniform(key, ctr + np.uint64(r * H + j)) < ph0[r, j]
+            if not persistent:
+                for j in range(H):
+                    hs[r, j] = _uniform(key, ctr + np.uint64(r * H + j)) < ph0[r, j]
+            else:
+                acc[:] = c
+                for p in range(r * V, r * V + chain_len[r]):
+                    i = chain_idx[p]
+                    for j in range(H):
+                        acc[j] += W[i, j]
+                for j in range(H):
+                    hs[r, j] = _uniform(key, ctr + np.uint64(r * H + j)) < _sigmoid(acc[j])
         ctr += np.uint64(B * H)
         _active(hs, B, act, nact)
 
@@ -277,6 +301,11 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every):
                         hs[r, j] = _uniform(key, ctr + np.uint64(r * H + j)) < phk[r, j]
                 ctr += np.uint64(B * H)
                 _active(hs, B, act, nact)
+
+        if persistent:  # the samples become the chains' new state
+            for r in range(B):
+                chain_len[r] = vk_len[r]
+                chain_idx[r * V : r * V + vk_len[r]] = vk_idx[r * V : r * V + vk_len[r]]
 
         if bi % err_every == 0:  # mean |v0 - vk| = (|v0| + |vk| - 2 |v0 & vk|) / (B V); both index lists are sorted
             diff = 0
@@ -345,9 +374,15 @@ class SparseCD:
         Seeds the stream when ``state`` is not given.
     state : numpy.ndarray, optional
         ``(key, counter)`` from :meth:`state` (e.g. a checkpoint), to continue a stream.
+    persistent_rows : int
+        Persistent CD with this many chains (at least the largest batch; 0: plain CD-k).
+    chains : numpy.ndarray, optional
+        Binary ``(persistent_rows, V)`` chain states to continue (e.g. from a checkpoint); without them
+        (or with another shape) the chains start as fair coin flips drawn from the stream.
     """
 
-    def __init__(self, windows: np.ndarray, bounds, seed: int = 0, state: np.ndarray | None = None):
+    def __init__(self, windows: np.ndarray, bounds, seed: int = 0, state: np.ndarray | None = None,
+                 persistent_rows: int = 0, chains: np.ndarray | None = None):
         rows, cols = np.nonzero(windows)
         self.indices = cols.astype(np.int32)
         self.indptr = np.zeros(windows.shape[0] + 1, np.int64)
@@ -358,6 +393,30 @@ class SparseCD:
         else:
             s = np.asarray(state).astype(np.int64).view(np.uint64)
             self.key, self.counter = np.uint64(s[0]), s[1:2].copy()
+        V = windows.shape[1]
+        self.num_visible = V
+        self.chain_len = np.zeros(persistent_rows, np.int64)
+        self.chain_idx = np.zeros(persistent_rows * V, np.int32)
+        if persistent_rows:
+            if chains is None or np.shape(chains) != (persistent_rows, V):
+                chains = uniforms(int(self.key), int(self.counter[0]), persistent_rows * V).reshape(-1, V) < 0.5
+                self.counter[0] += np.uint64(persistent_rows * V)
+            for r, row in enumerate(np.asarray(chains)):
+                on = np.flatnonzero(row)
+                self.chain_len[r] = len(on)
+                self.chain_idx[r * V : r * V + len(on)] = on
+
+    @property
+    def persistent(self) -> bool:
+        return len(self.chain_len) > 0
+
+    def dense_chains(self) -> np.ndarray:
+        """The persistent chains as float32 ``(persistent_rows, V)`` (the torch loop's checkpoint format)."""
+        V = self.num_visible
+        out = np.zeros((len(self.chain_len), V), np.float32)
+        for r, n in enumerate(self.chain_len):
+            out[r, self.chain_idx[r * V : r * V + n]] = 1.0
+        return out
 
     @property
     def num_updates(self) -> int:
@@ -366,7 +425,7 @@ class SparseCD:
     def epoch(self, W: np.ndarray, b: np.ndarray, c: np.ndarray, lr: float, k: int = 1, err_every: int = 16) -> float:
         """Run one epoch, updating the float32 arrays in place; returns the mean of the sampled ``|v0 - vk|``."""
         err, n = cd_epoch(self.indptr, self.indices, self.bounds, W, b, c, float(lr), int(k), self.key, self.counter,
-                          int(err_every))
+                          int(err_every), self.chain_idx, self.chain_len)
         return err / max(n, 1)
 
     def state(self) -> np.ndarray:
