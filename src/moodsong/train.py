@@ -104,7 +104,7 @@ def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray 
         return None
     try:
         from .models.sparse_cd import SparseCD
-    except ImportError:  # without numba the torch loop computes the same updates, only slower
+    except (ImportError, RuntimeError):  # no numba, or nowhere to cache its compiled code: the torch loop, slower
         return None
     bounds = [i for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist()) for i in range(a, b, tc.batch_size)]
     return SparseCD(resident, bounds + [int(song_start[-1])], seed=tc.seed,
