@@ -4,9 +4,9 @@ For each quadrant target (its centre on the valence/arousal plane) this
 generates N pieces with four set-ups and counts how often the estimator places
 the piece in the requested quadrant:
 
-- ``baseline``:    the same RBM with a neutral condition (uniform quadrant weights), no steering
+- ``baseline``:    the same model with a neutral condition (uniform quadrant weights), no steering
                    -- the peer: what the model does when told nothing about emotion;
-- ``conditioned``: the conditional RBM alone (condition = target), plain 120 qpm / velocity 80;
+- ``conditioned``: the conditional model alone (condition = target), plain 120 qpm / velocity 80;
 - ``steered``:     conditioned + surface steering (tempo, register, mode, density, velocity, instrument);
 - ``selected``:    steered, best 1 of K candidates by the estimator (what ``moodsong compose`` writes).
 
@@ -16,6 +16,7 @@ accuracy on EMOPIA's valid split.
 
 Usage:
     python bench/emotion_compose.py [--pieces 12] [--candidates 6] [--bars 8] [--emopia ../shared/data/emopia]
+    python bench/emotion_compose.py --model src/moodsong/data/emotion_crbm     # the conditional RBM instead
 """
 
 from __future__ import annotations
@@ -28,17 +29,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodsong.compose import DEFAULT_STRENGTH, generate_candidates, load_conditional_model
+from moodsong.compose import generate_candidates, load_conditional_model, sample_conditional
 from moodsong.emotion import quadrant_center
 from moodsong.emotion.music import MusicEmotionEstimator, key_estimate, score_notes
-from moodsong.models.conditional_rbm import condition_vector, sample_roll
 from moodsong.pianoroll import roll_to_score
 
 
-def bare(model, est, cond, n, bars, seed):
+def bare(model, est, va, n, bars, seed, strength=None):
+    """Pieces for target ``va``; (0, 0) is the neutral condition (its quadrant weights are uniform)."""
     out = []
     for s in range(seed, seed + n):
-        roll = sample_roll(model, cond, bars * 16, strength=DEFAULT_STRENGTH, generator=torch.Generator().manual_seed(s))
+        roll = sample_conditional(model, *va, bars * 16, strength=strength, generator=torch.Generator().manual_seed(s))
         score = roll_to_score(roll, model.config.pianoroll, qpm=120.0, velocity=80)
         out.append((score, est.predict_score(score)))
     return out
@@ -51,6 +52,8 @@ def main() -> int:
     ap.add_argument("--bars", type=int, default=8)
     ap.add_argument("--seed", type=int, default=1000)
     ap.add_argument("--emopia", type=str, default=None, help="EMOPIA folder: also report valid-split accuracy")
+    ap.add_argument("--model", default=None, help="an emotion-conditional checkpoint (default: the shipped one)")
+    ap.add_argument("--strength", type=float, default=None, help="condition strength (default: the model's own)")
     args = ap.parse_args()
 
     if args.emopia:
@@ -60,21 +63,23 @@ def main() -> int:
         acc = MusicEmotionEstimator.load_default().score_pieces(notes, q)  # features + CNN blend
         print(f"EMOPIA valid ({acc['n']} clips): 4Q {acc['quadrant']:.3f}  valence {acc['valence']:.3f}  arousal {acc['arousal']:.3f}")
 
-    model = load_conditional_model()
+    model = load_conditional_model(args.model)
+    print(f"model: {args.model or 'shipped'} ({model.model_type}), strength {args.strength or 'default'}")
     est = MusicEmotionEstimator.load_default()
     t0 = time.time()
     rows = {}
     feats = {}
     for quad in (1, 2, 3, 4):
         v, a = quadrant_center(quad)
-        base = bare(model, est, np.full(4, 0.25), args.pieces, args.bars, args.seed)
-        cond = bare(model, est, condition_vector(v, a), args.pieces, args.bars, args.seed)
-        _, steered = generate_candidates(v, a, bars=args.bars, count=args.pieces, seed=args.seed, model=model, estimator=est)
+        base = bare(model, est, (0.0, 0.0), args.pieces, args.bars, args.seed, args.strength)
+        cond = bare(model, est, (v, a), args.pieces, args.bars, args.seed, args.strength)
+        _, steered = generate_candidates(v, a, bars=args.bars, count=args.pieces, seed=args.seed, model=model, estimator=est,
+                                         strength=args.strength)
         selected = []
         for i in range(args.pieces):
             _, cands = generate_candidates(
-                v, a, bars=args.bars, count=args.candidates, seed=args.seed + 100 * (i + 1), model=model, estimator=est
-            )
+                v, a, bars=args.bars, count=args.candidates, seed=args.seed + 100 * (i + 1), model=model, estimator=est,
+                strength=args.strength)
             selected.append(min(cands, key=lambda c: c.distance - c.target_probability))
         rows[quad] = {
             "baseline": np.mean([e.quadrant == quad for _, e in base]),

@@ -78,6 +78,44 @@ def test_bad_model_and_condition_vector(tmp_path):
     assert np.allclose(condition_vector(0, 0), 0.25)
 
 
+def test_conditional_wavenet_learns_and_condition_controls_samples():
+    """The compose path with a WaveNet-NADE: condition 0 (Q1) -> low pitches, condition 1 (Q2) -> high ones."""
+    from moodsong.compose import load_conditional_model, sample_conditional  # noqa: F401 (API under test)
+    from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
+
+    X, C, c = _toy_data(n=256)
+    P = SMALL.num_pitches
+    rep = {"kind": "note-state", "lowest_pitch": SMALL.lowest_pitch, "num_pitches": P, "steps_per_quarter": 4}
+    torch.manual_seed(0)
+    model = WaveNetNADE(WaveNetConfig(num_visible=2 * P, channels=16, skip_channels=16, dilations=[1, 2],
+                                      nade_hidden=16, dropout=0.0, cond_dim=4, representation=rep))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    v, cond = torch.as_tensor(X.reshape(len(X), 4, 2 * P), dtype=torch.float32), torch.as_tensor(C)
+    for step in range(120):
+        i = torch.randint(0, len(X), (64,))
+        loss = model.loss(v[i], cond=cond[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    for quad, lo in ((1, True), (2, False)):
+        roll = sample_conditional(model, *quadrant_center(quad), 64, generator=torch.Generator().manual_seed(quad))
+        held = roll[:, :P].sum(0)
+        low, high = held[:6].sum(), held[6:].sum()
+        assert (low > 3 * high) if lo else (high > 3 * low), (quad, low, high)
+
+
+def test_load_conditional_model_refuses_models_without_an_emotion_condition(tmp_path):
+    from importlib import resources
+
+    from moodsong.compose import load_conditional_model
+
+    with pytest.raises(MoodsongError, match="not an emotion-conditional model"):
+        load_conditional_model(str(resources.files("moodsong") / "data" / "pop_wavenet"))
+    with pytest.raises(MoodsongError):
+        load_conditional_model(str(tmp_path / "missing"))
+
+
 # -- steering -----------------------------------------------------------------------
 
 
@@ -148,19 +186,19 @@ def test_independent_features_move_the_right_way(per_quadrant):
 
 
 @pytest.mark.slow
-def test_bare_conditional_model_differs_by_emotion():
-    """Without any steering the conditional RBM alone makes high-arousal targets denser than low ones."""
-    from moodsong.compose import DEFAULT_STRENGTH, load_conditional_model
+@pytest.mark.parametrize("stem", ["emotion_wavenet", "emotion_crbm"])
+def test_bare_conditional_model_differs_by_emotion(stem):
+    """Without any steering the shipped conditional models alone make high-arousal targets denser than low ones."""
+    from importlib import resources
+
+    from moodsong.compose import load_conditional_model, sample_conditional
     from moodsong.pianoroll import roll_to_notes
 
-    model = load_conditional_model()
+    model = load_conditional_model(str(resources.files("moodsong") / "data" / stem))
     density = {}
     for q in (1, 2, 3, 4):
-        rolls = [
-            sample_roll(model, condition_vector(*quadrant_center(q)), 128, strength=DEFAULT_STRENGTH,
-                        generator=torch.Generator().manual_seed(s))
-            for s in range(6)
-        ]
+        rolls = [sample_conditional(model, *quadrant_center(q), 128, generator=torch.Generator().manual_seed(s))
+                 for s in range(6)]
         density[q] = np.mean([roll_to_notes(r)[0].size / r.shape[0] for r in rolls])  # notes per step
     assert min(density[1], density[2]) > 1.2 * max(density[3], density[4]), density
 
@@ -194,6 +232,8 @@ def test_compose_request_errors():
         compose(ComposeRequest(valence=2.0, arousal=0.0))
     with pytest.raises(MoodsongError, match="bars"):
         compose(ComposeRequest(quadrant=1, bars=0))
+    with pytest.raises(MoodsongError, match="strength"):
+        compose(ComposeRequest(quadrant=1, strength=-1.0))
 
 
 @pytest.mark.slow
@@ -257,6 +297,6 @@ def test_temperature_reaches_the_sampler():
 
     def notes(t):
         _, (c,) = generate_candidates(0.6, 0.6, bars=2, count=1, seed=4, steer=False, temperature=t)
-        return sum(len(tr.notes) for tr in c.score.tracks)
+        return 0 if c.score is None else sum(len(tr.notes) for tr in c.score.tracks)  # None: (almost) silent
 
-    assert notes(2.5) > notes(0.5)
+    assert notes(2.5) > notes(1.0) > notes(0.5)

@@ -2,7 +2,7 @@
 
     request (prompt | voice | valence/arousal | quadrant)
       -> target emotion (text/voice analysis, or the given coordinates)
-      -> conditioning: the emotion-conditional RBM samples several candidates
+      -> conditioning: an emotion-conditional model (WaveNet-NADE or RBM) samples several candidates
       -> surface steering: tempo, register, mode, density, articulation, velocity, instrument
       -> selection: the music-emotion estimator scores every candidate; keep those closest to the target
       -> outputs: MIDI + audio + piano-roll picture, chords/key/tempo report
@@ -32,15 +32,25 @@ from .emotion.music import MusicEmotion, MusicEmotionEstimator
 from .emotion.steer import SurfaceParams, apply_surface, surface_for
 from .errors import MoodsongError
 from .models.conditional_rbm import ConditionalRBM, condition_vector, sample_roll
+from .models.wavenet import WaveNetNADE
 
-__all__ = ["ComposeRequest", "Candidate", "ComposeResult", "compose", "load_conditional_model", "generate_candidates"]
+__all__ = ["ComposeRequest", "Candidate", "ComposeResult", "compose", "load_conditional_model", "generate_candidates",
+           "sample_conditional", "default_strength"]
 
-#: Stem of the shipped conditional RBM inside ``moodsong/data``.
+#: Stems of the shipped emotion-conditional models inside ``moodsong/data``: the default
+#: (a WaveNet-NADE whose every block and output sees the condition) and the RBM it replaced.
+DEFAULT_CONDITIONAL = "emotion_wavenet"
 DEFAULT_CRBM = "emotion_crbm"
 STEPS_PER_BAR = 16  # 4/4 at sixteenth-note steps
-#: Condition scale for sampling (1 = the learned conditional; 3 exaggerates the emotion-specific biases,
-#: which roughly doubles the onset-rate gap between high- and low-arousal targets; see docs/emotion-music.md).
+#: Condition scale of the conditional RBM (1 = the learned conditional; 3 exaggerates the emotion-specific
+#: biases, which roughly doubles the onset-rate gap between high- and low-arousal targets; docs/emotion-music.md).
 DEFAULT_STRENGTH = 3.0
+#: The same for the conditional WaveNet-NADE: u + 3 (w - u) of the uniform weights u and the target's w.
+#: Its learned condition is subtle (EMOPIA labels whole clips); at 3 the onset rate of high-arousal targets
+#: is 3-6x that of low-arousal ones and bare hits rise from 0.25 to 0.38 (bench/emotion_compose.py).
+DEFAULT_WAVENET_STRENGTH = 3.0
+
+ConditionalModel = ConditionalRBM | WaveNetNADE
 
 
 @dataclass
@@ -74,11 +84,13 @@ class ComposeRequest:
     picture : bool
         Write the piano-roll PNG.
     model : path, optional
-        A conditional RBM (path without suffix) instead of the shipped one.
+        An emotion-conditional model (a checkpoint path without suffix: a WaveNet-NADE trained with a
+        4-number quadrant condition, or a conditional RBM) instead of the shipped one.
     steer : bool
         Apply surface steering (off only for experiments on the bare model).
-    strength : float
-        Condition scale of the conditional RBM (see :func:`~moodsong.models.conditional_rbm.sample_roll`).
+    strength : float, optional
+        How far the condition is pushed: 1 is the learned conditional, more exaggerates it
+        (see :func:`sample_conditional`). Default: the model's own (:func:`default_strength`).
     temperature : float
         Sampling temperature: above 1 wilder, below 1 safer.
     voice_backend, whisper_model
@@ -100,7 +112,7 @@ class ComposeRequest:
     picture: bool = True
     model: str | os.PathLike | None = None
     steer: bool = True
-    strength: float = DEFAULT_STRENGTH
+    strength: float | None = None
     temperature: float = 1.0
     voice_backend: str = "auto"
     whisper_model: str | os.PathLike | None = None
@@ -211,14 +223,52 @@ class ComposeResult:
 
 
 @lru_cache(maxsize=4)
-def load_conditional_model(path: str | None = None) -> ConditionalRBM:
-    """The shipped emotion-conditional RBM, or one at ``path`` (without suffix)."""
+def load_conditional_model(path: str | None = None) -> ConditionalModel:
+    """The shipped emotion-conditional model, or the one at ``path`` (without suffix).
+
+    Raises
+    ------
+    MoodsongError
+        If the file is missing or corrupt, or holds a model that takes no emotion condition.
+    """
+    from .checkpoint import load_checkpoint
+
     if path is None:
         from importlib import resources
 
-        path = str(resources.files("moodsong") / "data" / DEFAULT_CRBM)
-    model, _ = ConditionalRBM.load(path)
-    return model
+        path = str(resources.files("moodsong") / "data" / DEFAULT_CONDITIONAL)
+    path = str(path).removesuffix(".json").removesuffix(".safetensors")
+    model, _, _ = load_checkpoint(path)
+    if isinstance(model, ConditionalRBM):
+        return model
+    if isinstance(model, WaveNetNADE) and model.config.cond_dim == 4:
+        return model.eval()
+    raise MoodsongError(f"{path}: not an emotion-conditional model (a conditional RBM, or a WaveNet-NADE with a "
+                        f"4-number quadrant condition)")
+
+
+def default_strength(model: ConditionalModel) -> float:
+    """The condition strength :func:`compose` uses for ``model`` unless told otherwise."""
+    return DEFAULT_WAVENET_STRENGTH if isinstance(model, WaveNetNADE) else DEFAULT_STRENGTH
+
+
+def sample_conditional(model: ConditionalModel, valence: float, arousal: float, num_steps: int, *,
+                       strength: float | None = None, temperature: float = 1.0,
+                       generator: torch.Generator | None = None) -> np.ndarray:
+    """A note-state matrix of ``num_steps`` 16th-note steps conditioned on a (valence, arousal) target.
+
+    The condition is the target's soft quadrant weights (:func:`condition_vector`). For a
+    WaveNet-NADE, ``strength`` s feeds ``u + s (w - u)`` (``u`` the uniform weights the model
+    learned as "no particular emotion"), so s > 1 extrapolates away from neutral; for the RBM it
+    scales the condition's biases (:func:`~moodsong.models.conditional_rbm.sample_roll`).
+    """
+    cond = condition_vector(valence, arousal)
+    strength = default_strength(model) if strength is None else float(strength)
+    if isinstance(model, WaveNetNADE):
+        u = np.full(4, 0.25)
+        return model.generate_roll(num_steps, cond=(u + strength * (cond - u)).astype(np.float32),
+                                   temperature=temperature, generator=generator)
+    return sample_roll(model, cond, num_steps, strength=strength, temperature=temperature, generator=generator)
 
 
 @lru_cache(maxsize=1)
@@ -267,9 +317,9 @@ def generate_candidates(
     bars: int = 8,
     count: int = 6,
     seed: int = 0,
-    model: ConditionalRBM | None = None,
+    model: ConditionalModel | None = None,
     steer: bool = True,
-    strength: float = DEFAULT_STRENGTH,
+    strength: float | None = None,
     temperature: float = 1.0,
     estimator: MusicEmotionEstimator | None = None,
 ) -> tuple[SurfaceParams, list[Candidate]]:
@@ -280,14 +330,14 @@ def generate_candidates(
     model = model or load_conditional_model()
     estimator = estimator or _estimator()
     surface = surface_for(valence, arousal)
-    cond = condition_vector(valence, arousal)
     target_q = quadrant_of(valence, arousal)
     cfg = model.config.pianoroll
     out = []
     for i in range(count):
         s = seed + i
         g = torch.Generator().manual_seed(s)
-        roll = sample_roll(model, cond, bars * STEPS_PER_BAR, strength=strength, temperature=temperature, generator=g)
+        roll = sample_conditional(model, valence, arousal, bars * STEPS_PER_BAR, strength=strength,
+                                  temperature=temperature, generator=g)
         if steer:
             score, info = apply_surface(roll, surface, cfg, rng=np.random.default_rng(s))
         else:
@@ -317,6 +367,8 @@ def compose(request: ComposeRequest) -> ComposeResult:
         raise MoodsongError(f"bars must be 1..256, not {request.bars}")
     if not 1 <= request.candidates <= 64:
         raise MoodsongError(f"candidates must be 1..64, not {request.candidates}")
+    if request.strength is not None and not 0 <= request.strength <= 10:
+        raise MoodsongError(f"strength must be 0..10, not {request.strength:g}")
     if not 1 <= request.keep <= request.candidates:
         raise MoodsongError(f"keep must be 1..candidates ({request.candidates}), not {request.keep}")
     analysis, source, transcript = resolve_emotion(request)

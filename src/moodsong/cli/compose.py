@@ -28,19 +28,21 @@ from . import main
 @click.option("--audio", "audio_format", type=click.Choice(["wav", "flac", "ogg", "mp3", "none"]), default="wav",
               show_default=True, help="Audio format, or none.")
 @click.option("--no-picture", is_flag=True, help="Do not draw the piano-roll picture.")
-@click.option("--model", type=click.Path(dir_okay=False), help="A conditional RBM (path without suffix) instead of the shipped one.")
+@click.option("--strength", type=float, default=None,
+              help="How far the emotion condition is pushed: 1 = as learned, more = exaggerated (default: the model's, 3).")
+@click.option("--model", type=click.Path(dir_okay=False), help="An emotion-conditional model (checkpoint path; a WaveNet-NADE with a quadrant condition or a conditional RBM) instead of the shipped one.")
 @click.option("--backend", type=click.Choice(["auto", "pocketsphinx", "whisper"]), default="auto", show_default=True,
               help="Speech recognizer for --voice.")
 @click.option("--whisper-model", type=click.Path(file_okay=False), help="Local faster-whisper model folder for --voice (never downloaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
 def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, candidates, keep, seed, temperature, stem,
-            audio_format, no_picture, model, backend, whisper_model, as_json):
+            audio_format, no_picture, strength, model, backend, whisper_model, as_json):
     """Compose a piece that fits a feeling, and say what was understood and made.
 
     The feeling comes from PROMPT (English or Chinese), a spoken --voice file,
-    explicit --valence/--arousal, or a --quadrant. An emotion-conditional RBM
-    (trained on EMOPIA plus weakly labelled pop MIDI) samples --candidates
-    pieces; tempo, register, mode, density, articulation, loudness and
+    explicit --valence/--arousal, or a --quadrant. An emotion-conditional
+    WaveNet-NADE (whole pieces; fine-tuned on EMOPIA's labelled piano clips)
+    samples --candidates pieces; tempo, register, mode, density, articulation, loudness and
     instrument are steered by the emotion; a music-emotion estimator scores each
     candidate and the closest to the target is written as MIDI, audio and a
     piano-roll picture.
@@ -60,7 +62,7 @@ def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, candidates
         prompt=prompt, voice=voice, valence=valence, arousal=arousal, quadrant=quadrant, bars=bars,
         candidates=candidates, keep=keep, seed=seed, out_dir=out_dir, stem=stem,
         audio=None if audio_format == "none" else audio_format, picture=not no_picture, model=model,
-        voice_backend=backend, whisper_model=whisper_model, temperature=temperature,
+        voice_backend=backend, whisper_model=whisper_model, temperature=temperature, strength=strength,
     )
     result = run_compose(req)
     if as_json:
