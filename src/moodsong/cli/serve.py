@@ -27,7 +27,7 @@ from . import main
               help="Longest one composition may run, in seconds.")
 @click.option("--cors-origin", "cors_origins", multiple=True,
               help="Allow pages on this origin (e.g. https://example.org) to call the API; repeatable. Default: none.")
-@click.option("--model", type=click.Path(dir_okay=False), help="A conditional RBM (path without suffix) instead of the shipped one.")
+@click.option("--model", type=click.Path(dir_okay=False), help="An emotion-conditional model (checkpoint path: WaveNet-NADE or conditional RBM) instead of the shipped one.")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Server log detail.")
 def serve(host, port, results_dir, workers, rate_limit, api_rate_limit, max_age, max_queue, job_timeout, cors_origins, model, log_level):

@@ -298,7 +298,7 @@ def create_app(
     cors_origins : list of str
         Origins allowed to call the API from other sites (empty: CORS off).
     model : str, optional
-        A conditional RBM (path without suffix) instead of the shipped one.
+        An emotion-conditional model (checkpoint path without suffix) instead of the shipped one.
     warm_start : bool
         Start the workers with the server and let each compose a tiny warm-up
         piece, so the first request is fast; False starts each worker on first

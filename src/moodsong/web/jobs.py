@@ -251,7 +251,7 @@ class ComposerPool:
     timeout_s : float
         Longest a job may run; past it the worker is killed and replaced.
     model : str, optional
-        A conditional RBM (path without suffix) instead of the shipped one.
+        An emotion-conditional model (checkpoint path without suffix) instead of the shipped one.
     warmup : bool
         Compose a tiny piece when a worker starts, so its first real job is fast.
     """

@@ -150,7 +150,7 @@ def serve_jobs(conn: Connection, model: str | None, threads: int, warmup: bool =
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moodsong composer worker (started by moodsong serve)")
     parser.add_argument("--fd", type=int, required=True, help="socket file descriptor to the server")
-    parser.add_argument("--model", default=None, help="conditional RBM path without suffix")
+    parser.add_argument("--model", default=None, help="emotion-conditional model checkpoint path without suffix")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-warmup", action="store_true", help="load models on the first job instead of at start")
     args = parser.parse_args(argv)
