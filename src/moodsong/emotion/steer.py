@@ -10,7 +10,7 @@ cue           rule                                        range
 tempo         faster with arousal, a little with valence  ~56 .. 136 qpm
 mode          major when valence > 0, minor when < 0      snap out-of-scale notes
 register      higher with valence and arousal             mean pitch ~55 .. 70
-density       sparser when arousal is low                 keep 55 .. 100 % of notes
+density       sparser when arousal is low                 keep 55 .. 100 % of notes, never below the target note rate
 articulation  legato when calm, detached when excited     durations stretched/cut
 velocity      louder with arousal                         ~42 .. 98
 instrument    by quadrant (bright piano, grand, strings,  General MIDI program
@@ -61,6 +61,10 @@ class SurfaceParams:
         Target mean MIDI pitch; the piece is transposed towards it.
     keep_fraction : float
         Share of notes kept (density); 1.0 keeps all.
+    min_onsets_per_s : float
+        Thinning stops at this note rate (notes per second at ``qpm``): a piece that is already
+        sparse is not made sparser than music of that emotion is (EMOPIA's medians: 8.1, 10.2, 4.4
+        and 4.3 onsets/s for Q1..Q4).
     legato : float
         -1 (detached: notes cut to at most a step) .. +1 (notes held to the next onset).
     velocity : int
@@ -74,6 +78,7 @@ class SurfaceParams:
     mode: str | None
     register_mean: float
     keep_fraction: float
+    min_onsets_per_s: float
     legato: float
     velocity: int
     program: int
@@ -94,6 +99,7 @@ def surface_for(valence: float, arousal: float) -> SurfaceParams:
         mode=mode,
         register_mean=round(62.5 + 4.5 * v + 3.0 * a, 1),
         keep_fraction=round(min(1.0, 0.78 + 0.22 * a + 0.1 * max(a, 0)), 3),
+        min_onsets_per_s=round(6.75 + 4.0 * a, 2),
         legato=round(float(np.clip(-1.2 * a, -1, 1)), 3),
         velocity=int(round(70 + 28 * a)),
         program=program,
@@ -154,11 +160,15 @@ def apply_surface(
     if params.mode is not None:
         pitch = _snap_to_scale(pitch, tonic, MAJOR_SCALE if mode == "major" else MINOR_SCALE, prefer_down=mode == "minor")
 
-    # Density: drop a random share of notes, but keep the lowest note of each onset on a beat.
+    # Density: drop a random share of notes (never below the target note rate), but keep the
+    # lowest note of each onset on a beat.
     spq = config.steps_per_quarter
+    seconds = roll.shape[0] / spq * 60.0 / params.qpm
+    keep_fraction = max(params.keep_fraction, min(1.0, params.min_onsets_per_s * seconds / pitch.size))
+    info["keep_fraction"] = round(keep_fraction, 3)
     keep = np.ones(pitch.size, bool)
-    if params.keep_fraction < 1.0:
-        keep = rng.random(pitch.size) < params.keep_fraction
+    if keep_fraction < 1.0:
+        keep = rng.random(pitch.size) < keep_fraction
         on_beat = start % spq == 0
         for t in np.unique(start[on_beat]):
             idx = np.flatnonzero(start == t)
