@@ -37,7 +37,7 @@ from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
 
 BASE = dict(channels=48, hidden=100, dropout=0.25, stacks=2, lr=2e-3, batch=8, transpose=6, seed=0)
 CONFIGS = {
-    "shipped": dict(BASE),
+    "shipped": {**BASE},
     "c64-h150-d30": dict(BASE, channels=64, hidden=150, dropout=0.3),
     "c96-h200-d40": dict(BASE, channels=96, hidden=200, dropout=0.4),
     "c96-h200-d40-s1": dict(BASE, channels=96, hidden=200, dropout=0.4, seed=1),

@@ -100,7 +100,7 @@ def main() -> int:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
-    base, base_meta, _ = load_checkpoint(DATA / "pop_wavenet")
+    base, _, _ = load_checkpoint(DATA / "pop_wavenet")
     cfg = WaveNetConfig.from_dict({**base.config.to_dict(), "cond_dim": 4})
     model = WaveNetNADE(cfg)
     missing, unexpected = model.load_state_dict(base.state_dict(), strict=False)

@@ -27,7 +27,13 @@ import numpy as np
 import symusic
 import torch
 
-from .emotion import EmotionAnalysis, analysis_from_va, clip_va, quadrant_center, quadrant_of
+from .emotion import (
+    EmotionAnalysis,
+    analysis_from_va,
+    clip_va,
+    quadrant_center,
+    quadrant_of,
+)
 from .emotion.music import MusicEmotion, MusicEmotionEstimator
 from .emotion.steer import SurfaceParams, apply_surface, surface_for
 from .errors import MoodsongError
