@@ -1,4 +1,4 @@
-"""The fused sparse CD kernel (moodsong.models.sparse_cd) and train_rbm's fast per-song path."""
+"""The fused sparse CD kernel (moodsong.models.sparse_cd) and train_rbm's fast path (per-song and shuffled)."""
 
 from __future__ import annotations
 
@@ -16,14 +16,18 @@ from test_rbm import TINY, structured_corpus
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-def uniforms(key: int, start: int, n: int) -> np.ndarray:
-    """SplitMix64 draws start..start+n-1 as float32 uniforms, re-derived in numpy uint64 arithmetic."""
+def mix64(key: int, start: int, n: int) -> np.ndarray:
+    """SplitMix64 draws start..start+n-1 as uint64, re-derived in numpy uint64 arithmetic."""
     with np.errstate(over="ignore"):
         z = np.uint64(key) + np.arange(start, start + n, dtype=np.uint64) * np.uint64(GOLDEN)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(40)).astype(np.float32) / np.float32(2**24)
+        return z ^ (z >> np.uint64(31))
+
+
+def uniforms(key: int, start: int, n: int) -> np.ndarray:
+    """The draws as float32 uniforms (top 24 bits)."""
+    return (mix64(key, start, n) >> np.uint64(40)).astype(np.float32) / np.float32(2**24)
 
 
 def sigmoid(x):
@@ -91,6 +95,36 @@ def test_kernel_equals_dense_cd_with_the_same_uniforms(k, persistent):
     assert not np.array_equal(Wf, W)
 
 
+@pytest.mark.parametrize("persistent", [False, True])
+def test_shuffled_kernel_equals_dense_cd_with_the_same_permutation(persistent):
+    data, W, b, c = random_problem(2)
+    n, bounds = data.shape[0], [0, 10, 20, 23]  # batches of 10 over each epoch's order, the last one short
+    fast = SparseCD(data, bounds, seed=7, persistent_rows=10 if persistent else 0, shuffle=True)
+    chains = fast.dense_chains().astype(np.float64) if persistent else None
+    Wf, bf, cf = W.copy(), b.copy(), c.copy()
+    key, ctr = int(fast.key), 10 * data.shape[1] if persistent else 0
+    Wd, bd, cd = W, b, c
+    orders = []
+    for epoch in range(2):
+        fast.epoch(Wf, bf, cf, 0.1, 1)
+        order = np.argsort(mix64(key, ctr, n), kind="stable")  # each epoch: n draws, windows in the order of their values
+        ctr += n
+        orders.append(order)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            Wd, bd, cd, vk, ctr = dense_cd(data[order[lo:hi]].astype(np.float64), Wd, bd, cd, 0.1, 1, key, ctr,
+                                           None if chains is None else chains[: hi - lo])
+            if chains is not None:
+                chains[: hi - lo] = vk
+    assert sorted(orders[0]) == list(range(n)) and not np.array_equal(orders[0], orders[1])
+    assert not np.array_equal(orders[0], np.arange(n))
+    np.testing.assert_allclose(Wf, Wd, atol=1e-5)
+    np.testing.assert_allclose(bf, bd, atol=1e-5)
+    np.testing.assert_allclose(cf, cd, atol=1e-5)
+    assert int(fast.counter[0]) == ctr
+    if persistent:
+        np.testing.assert_array_equal(fast.dense_chains(), chains)
+
+
 def test_kernel_stream_state_round_trips_and_continues():
     data, W, b, c = random_problem(1)
     one = SparseCD(data, [0, 12, 23], seed=9)
@@ -130,12 +164,13 @@ def test_uniforms_are_uniform_and_bernoulli_frequencies_match():
     assert abs((freq - p).mean()) < 0.01  # and unbiased overall
 
 
-def per_song(seed=3, **kw):
+def per_song(seed=3, order="per-song", **kw):
     return dict(lr=0.05, batch_size=7, validation_fraction=0.2, eval_every=1, checkpoint_every=3, seed=seed,
-                order="per-song", device="cpu", **kw)
+                order=order, device="cpu", **kw)
 
 
-def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch):
+@pytest.mark.parametrize("order", ["per-song", "shuffled"])
+def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch, order):
     corpus = structured_corpus()
     data = torch.tensor(corpus.windows(2), dtype=torch.float32)
     noise = torch.bernoulli(torch.full_like(data, 0.5), generator=torch.Generator().manual_seed(1))
@@ -144,7 +179,7 @@ def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch):
     pll0 = float(before.pseudo_log_likelihood(data).mean())
     gap0 = float(before.free_energy(noise).mean() - before.free_energy(data).mean())
     tc = TrainConfig(lr=0.05, batch_size=10, epochs=60, validation_fraction=0.0, eval_every=60, checkpoint_every=60,
-                     order="per-song", device="cpu")
+                     order=order, device="cpu")
     model, history = train_rbm(corpus, tmp_path / "run", RBMConfig(2, 16, TINY), tc, progress=False)
     _, _, extra = load_checkpoint(tmp_path / "run" / "model")
     assert "sparse_cd" in extra  # the fast path ran
@@ -164,13 +199,15 @@ def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch):
     assert abs(pll1 - float(slow.pseudo_log_likelihood(data).mean())) < 1.0
 
 
-@pytest.mark.parametrize("persistent", [False, True])
-def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tmp_path, persistent):
+@pytest.mark.parametrize("persistent,order", [(False, "per-song"), (True, "per-song"), (False, "shuffled"),
+                                              (True, "shuffled")])
+def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tmp_path, persistent, order):
     corpus = structured_corpus()
     mc = RBMConfig(2, 8, TINY)
 
     def run(name, epochs, seed=3, resume=False):
-        return train_rbm(corpus, tmp_path / name, mc, TrainConfig(epochs=epochs, **per_song(seed, persistent=persistent)),
+        return train_rbm(corpus, tmp_path / name, mc,
+                         TrainConfig(epochs=epochs, **per_song(seed, order, persistent=persistent)),
                          progress=False, resume=resume)
 
     full, hist_full = run("full", 6)

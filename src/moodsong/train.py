@@ -5,10 +5,10 @@ The loop is deliberately thin (nanoGPT-style): pick batches, call
 ``checkpoint_every`` epochs, at the end, and on Ctrl-C, so an interrupted run
 loses at most a few epochs and ``resume=True`` continues it exactly.
 
-The demo-faithful run (``order="per-song"`` on the CPU, in one process) skips the
+A CPU run in one process with the data in memory (either order) skips the
 Python loop: :mod:`moodsong.models.sparse_cd` computes the same updates a whole
 epoch per compiled call, with its own counter-based random stream (saved in the
-checkpoint like the torch generator).
+checkpoint like the torch generator; it also draws the shuffled order).
 """
 
 from __future__ import annotations
@@ -96,21 +96,24 @@ def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray 
                state: torch.Tensor | None, chains: torch.Tensor | None):
     """The fused sparse CD kernel (:mod:`moodsong.models.sparse_cd`) for this run, or ``None`` for the torch loop.
 
-    It takes per-song batches of binary windows held in memory, on the CPU, in one
+    It takes per-song or shuffled batches of binary windows held in memory, on the CPU, in one
     process; it continues the stream ``state`` and persistent ``chains`` from a checkpoint.
     """
-    if not (tc.order == "per-song" and device.type == "cpu" and not ctx.distributed
+    if not (tc.order in ("per-song", "shuffled") and device.type == "cpu" and not ctx.distributed
             and resident is not None and len(resident) and resident.max() <= 1):
         return None
     try:
         from .models.sparse_cd import SparseCD
     except (ImportError, RuntimeError):  # no numba, or nowhere to cache its compiled code: the torch loop, slower
         return None
-    bounds = [i for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist()) for i in range(a, b, tc.batch_size)]
+    if tc.order == "shuffled":  # each epoch's batches: consecutive batch_size windows of a fresh permutation
+        bounds = list(range(0, len(resident), tc.batch_size))
+    else:
+        bounds = [i for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist()) for i in range(a, b, tc.batch_size)]
     return SparseCD(resident, bounds + [int(song_start[-1])], seed=tc.seed,
                     state=None if state is None else state.cpu().numpy(),
                     persistent_rows=tc.batch_size if tc.persistent else 0,
-                    chains=None if chains is None else chains.cpu().numpy())
+                    chains=None if chains is None else chains.cpu().numpy(), shuffle=tc.order == "shuffled")
 
 
 def train_rbm(
@@ -229,7 +232,7 @@ def train_rbm(
     threads = torch.get_num_threads()
     if device.type == "cpu" and tc.batch_size * mc.num_visible * mc.num_hidden <= 2**25:
         torch.set_num_threads(1)
-    # The demo's per-song run on the CPU goes to the fused sparse kernel: the whole epoch in one compiled call.
+    # CPU runs in one process go to the fused sparse kernel: the whole epoch in one compiled call.
     fast = _sparse_cd(tc, device, ctx, resident, song_start, fast_state, chains)
     chains = None if fast is not None else chains  # the kernel keeps its own
     fast_params = None if fast is None else (model.W.data.numpy(), model.b_visible.data.numpy(), model.b_hidden.data.numpy())

@@ -1,4 +1,4 @@
-"""Fused sparse contrastive divergence on the CPU: one compiled call per epoch of per-song RBM updates.
+"""Fused sparse contrastive divergence on the CPU: one compiled call per epoch of RBM updates (per-song or shuffled).
 
 Why this exists
 ---------------
@@ -35,7 +35,9 @@ its index, so the sampling loops vectorise, and ``(key, counter)`` is the whole
 generator state: stored in a checkpoint, it makes a resumed run reproduce an
 uninterrupted one exactly. Within an update, draws are taken in the order
 hidden (B x H), then per CD step visible (B x V) and, except after the last
-step, hidden again, each row-major.
+step, hidden again, each row-major. A shuffled epoch first takes ``n`` draws
+for its order of the ``n`` windows (:func:`permutation`: the order of their
+64-bit values) and gathers the CSR rows in that order (:func:`take_rows`).
 
 The logistic function uses a polynomial ``exp`` (Cody-Waite range reduction,
 degree-6 Taylor; relative error ~2e-7, absolute error of the sigmoid < 1e-7)
@@ -77,14 +79,36 @@ def _mix_int(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def uniforms(key: int, start: int, n: int) -> np.ndarray:
-    """Draws ``start .. start + n - 1`` of the stream ``key`` as float32 uniforms, in numpy (the kernel's own values)."""
+def draws(key: int, start: int, n: int) -> np.ndarray:
+    """Draws ``start .. start + n - 1`` of the stream ``key`` as raw uint64 values, in numpy."""
     with np.errstate(over="ignore"):
         z = np.uint64(key) + np.arange(start, start + n, dtype=np.uint64) * _G
         z = (z ^ (z >> _S30)) * _M1
         z = (z ^ (z >> _S27)) * _M2
-        z = z ^ (z >> _S31)
-    return (z >> _S40).astype(np.float32) * _INV24
+        return z ^ (z >> _S31)
+
+
+def uniforms(key: int, start: int, n: int) -> np.ndarray:
+    """Draws ``start .. start + n - 1`` of the stream ``key`` as float32 uniforms, in numpy (the kernel's own values)."""
+    return (draws(key, start, n) >> _S40).astype(np.float32) * _INV24
+
+
+def permutation(key: int, start: int, n: int) -> np.ndarray:
+    """A uniformly random order of ``n`` items from draws ``start .. start + n - 1``: the order of their 64-bit values.
+
+    Ties (probability ~n^2 / 2^65) fall back to index order, so the result is a
+    function of ``(key, start)`` alone: a resumed run redraws the same order.
+    """
+    return np.argsort(draws(key, start, n), kind="stable")
+
+
+def take_rows(indptr: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The CSR table of ``rows`` of a CSR table, in that order (one vectorised gather, no Python loop)."""
+    lens = indptr[1:][rows] - indptr[:-1][rows]
+    out_ptr = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lens, out=out_ptr[1:])
+    src = np.repeat(indptr[:-1][rows] - out_ptr[:-1], lens) + np.arange(out_ptr[-1], dtype=np.int64)
+    return out_ptr, indices[src]
 
 
 @intrinsic
@@ -362,14 +386,19 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every, c
 
 
 class SparseCD:
-    """Per-song CD-k training with :func:`cd_epoch`: the batches as CSR, built once, and the RNG stream position.
+    """CD-k training with :func:`cd_epoch`: the windows as CSR, built once, the batches and the RNG stream position.
 
     Parameters
     ----------
     windows : numpy.ndarray
         Binary training windows ``(n, V)`` (any integer or bool dtype), in training order.
     bounds : sequence of int
-        Batch boundaries: batch ``i`` is ``windows[bounds[i]:bounds[i + 1]]``.
+        Batch boundaries: batch ``i`` is ``windows[bounds[i]:bounds[i + 1]]`` (of the epoch's order when shuffled).
+    shuffle : bool
+        Each epoch first draws a fresh order of all windows from the stream (``n`` draws, see
+        :func:`permutation`) and cuts the batches ``bounds`` from the windows in that order, as the
+        torch loop's shuffled order does; the order is a function of the stream position, so the
+        ``(key, counter)`` of :meth:`state` covers it too.
     seed : int
         Seeds the stream when ``state`` is not given.
     state : numpy.ndarray, optional
@@ -382,12 +411,13 @@ class SparseCD:
     """
 
     def __init__(self, windows: np.ndarray, bounds, seed: int = 0, state: np.ndarray | None = None,
-                 persistent_rows: int = 0, chains: np.ndarray | None = None):
+                 persistent_rows: int = 0, chains: np.ndarray | None = None, shuffle: bool = False):
         rows, cols = np.nonzero(windows)
         self.indices = cols.astype(np.int32)
         self.indptr = np.zeros(windows.shape[0] + 1, np.int64)
         np.cumsum(np.bincount(rows, minlength=windows.shape[0]), out=self.indptr[1:])
         self.bounds = np.asarray(bounds, np.int64)
+        self.shuffle = shuffle
         if state is None:
             self.key, self.counter = np.uint64(splitmix64_key(int(seed))), np.zeros(1, np.uint64)
         else:
@@ -424,7 +454,12 @@ class SparseCD:
 
     def epoch(self, W: np.ndarray, b: np.ndarray, c: np.ndarray, lr: float, k: int = 1, err_every: int = 16) -> float:
         """Run one epoch, updating the float32 arrays in place; returns the mean of the sampled ``|v0 - vk|``."""
-        err, n = cd_epoch(self.indptr, self.indices, self.bounds, W, b, c, float(lr), int(k), self.key, self.counter,
+        indptr, indices = self.indptr, self.indices
+        if self.shuffle:
+            n = len(indptr) - 1
+            indptr, indices = take_rows(indptr, indices, permutation(int(self.key), int(self.counter[0]), n))
+            self.counter[0] += np.uint64(n)
+        err, n = cd_epoch(indptr, indices, self.bounds, W, b, c, float(lr), int(k), self.key, self.counter,
                           int(err_every), self.chain_idx, self.chain_len)
         return err / max(n, 1)
 
