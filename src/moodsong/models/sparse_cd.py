@@ -176,6 +176,16 @@ def _active(hs, B, act, nact):
 CHUNK = 128  # visible units per block of h W^T: the block's 50 x 128 slice of W^T (25 KiB) stays in L1
 
 
+@njit(inline="always", **_JIT)
+def _rows_sum(acc, c, W, idx, lo, hi):
+    """``acc = c + sum of W's rows idx[lo:hi]``: a sparse binary row times W, plus the hidden bias."""
+    acc[:] = c
+    for p in range(lo, hi):
+        i = idx[p]
+        for j in range(W.shape[1]):
+            acc[j] += W[i, j]
+
+
 @njit(**_JIT)
 def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every, chain_idx, chain_len):
     """One epoch of CD-k over the batches ``bounds`` of a CSR window table, updating ``W``, ``b``, ``c`` in place.
@@ -247,22 +257,14 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every, c
 
         # positive phase: ph0 = sigmoid(c + sum of W's rows at v0's bits); h ~ Bern(ph0), or the chains' h
         for r in range(B):
-            acc[:] = c
-            for p in range(indptr[r0 + r], indptr[r0 + r + 1]):
-                i = indices[p]
-                for j in range(H):
-                    acc[j] += W[i, j]
+            _rows_sum(acc, c, W, indices, indptr[r0 + r], indptr[r0 + r + 1])
             for j in range(H):
                 ph0[r, j] = _sigmoid(acc[j])
             if not persistent:
                 for j in range(H):
                     hs[r, j] = _uniform(key, ctr + np.uint64(r * H + j)) < ph0[r, j]
             else:
-                acc[:] = c
-                for p in range(r * V, r * V + chain_len[r]):
-                    i = chain_idx[p]
-                    for j in range(H):
-                        acc[j] += W[i, j]
+                _rows_sum(acc, c, W, chain_idx, r * V, r * V + chain_len[r])
                 for j in range(H):
                     hs[r, j] = _uniform(key, ctr + np.uint64(r * H + j)) < _sigmoid(acc[j])
         ctr += np.uint64(B * H)
@@ -312,11 +314,7 @@ def cd_epoch(indptr, indices, bounds, W, b, c, lr, k, key, counter, err_every, c
             ctr += np.uint64(B * V)
             # hidden probabilities of the sample
             for r in range(B):
-                acc[:] = c
-                for p in range(r * V, r * V + vk_len[r]):
-                    i = vk_idx[p]
-                    for j in range(H):
-                        acc[j] += W[i, j]
+                _rows_sum(acc, c, W, vk_idx, r * V, r * V + vk_len[r])
                 for j in range(H):
                     phk[r, j] = _sigmoid(acc[j])
             if step < k - 1:
