@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodsong.emotion.music import DEFAULT_MODEL, MusicEmotionEstimator, emopia_clips, music_features
+from moodsong.emotion.music import DEFAULT_MODEL, MusicEmotionEstimator, emopia_clips, emopia_index, music_features
 from moodsong.emotion.music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
 from moodsong.errors import MoodsongError
 from moodsong.models.conditional_rbm import ConditionalRBMConfig, fit_conditional_rbm
@@ -158,16 +158,9 @@ def main() -> int:
 
     # -- 2. conditional RBM ------------------------------------------------------
     cfg = ConditionalRBMConfig(num_timesteps=16, num_hidden=args.hidden, num_conditions=4, pianoroll=PianoRollConfig())
-    import csv
-
-    with open(emopia / "label.csv", newline="") as f:
-        labels = {r["ID"]: int(r["4Q"]) for r in csv.DictReader(f)}
     wins, conds = [], []
     shifts = tuple(range(-args.shifts, args.shifts + 1))  # small transpositions keep mode and register roughly intact
-    for name, quad in sorted(labels.items()):
-        path = emopia / "midis" / f"{name}.mid"
-        if not path.is_file():
-            continue
+    for _, path, quad, _ in emopia_index(emopia):
         w = windows_of(midi_to_roll(path, cfg.pianoroll), cfg.num_timesteps, args.stride, shifts)
         wins += w
         conds += [np.eye(4)[quad - 1]] * len(w)

@@ -20,7 +20,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -31,6 +30,7 @@ import torch
 
 from moodsong.allocator import reuse_freed_memory
 from moodsong.checkpoint import load_checkpoint, save_checkpoint
+from moodsong.emotion.music import emopia_index
 from moodsong.evaluate import pad_batch
 from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
 from moodsong.pianoroll import midi_to_roll
@@ -41,18 +41,12 @@ DATA = REPO / "src" / "moodsong" / "data"
 
 
 def emopia_rolls(root: Path, config) -> dict[str, list[tuple[np.ndarray, int]]]:
-    """``{"train": [(frames, quadrant), ...], "valid": [...]}`` from EMOPIA's label.csv and split.csv."""
-    with open(root / "label.csv", newline="") as f:
-        labels = {r["ID"]: int(r["4Q"]) for r in csv.DictReader(f)}
-    with open(root / "split.csv", newline="") as f:
-        splits = {Path(r["clip"]).stem: r["split"] for r in csv.DictReader(f)}
+    """``{"train": [(frames, quadrant), ...], "valid": [...]}`` for EMOPIA's labelled clips."""
     out: dict[str, list] = {"train": [], "valid": []}
-    for name in sorted(splits):
-        path = root / "midis" / f"{name}.mid"
-        if name in labels and path.is_file():
-            roll = midi_to_roll(path, config).astype(np.float32)
-            if roll.shape[0] > 16 and roll.sum() > 0:
-                out[splits[name]].append((roll, labels[name]))
+    for _, path, quad, split in emopia_index(root):
+        roll = midi_to_roll(path, config).astype(np.float32)
+        if roll.shape[0] > 16 and roll.sum() > 0:
+            out[split].append((roll, quad))
     return out
 
 

@@ -688,16 +688,13 @@ class MusicEmotionEstimator:
 # -- EMOPIA ------------------------------------------------------------------
 
 
-def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list[str], list[NoteArrays], np.ndarray, list[str]]:
-    """Read EMOPIA's notes: ``(clip names, notes per clip, quadrant labels, split per clip)``.
+def emopia_index(root: str | os.PathLike, only: str | None = None) -> list[tuple[str, Path, int, str]]:
+    """EMOPIA's labelled clips present on disk: ``(name, MIDI path, quadrant 1..4, split)``, sorted by name.
 
-    ``root`` holds ``midis/``, ``label.csv`` and ``split.csv``. Clips that cannot
-    be read or have fewer than 4 notes are skipped; ``only="valid"`` (or
-    ``"train"``) reads that split alone.
+    ``root`` holds ``midis/``, ``label.csv`` and ``split.csv``; ``only="valid"``
+    (or ``"train"``) keeps that split alone.
     """
     import csv
-
-    from tqdm.auto import tqdm
 
     root = Path(root)
     if not (root / "label.csv").is_file():
@@ -706,11 +703,25 @@ def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list
         labels = {r["ID"]: int(r["4Q"]) for r in csv.DictReader(f)}
     with open(root / "split.csv", newline="") as f:
         splits = {Path(r["clip"]).stem: r["split"] for r in csv.DictReader(f)}
-    names, notes, quads, sp = [], [], [], []
-    for name in tqdm(sorted(splits), desc="EMOPIA clips", unit="clip"):
+    out = []
+    for name in sorted(splits):
         path = root / "midis" / f"{name}.mid"
-        if name not in labels or not path.is_file() or (only is not None and splits[name] != only):
-            continue
+        if name in labels and path.is_file() and (only is None or splits[name] == only):
+            out.append((name, path, labels[name], splits[name]))
+    return out
+
+
+def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list[str], list[NoteArrays], np.ndarray, list[str]]:
+    """Read EMOPIA's notes: ``(clip names, notes per clip, quadrant labels, split per clip)``.
+
+    ``root`` holds ``midis/``, ``label.csv`` and ``split.csv``. Clips that cannot
+    be read or have fewer than 4 notes are skipped; ``only="valid"`` (or
+    ``"train"``) reads that split alone.
+    """
+    from tqdm.auto import tqdm
+
+    names, notes, quads, sp = [], [], [], []
+    for name, path, quad, split in tqdm(emopia_index(root, only), desc="EMOPIA clips", unit="clip"):
         try:
             n = score_notes(read_score(path))
         except MoodsongError:
@@ -719,8 +730,8 @@ def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list
             continue
         names.append(name)
         notes.append(n)
-        quads.append(labels[name])
-        sp.append(splits[name])
+        quads.append(quad)
+        sp.append(split)
     return names, notes, np.array(quads), sp
 
 
