@@ -24,7 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from moodsong.emotion.music import DEFAULT_MODEL, MusicEmotionEstimator, emopia_clips, emopia_index, music_features
+from moodsong.emotion.music import (
+    DEFAULT_MODEL,
+    MusicEmotionEstimator,
+    emopia_clips,
+    emopia_index,
+    music_features,
+    song_folds,
+)
+from moodsong.emotion.music import emopia_song as song_of
 from moodsong.emotion.music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
 from moodsong.errors import MoodsongError
 from moodsong.models.conditional_rbm import ConditionalRBMConfig, fit_conditional_rbm
@@ -33,18 +41,6 @@ from moodsong.pianoroll import PianoRollConfig, midi_to_roll, read_score
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "src" / "moodsong" / "data"
 CRBM_STEM = "emotion_crbm"
-
-
-def song_of(clip: str) -> str:
-    # Q1_0vLPYiPN7qY_2 -> 0vLPYiPN7qY (clips of one song share the YouTube id)
-    return clip.split("_", 1)[1].rsplit("_", 1)[0]
-
-
-def song_folds(songs, folds=5, seed=0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    uniq = np.array(sorted(set(songs)))
-    fold_of = dict(zip(uniq, rng.permutation(len(uniq)) % folds))
-    return np.array([fold_of[s] for s in songs])
 
 
 def choose_weight(notes, X, q, songs, l2, config, grid=(0.0, 0.25, 0.5, 0.75, 1.0), folds=5):
@@ -141,7 +137,7 @@ def main() -> int:
         est.fit_sequence([notes[i] for i in tr], q[tr], config, seeds=args.cnn_seeds, progress=True)
         valid = est.score_pieces([notes[i] for i in va], q[va])
         print(f"EMOPIA valid (blend w={weight}): 4Q {valid['quadrant']:.3f}  valence {valid['valence']:.3f}  arousal {valid['arousal']:.3f} (n={valid['n']})")
-        rnd = lambda d: {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}  # noqa: E731
+        rnd = lambda d: {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
         est.info_ = {
             "trained_on": "EMOPIA 1.0 train split (876 clips), CC BY 4.0",
             "features": len(X[0]),

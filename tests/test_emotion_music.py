@@ -194,3 +194,17 @@ def test_sequence_model_learns_and_round_trips(tmp_path):
     (tmp_path / "m_cnn.safetensors").write_bytes(b"junk")
     with pytest.raises(MoodsongError):
         MusicEmotionEstimator.load(tmp_path / "m.json")
+
+
+def test_song_folds_keep_songs_whole_and_balanced():
+    from moodsong.emotion.music import emopia_song, song_folds
+
+    clips = [f"Q{1 + i % 4}_song{i % 23}_{i}" for i in range(200)]
+    songs = [emopia_song(c) for c in clips]
+    assert songs[5] == "song5"
+    f = song_folds(songs, 5, seed=0)
+    for s in set(songs):  # every clip of a song lands in one fold
+        assert len({int(k) for k, t in zip(f, songs) if t == s}) == 1
+    per_fold = [len({t for k, t in zip(f, songs) if k == j}) for j in range(5)]
+    assert max(per_fold) - min(per_fold) <= 1  # 23 songs -> 5/5/5/4/4
+    assert (song_folds(songs, 5, seed=0) == f).all() and not (song_folds(songs, 5, seed=1) == f).all()

@@ -48,10 +48,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import symusic
@@ -61,15 +61,17 @@ from ..fileio import write_text_atomic
 from ..pianoroll import read_score
 
 __all__ = [
+    "DEFAULT_MODEL",
     "FEATURE_NAMES",
     "MusicEmotion",
     "MusicEmotionEstimator",
     "NoteArrays",
-    "score_notes",
-    "music_features",
     "emopia_clips",
+    "emopia_song",
     "key_estimate",
-    "DEFAULT_MODEL",
+    "music_features",
+    "score_notes",
+    "song_folds",
 ]
 
 #: File name of the shipped estimator inside ``moodsong/data``.
@@ -185,7 +187,7 @@ def score_notes(score: symusic.Score) -> NoteArrays:
     if not parts:
         z = np.zeros(0)
         return NoteArrays(z, z, z.astype(np.int64), z.astype(np.int64))
-    cat = lambda k: np.concatenate([p[k] for p in parts])  # noqa: E731
+    cat = lambda k: np.concatenate([p[k] for p in parts])
     order = np.argsort(cat("time"), kind="stable")
     return NoteArrays(
         cat("time").astype(np.float64)[order],
@@ -508,7 +510,7 @@ class MusicEmotionEstimator:
         self.info_: dict = {}
 
     # -- training ---------------------------------------------------------
-    def fit(self, X: np.ndarray, quadrants: Sequence[int]) -> "MusicEmotionEstimator":
+    def fit(self, X: np.ndarray, quadrants: Sequence[int]) -> MusicEmotionEstimator:
         """Fit on a feature matrix (rows from :func:`music_features`) and quadrant labels 1..4."""
         X = np.asarray(X, np.float64)
         q = np.asarray(quadrants, np.int64) - 1
@@ -521,7 +523,7 @@ class MusicEmotionEstimator:
         return self
 
     def fit_sequence(self, pieces: Sequence[NoteArrays], quadrants: Sequence[int], config=None, seeds: int = 3,
-                     progress: bool = False) -> "MusicEmotionEstimator":
+                     progress: bool = False) -> MusicEmotionEstimator:
         """Train the temporal CNN (an ensemble of ``seeds`` members) on pieces' notes and labels 1..4."""
         from .music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
 
@@ -635,7 +637,7 @@ class MusicEmotionEstimator:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "MusicEmotionEstimator":
+    def from_dict(cls, d: dict) -> MusicEmotionEstimator:
         if d.get("model_type") != "music_emotion_logistic" or list(d.get("features", [])) != list(FEATURE_NAMES):
             raise MoodsongError("not a music-emotion model of this moodsong version (feature list differs)")
         est = cls(l2=float(d["l2"]), sequence_weight=float(d.get("sequence_weight", 0.5)),
@@ -658,7 +660,7 @@ class MusicEmotionEstimator:
         write_text_atomic(path, json.dumps(self.to_dict(seq), indent=1))
         return path
 
-    def _load_sequence(self, d: dict, folder) -> "MusicEmotionEstimator":
+    def _load_sequence(self, d: dict, folder) -> MusicEmotionEstimator:
         if d.get("sequence_model"):
             from .music_cnn import MusicCNNEnsemble
 
@@ -669,7 +671,7 @@ class MusicEmotionEstimator:
         return self
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MusicEmotionEstimator":
+    def load(cls, path: str | os.PathLike) -> MusicEmotionEstimator:
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
@@ -677,7 +679,7 @@ class MusicEmotionEstimator:
         return cls.from_dict(d)._load_sequence(d, Path(path).parent)
 
     @classmethod
-    def load_default(cls) -> "MusicEmotionEstimator":
+    def load_default(cls) -> MusicEmotionEstimator:
         """The estimator shipped with moodsong (trained on EMOPIA's train split)."""
         folder = resources.files("moodsong") / "data"
         d = json.loads((folder / DEFAULT_MODEL).read_text(encoding="utf-8"))
@@ -709,6 +711,22 @@ def emopia_index(root: str | os.PathLike, only: str | None = None) -> list[tuple
         if name in labels and path.is_file() and (only is None or splits[name] == only):
             out.append((name, path, labels[name], splits[name]))
     return out
+
+
+def emopia_song(clip: str) -> str:
+    """The song a clip comes from: ``"Q1_0vLPYiPN7qY_2"`` -> ``"0vLPYiPN7qY"`` (the YouTube id its clips share)."""
+    return clip.split("_", 1)[1].rsplit("_", 1)[0]
+
+
+def song_folds(songs: Sequence[str], folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Cross-validation fold (0 .. folds-1) of each clip, whole songs to a fold.
+
+    Clips of one song share melody and harmony, so a song split across folds would leak.
+    """
+    rng = np.random.default_rng(seed)
+    uniq = np.array(sorted(set(songs)))
+    fold_of = dict(zip(uniq, rng.permutation(len(uniq)) % folds))
+    return np.array([fold_of[s] for s in songs])
 
 
 def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list[str], list[NoteArrays], np.ndarray, list[str]]:
