@@ -25,7 +25,11 @@ Usage::
 
     nice -n 10 python bench/emopia_anchor.py --emopia ../shared/data/emopia --epochs 100 --seeds 0 1 2
 
-Each epoch takes about 20-40 s on 2 CPU cores (length-bucketed batches).
+Pool saved runs (e.g. valid and a train fold) into one comparison::
+
+    python bench/emopia_anchor.py --pool runs/valid.json runs/fold0.json
+
+Each LSTM epoch takes about 30 s on 2 CPU cores, 45 s per run with two runs at once (length-bucketed batches).
 """
 
 from __future__ import annotations
@@ -235,6 +239,24 @@ def song_bootstrap(a: np.ndarray, b: np.ndarray, songs: list[str], rounds=10000,
     return float(d.mean()), float(np.percentile(diffs, 2.5)), float(np.percentile(diffs, 97.5))
 
 
+def pool_runs(paths: list[str]) -> None:
+    """Pool several saved runs (different held-out clips) into one comparison."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    q = np.concatenate([r["labels"] for r in runs])
+    songs = [f"{i}:{song_of(c)}" for i, r in enumerate(runs) for c in r["clips"]]
+    ours = np.concatenate([r["moodsong"]["pred"] for r in runs]) == q
+    print(f"pooled: {q.size} held-out clips, {len(set(songs))} songs ({', '.join(r['held_out'] for r in runs)})")
+    print(f"  moodsong estimator          4Q {ours.mean():.3f}")
+    peers = {"logistic baseline": [np.asarray(r["logistic_baseline"]["pred"]) for r in runs]}
+    for seed in runs[0]["anchor"]:
+        for kind in ("last", "best_on_valid"):
+            peers[f"LSTM seed {seed} {kind}"] = [np.asarray(r["anchor"][seed][kind]["pred"]) for r in runs]
+    for name, preds in peers.items():
+        hit = np.concatenate(preds) == q
+        d = song_bootstrap(ours, hit, songs)
+        print(f"  {name:<28} 4Q {hit.mean():.3f}; moodsong minus it {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--emopia", default="../shared/data/emopia", help="EMOPIA folder (midis/, label.csv, split.csv)")
@@ -247,7 +269,10 @@ def main() -> None:
                          "recipe (85 features, L2 0.1, CNN ensemble of 2, blend 0.25) is re-fitted on the other folds")
     ap.add_argument("--fold-seed", type=int, default=0, help="fold assignment (as in scripts/train_emotion_models.py)")
     ap.add_argument("--out", default=None, help="write every epoch's figures here (JSON)")
+    ap.add_argument("--pool", nargs="+", metavar="JSON", help="only pool saved --out files (different held-out clips)")
     args = ap.parse_args()
+    if args.pool:
+        return pool_runs(args.pool)
     torch.set_num_threads(args.threads)
 
     names, notes, q, split = emopia_clips(args.emopia)
@@ -309,7 +334,10 @@ def main() -> None:
             d = song_bootstrap(hit(ours_pred), hit(r[kind]["pred"]), songs)
             print(f"  vs BiLSTM seed {seed} {kind:<14} {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
     if args.out:
-        Path(args.out).write_text(json.dumps({"moodsong": ours, "logistic_baseline": lr, "anchor": runs}, indent=1))
+        Path(args.out).write_text(json.dumps({
+            "held_out": where, "clips": [names[i] for i in va], "labels": q[va].tolist(),
+            "moodsong": {**ours, "pred": ours_pred.tolist()}, "logistic_baseline": {**lr, "pred": lr_pred.tolist()},
+            "anchor": runs}, indent=1))
 
 
 if __name__ == "__main__":
