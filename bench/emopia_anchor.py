@@ -316,13 +316,13 @@ def main() -> None:
     best = np.array([[r["best_on_valid"][k] for k in ("4Q", "V", "A")] for r in runs.values()])
     fmt = lambda a: " / ".join(f"{x:.3f}" for x in a)
     print(f"\n{where} ({va.size} clips), 4Q / V / A")
-    print(f"  moodsong estimator (CV on train only)      {fmt([ours[k] for k in ('4Q', 'V', 'A')])}")
+    print(f"  moodsong estimator                         {fmt([ours[k] for k in ('4Q', 'V', 'A')])}")
     print(f"  anchor logistic baseline (4 features)      {fmt([lr[k] for k in ('4Q', 'V', 'A')])}")
     print(f"  anchor BiLSTM-attention, last epoch        {fmt(last.mean(0))}   (mean of {len(runs)} seeds)")
-    print(f"  anchor, best epoch chosen on valid itself  {fmt(best.mean(0))}   (optimistic)")
+    print(f"  anchor, best epoch chosen on these clips   {fmt(best.mean(0))}   (optimistic)")
     for seed, r in runs.items():
         print(f"    seed {seed}: last {fmt([r['last'][k] for k in ('4Q', 'V', 'A')])}, "
-              f"best-on-valid {fmt([r['best_on_valid'][k] for k in ('4Q', 'V', 'A')])} at epoch {r['best_on_valid']['epoch']}")
+              f"best-on-held-out {fmt([r['best_on_valid'][k] for k in ('4Q', 'V', 'A')])} at epoch {r['best_on_valid']['epoch']}")
     songs = [song_of(names[i]) for i in va]
     hit = lambda p: np.asarray(p) == q[va]
     print(f"\n4Q difference, moodsong minus anchor, 95% interval by resampling the {len(set(songs))} held-out songs:")
