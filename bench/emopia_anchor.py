@@ -18,7 +18,9 @@ reports two figures for it:
   that favours the anchor (it is selected on the data it is scored on);
 
 and, in the same run, moodsong's shipped estimator on the same 114 clips
-(selected by cross-validation on train only). Valence and arousal of the
+(selected by cross-validation on train only). With ``--fold K`` the held-out
+clips are instead fold K of a song-grouped 5-fold split of the train split,
+and moodsong's recipe is re-fitted on the other folds, like the anchors. Valence and arousal of the
 anchor are read from its quadrant prediction.
 
 Usage::
