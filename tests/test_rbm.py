@@ -69,18 +69,26 @@ def structured_corpus(n_songs=12, steps=40, seed=0) -> Corpus:
     return Corpus([f"s{i}" for i in range(n_songs)], rolls, TINY)
 
 
+def data_and_noise(corpus):
+    """The corpus's 2-step windows and as many uniform-noise windows (fixed seed)."""
+    data = torch.tensor(corpus.windows(2), dtype=torch.float32)
+    return data, torch.bernoulli(torch.full_like(data, 0.5), generator=torch.Generator().manual_seed(1))
+
+
+def pll_and_gap(model, data, noise):
+    """Mean pseudo-log-likelihood of the data, and how much lower its free energy is than the noise's."""
+    pll = float(model.pseudo_log_likelihood(data).mean())
+    return pll, float(model.free_energy(noise).mean() - model.free_energy(data).mean())
+
+
 def test_training_raises_pll_and_separates_data_from_noise(tmp_path):
     corpus = structured_corpus()
-    data = torch.tensor(corpus.windows(2), dtype=torch.float32)
-    noise = torch.bernoulli(torch.full_like(data, 0.5), generator=torch.Generator().manual_seed(1))
+    data, noise = data_and_noise(corpus)
     torch.manual_seed(0)
-    before = RBM(RBMConfig(2, 16, TINY))
-    pll0 = float(before.pseudo_log_likelihood(data).mean())
-    gap0 = float(before.free_energy(noise).mean() - before.free_energy(data).mean())
+    pll0, gap0 = pll_and_gap(RBM(RBMConfig(2, 16, TINY)), data, noise)
     tc = TrainConfig(lr=0.05, batch_size=10, epochs=60, validation_fraction=0.0, eval_every=60, checkpoint_every=60)
     model, history = train_rbm(corpus, tmp_path / "run", RBMConfig(2, 16, TINY), tc, progress=False)
-    pll1 = float(model.pseudo_log_likelihood(data).mean())
-    gap1 = float(model.free_energy(noise).mean() - model.free_energy(data).mean())
+    pll1, gap1 = pll_and_gap(model, data, noise)
     assert pll1 > pll0 + 3.0  # nats per 16-bit window
     assert gap1 > gap0 + 5.0  # data became much more probable than noise
     assert len(history) == 60

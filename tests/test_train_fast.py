@@ -11,7 +11,7 @@ from moodsong.models.rbm import RBM, RBMConfig
 from moodsong.models.sparse_cd import GOLDEN, SparseCD, splitmix64_key
 from moodsong import train
 from moodsong.train import TrainConfig, train_rbm
-from test_rbm import TINY, structured_corpus
+from test_rbm import TINY, data_and_noise, pll_and_gap, structured_corpus
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -172,19 +172,15 @@ def per_song(seed=3, order="per-song", **kw):
 @pytest.mark.parametrize("order", ["per-song", "shuffled"])
 def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch, order):
     corpus = structured_corpus()
-    data = torch.tensor(corpus.windows(2), dtype=torch.float32)
-    noise = torch.bernoulli(torch.full_like(data, 0.5), generator=torch.Generator().manual_seed(1))
+    data, noise = data_and_noise(corpus)
     torch.manual_seed(0)
-    before = RBM(RBMConfig(2, 16, TINY))
-    pll0 = float(before.pseudo_log_likelihood(data).mean())
-    gap0 = float(before.free_energy(noise).mean() - before.free_energy(data).mean())
+    pll0, gap0 = pll_and_gap(RBM(RBMConfig(2, 16, TINY)), data, noise)
     tc = TrainConfig(lr=0.05, batch_size=10, epochs=60, validation_fraction=0.0, eval_every=60, checkpoint_every=60,
                      order=order, device="cpu")
     model, history = train_rbm(corpus, tmp_path / "run", RBMConfig(2, 16, TINY), tc, progress=False)
     _, _, extra = load_checkpoint(tmp_path / "run" / "model")
     assert "sparse_cd" in extra  # the fast path ran
-    pll1 = float(model.pseudo_log_likelihood(data).mean())
-    gap1 = float(model.free_energy(noise).mean() - model.free_energy(data).mean())
+    pll1, gap1 = pll_and_gap(model, data, noise)
     assert pll1 > pll0 + 3.0
     assert gap1 > gap0 + 5.0
     err = np.array([h["train_sample_error"] for h in history])
