@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import click
 
 from . import main
-from ..corpus import load_corpus
 from ..errors import MoodsongError
-from ..pianoroll import PianoRollConfig
+
+if TYPE_CHECKING:
+    from ..pianoroll import PianoRollConfig
 
 
 def representation_options(f):
@@ -23,6 +26,8 @@ def representation_options(f):
 
 
 def config_from_options(lowest_pitch: int, num_pitches: int, steps_per_quarter: int, drums: bool) -> PianoRollConfig:
+    from ..pianoroll import PianoRollConfig
+
     try:
         return PianoRollConfig(lowest_pitch, num_pitches, steps_per_quarter, drums)
     except ValueError as exc:
@@ -65,6 +70,8 @@ def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_d
                                 shard_mb=shard_mb, workers=workers)
         click.echo(corpus.summary())
         return
+    from ..corpus import load_corpus
+
     corpus = load_corpus(source, config, cache_dir=cache_dir, use_cache=not no_cache, workers=workers)
     click.echo(corpus.summary())
 
@@ -95,7 +102,7 @@ def info(path, as_json):
 
 
 def describe_midi(path: Path) -> dict:
-    from ..pianoroll import read_score, score_to_roll, roll_to_notes
+    from ..pianoroll import PianoRollConfig, read_score, roll_to_notes, score_to_roll
 
     score = read_score(path)
     config = PianoRollConfig()

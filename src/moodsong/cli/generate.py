@@ -9,9 +9,6 @@ import click
 from . import main
 from .audio import renderer_options
 from ..errors import MoodsongError
-from ..generate import generate_roll, load_model, steps_per_bar
-from ..outputs import write_piece
-from ..pianoroll import midi_to_roll, roll_to_score, write_midi
 
 
 @main.command()
@@ -52,6 +49,10 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
         raise MoodsongError("--velocity must be 1-127, --program 0-127 and --tempo 10-400")
     if temperature <= 0:
         raise MoodsongError("--temperature must be positive")
+    from ..generate import generate_roll, load_model, steps_per_bar
+    from ..outputs import write_piece
+    from ..pianoroll import midi_to_roll, roll_to_score, write_midi
+
     model, meta = load_model(model_path)
     if fragments and not hasattr(model.config, "num_timesteps"):
         raise MoodsongError("--fragments needs a window model such as the demo's RBM (--model bach-rbm)")

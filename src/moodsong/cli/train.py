@@ -6,10 +6,7 @@ import click
 
 from . import main
 from .data import config_from_options, representation_options
-from ..corpus import load_corpus
 from ..errors import MoodsongError
-from ..models.rbm import RBMConfig
-from ..train import TrainConfig, train_rbm
 
 
 @main.command()
@@ -64,6 +61,9 @@ def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, c
         return ctx.invoke(train_seq, source=source, model_type=model_type, out=out, seed=seed, device=device, resume=resume,
                           force=force, val_fraction=val_fraction, **kw)
     from .. import distributed as dist
+    from ..corpus import load_corpus
+    from ..models.rbm import RBMConfig
+    from ..train import TrainConfig, train_rbm
 
     if distributed and not dist.launched_by_torchrun():
         raise MoodsongError("--distributed needs a torchrun launch, e.g. torchrun --nproc-per-node 2 --no-python moodsong train ...")

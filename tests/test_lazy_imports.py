@@ -1,0 +1,34 @@
+"""Heavy libraries load only where they are used (issue 13: `--help` and the compose path start fast).
+
+Each check runs a fresh interpreter and looks at ``sys.modules``: a module imported
+by any test in this process would otherwise hide a regression.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+HEAVY = ("torch", "music21", "matplotlib", "fastapi", "transformers", "sentence_transformers", "uvicorn", "numba")
+
+
+def loaded_after(code: str) -> set[str]:
+    """Which of HEAVY are in sys.modules after running ``code`` in a fresh interpreter."""
+    probe = code + f"\nimport sys, json\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_cli_imports_no_heavy_library():
+    assert loaded_after("import moodsong.cli") == set()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["compose", "--help"], ["train", "--help"], ["generate", "--help"],
+                                  ["serve", "--help"], ["plot", "--help"], ["train-seq", "--help"]])
+def test_help_imports_no_heavy_library(args):
+    code = ("import sys\nfrom moodsong.cli import main\n"
+            f"try:\n    main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass")
+    assert loaded_after(code) == set()
