@@ -120,7 +120,7 @@ def train_rbm(
     corpus: Corpus,
     out: str | Path,
     model_config: RBMConfig | None = None,
-    train_config: TrainConfig = TrainConfig(),
+    train_config: TrainConfig | None = None,
     *,
     resume: bool = False,
     overwrite: bool = False,
@@ -137,7 +137,7 @@ def train_rbm(
     checkpoints; the result equals single-process training up to float rounding.
     A :class:`~moodsong.shards.ShardedCorpus` is read lazily, batch by batch.
     """
-    tc = train_config
+    tc = train_config if train_config is not None else TrainConfig()
     if tc.order not in ("shuffled", "per-song"):
         raise MoodsongError(f"unknown batch order {tc.order!r} (use shuffled or per-song)")
     out = Path(out)

@@ -156,7 +156,7 @@ def train_sequence_model(
     valid: Sequence[np.ndarray],
     out: str | os.PathLike,
     model_config: dict | None = None,
-    tc: TemporalTrainConfig = TemporalTrainConfig(),
+    tc: TemporalTrainConfig | None = None,
     *,
     source: str = "",
     resume: bool = False,
@@ -178,6 +178,7 @@ def train_sequence_model(
     on CUDA) runs the forward pass in bfloat16 autocast; the RNN-RBM's free-energy
     differences stay in float32.
     """
+    tc = tc if tc is not None else TemporalTrainConfig()
     out = Path(out)
     reuse_freed_memory()  # large activation buffers every step: 3x faster CPU updates (moodsong.allocator)
     ctx = _dist.current()

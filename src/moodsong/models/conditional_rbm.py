@@ -54,9 +54,9 @@ class ConditionalRBM(nn.Module):
 
     model_type = "conditional_rbm"
 
-    def __init__(self, config: ConditionalRBMConfig = ConditionalRBMConfig()):
+    def __init__(self, config: ConditionalRBMConfig | None = None):
         super().__init__()
-        self.config = config
+        self.config = config = config if config is not None else ConditionalRBMConfig()
         V, H, C = config.num_visible, config.num_hidden, config.num_conditions
         self.W = nn.Parameter(torch.randn(V, H) * 0.01, requires_grad=False)
         self.b_visible = nn.Parameter(torch.zeros(V), requires_grad=False)

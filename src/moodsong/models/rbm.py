@@ -59,9 +59,10 @@ class RBM(nn.Module):
 
     model_type = "rbm"
 
-    def __init__(self, config: RBMConfig = RBMConfig()):
+    def __init__(self, config: RBMConfig | None = None):
         super().__init__()
-        self.config = config
+        # A fresh config per model: a default instance in the signature would be shared by every RBM.
+        self.config = config = config if config is not None else RBMConfig()
         V, H = config.num_visible, config.num_hidden
         # Small random weights as in Hinton's practical guide; the demo used N(0, 0.01) too.
         self.W = nn.Parameter(torch.randn(V, H) * 0.01, requires_grad=False)

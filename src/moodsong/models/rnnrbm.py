@@ -76,9 +76,9 @@ class RNNRBM(FrameModelMixin, nn.Module):
 
     model_type = "rnnrbm"
 
-    def __init__(self, config: RNNRBMConfig = RNNRBMConfig()):
+    def __init__(self, config: RNNRBMConfig | None = None):
         super().__init__()
-        self.config = c = config
+        self.config = c = config if config is not None else RNNRBMConfig()
         if c.cell not in _CELLS:
             raise ValueError(f"cell must be one of {sorted(_CELLS)}")
         V, H, R = c.num_visible, c.num_hidden, c.num_recurrent

@@ -24,7 +24,7 @@ conditioning) and the NADE's visible biases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -47,10 +47,12 @@ class WaveNetConfig(FrameConfigMixin):
         Skip/output channels.
     kernel_size : int
         Taps of each dilated convolution.
-    dilations : list of int
+    dilations : tuple of int
         One gated block per entry; receptive field is ``1 + (kernel_size - 1) * sum(dilations)`` frames.
+        A list is accepted and stored as a tuple (configs are values, not shared mutable state).
     nade_hidden : int
-        Hidden units of the NADE output.
+        Hidden units of the NADE output. 100 is what the shipped ``pop-wavenet`` was trained with
+        (docs/models.md); the JSB benchmark model uses 300.
     dropout : float
         Dropout on the gated activations (training only).
     cond_dim : int
@@ -63,11 +65,14 @@ class WaveNetConfig(FrameConfigMixin):
     channels: int = 64
     skip_channels: int = 128
     kernel_size: int = 2
-    dilations: list = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32])
-    nade_hidden: int = 150
+    dilations: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 1, 2, 4, 8, 16, 32)
+    nade_hidden: int = 100
     dropout: float = 0.1
     cond_dim: int = 0
     representation: dict | None = None
+
+    def __post_init__(self):
+        self.dilations = tuple(int(d) for d in self.dilations)
 
     @property
     def receptive_field(self) -> int:
@@ -117,9 +122,9 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
 
     model_type = "wavenet"
 
-    def __init__(self, config: WaveNetConfig = WaveNetConfig()):
+    def __init__(self, config: WaveNetConfig | None = None):
         super().__init__()
-        self.config = c = config
+        self.config = c = config if config is not None else WaveNetConfig()
         V, C, Hn = c.num_visible, c.channels, c.nade_hidden
         # one extra input channel marks the "before the piece" frame
         self.inp = nn.Linear(V + 1, C)
