@@ -19,7 +19,10 @@ channels and the register channels together, and a listener hears the same
 emotion in any key.
 
 The model is tiny (about 15 k parameters, float16 safetensors) so compose can
-score several candidates per request on a CPU.
+score several candidates per request on a CPU. Training uses torch
+(:func:`fit_music_cnn`); scoring is a numpy forward pass of the same weights
+(:func:`cnn_logits`, same probabilities to 1e-6, ``tests/test_music_cnn.py``), so
+compose's path never imports torch (2.4 s of a cold start on the 2-core machine).
 """
 
 from __future__ import annotations
@@ -31,9 +34,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
 NUM_CHANNELS = 30
 
@@ -110,32 +110,74 @@ def note_frames(onset: np.ndarray, duration: np.ndarray, pitch: np.ndarray, velo
     return X
 
 
-class MusicCNN(nn.Module):
-    """Dilated residual 1-D CNN with attention + mean pooling -> 4 quadrant logits."""
+def _define_torch_model():
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
 
-    def __init__(self, config: MusicCNNConfig):
-        super().__init__()
-        self.config = config
-        h = config.hidden
-        self.c1 = nn.Conv1d(NUM_CHANNELS, h, 5, padding=2)
-        self.c2 = nn.Conv1d(h, h, 5, padding=4, dilation=2)
-        self.c3 = nn.Conv1d(h, h, 5, padding=8, dilation=4)
-        self.att = nn.Conv1d(h, 1, 1)  # frame weights: which moments carry the emotion
-        self.head = nn.Linear(2 * h, 4)
-        self.drop = nn.Dropout(config.dropout)
+    class MusicCNN(nn.Module):
+        """Dilated residual 1-D CNN with attention + mean pooling -> 4 quadrant logits (training form)."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``x``: ``(batch, 30, frames)`` -> logits ``(batch, 4)``."""
-        x = self.drop(F.relu(self.c1(x)))
-        x = self.drop(F.relu(self.c2(x)) + x)
-        x = F.relu(self.c3(x)) + x
-        w = torch.softmax(self.att(x), dim=-1)
-        pooled = torch.cat([(x * w).sum(-1), x.mean(-1)], dim=1)
-        return self.head(self.drop(pooled))
+        def __init__(self, config: MusicCNNConfig):
+            super().__init__()
+            self.config = config
+            h = config.hidden
+            self.c1 = nn.Conv1d(NUM_CHANNELS, h, 5, padding=2)
+            self.c2 = nn.Conv1d(h, h, 5, padding=4, dilation=2)
+            self.c3 = nn.Conv1d(h, h, 5, padding=8, dilation=4)
+            self.att = nn.Conv1d(h, 1, 1)  # frame weights: which moments carry the emotion
+            self.head = nn.Linear(2 * h, 4)
+            self.drop = nn.Dropout(config.dropout)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """``x``: ``(batch, 30, frames)`` -> logits ``(batch, 4)``."""
+            x = self.drop(F.relu(self.c1(x)))
+            x = self.drop(F.relu(self.c2(x)) + x)
+            x = F.relu(self.c3(x)) + x
+            w = torch.softmax(self.att(x), dim=-1)
+            pooled = torch.cat([(x * w).sum(-1), x.mean(-1)], dim=1)
+            return self.head(self.drop(pooled))
+
+    return MusicCNN
+
+
+def __getattr__(name: str):
+    # ``MusicCNN`` (a torch module) is defined on first use, so that importing this module needs no torch.
+    if name == "MusicCNN":
+        globals()["MusicCNN"] = cls = _define_torch_model()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, dilation: int, padding: int) -> np.ndarray:
+    """torch's Conv1d for one sequence: ``x`` (C_in, T), ``w`` (C_out, C_in, K) -> (C_out, T')."""
+    K = w.shape[2]
+    xp = np.pad(x, ((0, 0), (padding, padding)))
+    T = xp.shape[1] - dilation * (K - 1)
+    out = w[:, :, 0] @ xp[:, :T]
+    for k in range(1, K):  # one matmul per tap: T is a few hundred frames, channels 32
+        out += w[:, :, k] @ xp[:, k * dilation:k * dilation + T]
+    return out + b[:, None]
+
+
+def cnn_logits(state: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
+    """Quadrant logits ``(4,)`` of one piece's frames ``x`` (30, frames): MusicCNN's eval forward in numpy.
+
+    ``state`` is the torch module's state dict as float32 arrays.
+    """
+    relu = lambda z: np.maximum(z, 0)  # noqa: E731
+    h = relu(_conv1d(x, state["c1.weight"], state["c1.bias"], 1, 2))
+    h = relu(_conv1d(h, state["c2.weight"], state["c2.bias"], 2, 4)) + h
+    h = relu(_conv1d(h, state["c3.weight"], state["c3.bias"], 4, 8)) + h
+    a = (state["att.weight"][:, :, 0] @ h + state["att.bias"][:, None])[0]  # (frames,)
+    a = np.exp(a - a.max())
+    a /= a.sum()
+    pooled = np.concatenate([h @ a, h.mean(1)])
+    return state["head.weight"] @ pooled + state["head.bias"]
 
 
 def fit_music_cnn(pieces: Sequence[tuple], quadrants: Sequence[int], config: MusicCNNConfig, seed: int = 0,
-                  progress: bool = False) -> MusicCNN:
+                  progress: bool = False):
     """Train one :class:`MusicCNN`.
 
     Parameters
@@ -143,8 +185,11 @@ def fit_music_cnn(pieces: Sequence[tuple], quadrants: Sequence[int], config: Mus
     pieces : sequence of (onset, duration, pitch, velocity) arrays, seconds / MIDI numbers
     quadrants : labels 1..4
     """
+    import torch
+    import torch.nn.functional as F
     from tqdm.auto import trange
 
+    MusicCNN = _define_torch_model()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     shifts = range(-6, 6)  # every key once; register moves at most half an octave
@@ -179,27 +224,43 @@ def fit_music_cnn(pieces: Sequence[tuple], quadrants: Sequence[int], config: Mus
 
 
 class MusicCNNEnsemble:
-    """Several :class:`MusicCNN` (different seeds) whose probabilities are averaged."""
+    """Several MusicCNNs (different seeds) whose probabilities are averaged.
 
-    def __init__(self, nets: Sequence[MusicCNN], config: MusicCNNConfig):
-        self.nets = list(nets)
+    Parameters
+    ----------
+    nets : sequence of torch ``MusicCNN`` modules or of their state dicts as numpy arrays
+        Kept as float32 numpy state dicts; scoring runs in numpy.
+    config : MusicCNNConfig
+    """
+
+    def __init__(self, nets: Sequence, config: MusicCNNConfig):
+        self.nets = [self._numpy_state(n) for n in nets]
         self.config = config
 
-    @torch.no_grad()
+    @staticmethod
+    def _numpy_state(net) -> dict[str, np.ndarray]:
+        state = net.state_dict() if hasattr(net, "state_dict") else net
+        return {k: np.array(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float32)
+                for k, v in state.items()}
+
     def predict_proba(self, onset, duration, pitch, velocity) -> np.ndarray:
         """Quadrant probabilities ``(4,)`` of one piece."""
-        x = torch.from_numpy(note_frames(onset, duration, pitch, velocity, hop=self.config.hop))[None]
-        probs = [torch.softmax(n(x).double(), -1)[0] for n in self.nets]  # float64: sums to 1 exactly enough
-        return torch.stack(probs).mean(0).numpy()
+        x = note_frames(onset, duration, pitch, velocity, hop=self.config.hop)
+        probs = []
+        for state in self.nets:
+            z = cnn_logits(state, x).astype(np.float64)  # float64: sums to 1 exactly enough
+            e = np.exp(z - z.max())
+            probs.append(e / e.sum())
+        return np.mean(probs, axis=0)
 
     def save(self, path: str | os.PathLike) -> Path:
         """float16 safetensors; the config goes into the file's metadata."""
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         from ..fileio import atomic_path
 
-        tensors = {f"{k}.{name}": t.detach().half().contiguous() for k, n in enumerate(self.nets)
-                   for name, t in n.state_dict().items()}
+        tensors = {f"{k}.{name}": np.ascontiguousarray(t.astype(np.float16)) for k, n in enumerate(self.nets)
+                   for name, t in n.items()}
         meta = {"config": json.dumps(asdict(self.config)), "members": str(len(self.nets))}
         path = Path(path)
         with atomic_path(path) as tmp:
@@ -210,12 +271,16 @@ class MusicCNNEnsemble:
     def load(cls, path: str | os.PathLike) -> "MusicCNNEnsemble":
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata()
             config = MusicCNNConfig(**json.loads(meta["config"]))
-            nets = []
-            for k in range(int(meta["members"])):
-                net = MusicCNN(config)
-                net.load_state_dict({name: f.get_tensor(f"{k}.{name}").float() for name in net.state_dict()})
-                nets.append(net.eval())
+            members = int(meta["members"])
+            nets = [{} for _ in range(members)]
+            for key in f.keys():
+                k, name = key.split(".", 1)
+                nets[int(k)][name] = f.get_tensor(key).astype(np.float32)
+        for state in nets:
+            missing = {f"{c}.{w}" for c in ("c1", "c2", "c3", "att", "head") for w in ("weight", "bias")} - set(state)
+            if missing:
+                raise ValueError(f"missing weights {sorted(missing)}")
         return cls(nets, config)
