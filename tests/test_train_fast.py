@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from moodsong.checkpoint import load_checkpoint
-from moodsong.models.rbm import RBM, RBMConfig
+from moodsong.models.rbm import RBM, RBMConfig, cd_statistics
 from moodsong.models.sparse_cd import GOLDEN, SparseCD, splitmix64_key
 from moodsong import train
 from moodsong.train import TrainConfig, train_rbm
@@ -30,32 +30,28 @@ def uniforms(key: int, start: int, n: int) -> np.ndarray:
     return (mix64(key, start, n) >> np.uint64(40)).astype(np.float32) / np.float32(2**24)
 
 
-def sigmoid(x):
-    return 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
-
-
 def dense_cd(v0, W, b, c, lr, k, key, ctr, chains=None):
-    """RBM.cd_update's formulas, dense, in float64, with the kernel's draws; returns the new (W, b, c), vk and counter.
+    """RBM's CD statistics (moodsong.models.rbm.cd_statistics), dense, in float64, with the kernel's draws.
 
-    With ``chains`` (persistent CD) the negative phase starts from those rows' hidden sample instead.
+    Returns the new (W, b, c), vk and counter. With ``chains`` (persistent CD) the negative phase starts from
+    those rows' hidden sample instead.
     """
-    B, V = v0.shape
-    H = W.shape[1]
-    W, b, c = W.astype(np.float64), b.astype(np.float64), c.astype(np.float64)
-    ph0 = sigmoid(v0 @ W + c)
-    start = ph0 if chains is None else sigmoid(chains @ W + c)
-    h = (uniforms(key, ctr, B * H).reshape(B, H) < start).astype(np.float64)
-    ctr += B * H
-    for step in range(k):
-        pv = sigmoid(h @ W.T + b)
-        vk = (uniforms(key, ctr, B * V).reshape(B, V) < pv).astype(np.float64)
-        ctr += B * V
-        phk = sigmoid(vk @ W + c)
-        if step < k - 1:
-            h = (uniforms(key, ctr, B * H).reshape(B, H) < phk).astype(np.float64)
-            ctr += B * H
+    B = v0.shape[0]
+    at = [ctr]
+
+    def sample(p):  # the kernel's uniforms, in cd_statistics' draw order (h0, v1, h1, ...)
+        u = torch.from_numpy(uniforms(key, at[0], p.numel()).reshape(p.shape).astype(np.float64))
+        at[0] += p.numel()
+        return (u < p).to(p.dtype)
+
+    def f64(a):
+        return torch.from_numpy(np.asarray(a, np.float64))
+
+    W, b, c, v0 = f64(W), f64(b), f64(c), f64(v0)
+    ph0, vk, phk = cd_statistics(W, b, c, v0, sample, k=k, chains=None if chains is None else f64(chains))
     s = lr / B
-    return W + s * (v0.T @ ph0 - vk.T @ phk), b + s * (v0.sum(0) - vk.sum(0)), c + s * (ph0.sum(0) - phk.sum(0)), vk, ctr
+    W, b, c = W + s * (v0.T @ ph0 - vk.T @ phk), b + s * (v0.sum(0) - vk.sum(0)), c + s * (ph0.sum(0) - phk.sum(0))
+    return W.numpy(), b.numpy(), c.numpy(), vk.numpy(), at[0]
 
 
 def random_problem(seed=0, n=23, V=300, H=20):

@@ -33,6 +33,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+# One free energy and one exact log Z for every binary RBM in moodsong; re-exported here, beside AIS.
+from .models.rbm import exact_log_partition, free_energy
+
 __all__ = ["AISResult", "free_energy", "ais_log_partition", "exact_log_partition", "default_betas"]
 
 
@@ -58,14 +61,6 @@ class AISResult:
     log_weights: torch.Tensor
     num_chains: int
     num_betas: int
-
-
-def free_energy(v: torch.Tensor, W: torch.Tensor, b_visible: torch.Tensor, b_hidden: torch.Tensor) -> torch.Tensor:
-    """``F(v) = -v.b_visible - sum_j softplus(b_hidden_j + (v W)_j)`` over the last axis, in nats.
-
-    ``v`` has shape ``(..., V)``; the biases broadcast against it.
-    """
-    return -(v * b_visible).sum(-1) - F.softplus(v @ W + b_hidden).sum(-1)
 
 
 def default_betas(num_betas: int = 1000) -> torch.Tensor:
@@ -167,28 +162,3 @@ def _ais_chunk(W, bv, bh, base, M, betas, generator):
         act = (1 - b) * base[:, None] + b * (bv[:, None] + h @ W.t())
         v = torch.bernoulli(torch.sigmoid(act), generator=generator)
     return logw
-
-
-def exact_log_partition(W: torch.Tensor, b_visible: torch.Tensor, b_hidden: torch.Tensor) -> torch.Tensor:
-    """``log Z`` by enumerating the smaller layer (needs ``min(V, H) <= 20``; for tests and tiny models).
-
-    Biases may be batched as in :func:`ais_log_partition`; returns shape ``(N,)``.
-    """
-    V, H = W.shape
-    bv = b_visible.reshape(-1, V).to(torch.float64)
-    bh = b_hidden.reshape(-1, H).to(torch.float64)
-    W = W.to(torch.float64)
-    if min(V, H) > 20:
-        raise ValueError("exact partition function needs a layer of at most 20 units")
-    if H <= V:
-        states = _all_states(H)  # (2^H, H)
-        terms = states @ bh.t() + F.softplus(bv[:, None, :] + (states @ W.t())[None]).sum(-1).t()  # (2^H, N)
-    else:
-        states = _all_states(V)
-        terms = states @ bv.t() + F.softplus(bh[:, None, :] + (states @ W)[None]).sum(-1).t()
-    return torch.logsumexp(terms, 0)
-
-
-def _all_states(n: int) -> torch.Tensor:
-    idx = torch.arange(2**n)
-    return ((idx[:, None] >> torch.arange(n)) & 1).to(torch.float64)

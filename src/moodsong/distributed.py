@@ -38,6 +38,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .errors import MoodsongError
+from .models.rbm import cd_statistics
 
 
 @dataclass(frozen=True)
@@ -176,14 +177,8 @@ def cd_update(
     would. Returns this rank's negative sample.
     """
     ctx = ctx or current()
-    ph0 = model.hidden_probs(v0)
-    start = v0 if chains is None else chains
-    h = _bernoulli_rows(ph0 if chains is None else model.hidden_probs(start), rows, generator)
-    for step in range(k):
-        vk = _bernoulli_rows(model.visible_probs(h), rows, generator)
-        phk = model.hidden_probs(vk)
-        if step < k - 1:
-            h = _bernoulli_rows(phk, rows, generator)
+    ph0, vk, phk = cd_statistics(model.W, model.b_visible, model.b_hidden, v0,
+                                 lambda p: _bernoulli_rows(p, rows, generator), k=k, chains=chains)
     V, H = model.W.shape
     # One flat buffer: [dW | db_visible | db_hidden], so one all-reduce per update.
     buf = torch.empty(V * H + V + H, device=v0.device, dtype=v0.dtype)

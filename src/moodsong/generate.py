@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import checkpoint_paths, load_checkpoint
 from .errors import MoodsongError
-from .models.rbm import RBM
+from .models.rbm import RBM, bernoulli
 from .pianoroll import PianoRollConfig, canonicalize
 
 #: Models shipped inside the package: name -> file stem in ``moodsong/data`` (``<stem>.json`` + ``.safetensors``).
@@ -81,7 +81,7 @@ def sample_windows(
     """
     V = model.config.num_visible
     if init is None:
-        init = model._bernoulli(torch.sigmoid(model.b_visible).expand(n, V), generator)
+        init = bernoulli(torch.sigmoid(model.b_visible).expand(n, V), generator)
     v, _ = model.gibbs(init, burn_in, generator=generator, temperature=temperature)
     return v
 
@@ -134,7 +134,7 @@ def rbm_piece(
             mask[:ctx] = True
             values[:ctx] = piece[-ctx:]
         for _ in range(max_tries):
-            init = model._bernoulli(torch.sigmoid(model.b_visible), generator).view(T, W)
+            init = bernoulli(torch.sigmoid(model.b_visible), generator).view(T, W)
             init = torch.where(mask, values, init).view(1, -1)
             v, pv = model.gibbs(init, burn_in, generator=generator, temperature=temperature,
                                 clamp_mask=mask.view(1, -1), clamp_values=values.view(1, -1))

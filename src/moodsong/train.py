@@ -27,7 +27,7 @@ from . import distributed as _dist
 from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from .corpus import Corpus
 from .errors import MoodsongError
-from .models.rbm import RBM, RBMConfig
+from .models.rbm import RBM, RBMConfig, bernoulli
 from .shards import WindowTable
 
 
@@ -269,7 +269,7 @@ def train_rbm(
                     nb, lo, hi = v0.shape[0], 0, v0.shape[0]
                 if tc.persistent:
                     if chains is None or chains.shape[0] != tc.batch_size:
-                        chains = model._bernoulli(torch.full((tc.batch_size, mc.num_visible), 0.5, device=device), gen)
+                        chains = bernoulli(torch.full((tc.batch_size, mc.num_visible), 0.5, device=device), gen)
                     if ctx.distributed:
                         if nb != chains.shape[0]:  # a short batch re-deals chain rows between ranks
                             _dist.sync_rows_(ctx, chains, chains.shape[0])

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import BadCheckpointError
 from ..checkpoint import load_checkpoint, register_model_type, save_checkpoint
-from .rbm import RBMConfig
+from .rbm import RBMConfig, cd_statistics, free_energy
 
 
 @dataclass
@@ -110,9 +110,9 @@ class ConditionalRBM(nn.Module):
     # ------------------------------------------------------------------ scores
 
     def free_energy(self, v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """F(v | c) per row in nats, shape ``(B,)``; lower is more likely under ``c``."""
+        """F(v | c) per row in nats, shape ``(B,)``; lower is more likely under ``c`` (:func:`~.rbm.free_energy`)."""
         bv, bh = self._biases(c)
-        return -(v * bv).sum(1) - torch.nn.functional.softplus(bh + v @ self.W).sum(1)
+        return free_energy(v, self.W, bv, bh)
 
     def reconstruction_error(self, v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """Mean squared error of a one-step mean-field reconstruction, per row."""
@@ -131,15 +131,12 @@ class ConditionalRBM(nn.Module):
         weight_decay: float = 1e-4,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """One CD-k update from data ``v0`` with conditions ``c``; returns the negative sample."""
+        """One CD-k update from data ``v0`` with conditions ``c``; returns the negative sample.
+
+        The statistics are the plain RBM's (:func:`~.rbm.cd_statistics`) with each row's own biases.
+        """
         bv, bh = self._biases(c)
-        ph0 = torch.sigmoid(bh + v0 @ self.W)
-        h = torch.bernoulli(ph0, generator=generator)
-        for step in range(k):
-            vk = torch.bernoulli(torch.sigmoid(bv + h @ self.W.t()), generator=generator)
-            phk = torch.sigmoid(bh + vk @ self.W)
-            if step < k - 1:
-                h = torch.bernoulli(phk, generator=generator)
+        ph0, vk, phk = cd_statistics(self.W, bv, bh, v0, lambda p: torch.bernoulli(p, generator=generator), k=k)
         s = lr / v0.shape[0]
         dv, dh = v0 - vk, ph0 - phk
         self.W.mul_(1 - lr * weight_decay).addmm_(v0.t(), ph0, alpha=s).addmm_(vk.t(), phk, alpha=-s)

@@ -12,17 +12,112 @@ Training is contrastive divergence (CD-k, or persistent CD), written as plain
 tensor updates rather than autograd: the gradient of the log-likelihood is the
 difference of two outer products, and computing it directly avoids building a
 graph for every mini-batch.
+
+The maths every binary RBM in moodsong shares lives here once, as functions of
+``(W, b_visible, b_hidden)``: :func:`free_energy`, :func:`exact_log_partition`
+and :func:`cd_statistics` (the positive and negative phases of CD-k). The RBM's
+own update, the data-parallel update (:mod:`moodsong.distributed`), the
+conditional RBM (biases per row) and the fused kernel's reference test all call
+them; :mod:`moodsong.ais` re-exports the first two.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..pianoroll import PianoRollConfig
+
+
+def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Binary samples with probabilities ``p``, as ``p``'s dtype: ``1`` where a uniform draw is below ``p``.
+
+    Comparing uniforms is several times faster than ``torch.bernoulli`` with a generator on CPU;
+    comparing in place into the uniforms' own buffer saves a bool tensor and a cast.
+    """
+    return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype).lt_(p)
+
+
+def free_energy(v: torch.Tensor, W: torch.Tensor, b_visible: torch.Tensor, b_hidden: torch.Tensor) -> torch.Tensor:
+    """``F(v) = -v.b_visible - sum_j softplus(b_hidden_j + (v W)_j)`` over the last axis, in nats.
+
+    ``v`` has shape ``(..., V)``; the biases broadcast against it (one RBM, or one per row
+    as in the conditional RBM and the RNN-RBM).
+    """
+    return -(v * b_visible).sum(-1) - F.softplus(v @ W + b_hidden).sum(-1)
+
+
+def exact_log_partition(W: torch.Tensor, b_visible: torch.Tensor, b_hidden: torch.Tensor) -> torch.Tensor:
+    """``log Z`` by enumerating the smaller layer (needs ``min(V, H) <= 20``; for tests and tiny models).
+
+    Biases may be batched, ``(N, V)`` and ``(N, H)``, for ``N`` RBMs sharing ``W``; returns shape ``(N,)``,
+    in nats, computed in float64.
+    """
+    V, H = W.shape
+    bv = b_visible.reshape(-1, V).to(torch.float64)
+    bh = b_hidden.reshape(-1, H).to(torch.float64)
+    W = W.to(torch.float64)
+    if min(V, H) > 20:
+        raise ValueError("exact partition function needs a layer of at most 20 units")
+    if H <= V:
+        states = _all_states(H)  # (2^H, H)
+        terms = states @ bh.t() + F.softplus(bv[:, None, :] + (states @ W.t())[None]).sum(-1).t()  # (2^H, N)
+    else:
+        states = _all_states(V)
+        terms = states @ bv.t() + F.softplus(bh[:, None, :] + (states @ W)[None]).sum(-1).t()
+    return torch.logsumexp(terms, 0)
+
+
+def _all_states(n: int) -> torch.Tensor:
+    idx = torch.arange(2**n)
+    return ((idx[:, None] >> torch.arange(n)) & 1).to(torch.float64)
+
+
+@torch.no_grad()
+def cd_statistics(
+    W: torch.Tensor,
+    b_visible: torch.Tensor,
+    b_hidden: torch.Tensor,
+    v0: torch.Tensor,
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    k: int = 1,
+    chains: torch.Tensor | None = None,
+    v0_sparse: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The positive and negative phases of CD-k: ``(ph0, vk, phk)``.
+
+    The log-likelihood gradient estimate, summed over the batch, is
+    ``dW = v0^T ph0 - vk^T phk``, ``db_visible = sum(v0 - vk)``, ``db_hidden = sum(ph0 - phk)``;
+    callers scale and apply it (in place in one process, after an all-reduce under DDP).
+    Hidden statistics use probabilities, which lowers the variance of the update at no cost in bias.
+
+    Parameters
+    ----------
+    b_visible, b_hidden : torch.Tensor
+        ``(V,)`` and ``(H,)``, or ``(B, V)`` and ``(B, H)`` biases per row (conditional RBM).
+    sample : callable
+        ``p -> binary sample`` of the same shape: :func:`bernoulli` with a generator, or a
+        stream that must match another implementation draw for draw (DDP, the fused kernel's test).
+        Draws happen in the order ``h0, v1, h1, ..., vk``.
+    chains : torch.Tensor, optional
+        Persistent CD: the negative phase continues from these visible states instead of the data.
+    v0_sparse : torch.Tensor, optional
+        ``v0`` again as a sparse CSR tensor: music windows are ~3% ones, so the positive phase
+        then costs in proportion to the notes, not the window.
+    """
+    ph0 = torch.addmm(b_hidden, v0 if v0_sparse is None else v0_sparse, W).sigmoid_()
+    h = sample(ph0 if chains is None else torch.addmm(b_hidden, chains, W).sigmoid_())
+    for step in range(k):
+        vk = sample(torch.addmm(b_visible, h, W.t()).sigmoid_())
+        phk = torch.addmm(b_hidden, vk, W).sigmoid_()
+        if step < k - 1:
+            h = sample(phk)
+    return ph0, vk, phk
 
 
 @dataclass
@@ -79,12 +174,6 @@ class RBM(nn.Module):
         """p(v=1 | h), shape ``(B, V)``."""
         return torch.sigmoid(torch.addmm(self.b_visible, h, self.W.t()))
 
-    @staticmethod
-    def _bernoulli(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        # Comparing uniforms is several times faster than torch.bernoulli with a generator on CPU;
-        # comparing in place into the uniforms' own buffer saves a bool tensor and a cast.
-        return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype).lt_(p)
-
     def gibbs(
         self,
         v: torch.Tensor,
@@ -105,9 +194,9 @@ class RBM(nn.Module):
         pv = v
         inv_t = 1.0 / temperature
         for _ in range(steps):
-            h = self._bernoulli(torch.sigmoid(torch.addmm(self.b_hidden, v, self.W) * inv_t), generator)
+            h = bernoulli(torch.sigmoid(torch.addmm(self.b_hidden, v, self.W) * inv_t), generator)
             pv = torch.sigmoid(torch.addmm(self.b_visible, h, self.W.t()) * inv_t)
-            v = self._bernoulli(pv, generator)
+            v = bernoulli(pv, generator)
             if clamp_mask is not None:
                 v = torch.where(clamp_mask, clamp_values, v)
         return v, pv
@@ -115,8 +204,8 @@ class RBM(nn.Module):
     # ------------------------------------------------------------------ scores
 
     def free_energy(self, v: torch.Tensor) -> torch.Tensor:
-        """F(v) per row, in nats, shape ``(B,)``."""
-        return -(v @ self.b_visible) - F.softplus(torch.addmm(self.b_hidden, v, self.W)).sum(1)
+        """F(v) per row, in nats, shape ``(B,)`` (:func:`free_energy`)."""
+        return free_energy(v, self.W, self.b_visible, self.b_hidden)
 
     def pseudo_log_likelihood(self, v: torch.Tensor, chunk: int = 256) -> torch.Tensor:
         """Exact pseudo-log-likelihood per row: sum_i log p(v_i | v_-i), in nats, shape ``(B,)``.
@@ -157,27 +246,17 @@ class RBM(nn.Module):
     ) -> torch.Tensor:
         """One contrastive-divergence update from the data batch ``v0``; returns the negative sample.
 
-        With ``chains`` (persistent CD) the negative phase continues those
-        chains instead of starting at the data; the caller keeps the returned
-        sample as the new chain state. Hidden statistics use probabilities,
-        which lowers the variance of the update at no cost in bias.
-
-        ``v0_sparse`` is ``v0`` again as a sparse CSR tensor, for callers that
-        reuse the same batches every epoch: music windows are ~3% ones, so the
-        positive phase then costs in proportion to the notes, not the window.
+        The statistics come from :func:`cd_statistics`. With ``chains`` (persistent CD) the
+        negative phase continues those chains instead of starting at the data; the caller
+        keeps the returned sample as the new chain state. ``v0_sparse`` is ``v0`` as a sparse
+        CSR tensor, for callers that reuse the same batches every epoch.
         """
-        W = self.W
-        ph0 = torch.addmm(self.b_hidden, v0 if v0_sparse is None else v0_sparse, W).sigmoid_()
-        h = self._bernoulli(ph0 if chains is None else self.hidden_probs(chains), generator)
-        for step in range(k):
-            vk = self._bernoulli(torch.addmm(self.b_visible, h, W.t()).sigmoid_(), generator)
-            phk = torch.addmm(self.b_hidden, vk, W).sigmoid_()
-            if step < k - 1:
-                h = self._bernoulli(phk, generator)
+        ph0, vk, phk = cd_statistics(self.W, self.b_visible, self.b_hidden, v0, lambda p: bernoulli(p, generator),
+                                     k=k, chains=chains, v0_sparse=v0_sparse)
         scale = lr / v0.shape[0]
         self.b_visible.add_(v0.sum(0) - vk.sum(0), alpha=scale)
         self.b_hidden.add_(ph0.sum(0) - phk.sum(0), alpha=scale)
-        W.addmm_(v0.t(), ph0, alpha=scale).addmm_(vk.t(), phk, alpha=-scale)
+        self.W.addmm_(v0.t(), ph0, alpha=scale).addmm_(vk.t(), phk, alpha=-scale)
         return vk
 
     # ------------------------------------------------------------------ convenience
@@ -187,12 +266,6 @@ class RBM(nn.Module):
         return f"num_timesteps={c.num_timesteps}, visible={c.num_visible}, hidden={c.num_hidden}"
 
     def log_partition_exact(self) -> float:
-        """log Z by enumerating hidden states (only for tiny ``num_hidden``; used in tests)."""
-        H = self.config.num_hidden
-        if H > 20:
-            raise ValueError("exact partition function needs num_hidden <= 20")
-        hs = torch.tensor([[(i >> j) & 1 for j in range(H)] for i in range(2**H)], dtype=self.W.dtype)
-        # log sum_h exp(h.b_h) prod_i (1 + exp(b_v_i + W_i.h))
-        terms = hs @ self.b_hidden + F.softplus(torch.addmm(self.b_visible, hs, self.W.t())).sum(1)
-        return float(torch.logsumexp(terms, 0))
+        """log Z in nats by enumeration (:func:`exact_log_partition`; only for tiny models, as in tests)."""
+        return float(exact_log_partition(self.W, self.b_visible, self.b_hidden)[0])
 

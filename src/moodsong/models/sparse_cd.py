@@ -23,6 +23,8 @@ from probabilities; persistent CD too), batch by batch in order, with ``s = lr /
     repeat k times:  vk ~ Bern(sigmoid(h W^T + b));  phk = sigmoid(vk W + c);  h ~ Bern(phk) (not after the last)
     b += s (sum v0 - sum vk);  c += s (sum ph0 - sum phk);  W += s (v0^T ph0 - vk^T phk)
 
+(the formulas of :func:`moodsong.models.rbm.cd_statistics`, which the tests check the kernel against)
+
 With ``v0`` and ``vk`` sparse binary, ``v W`` is a sum of the rows of ``W`` at
 the active bits, and the ``W`` update touches only those rows. The one dense
 product, ``h W^T``, sums the rows of a transposed copy of ``W`` at the active
