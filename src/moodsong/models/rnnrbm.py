@@ -30,7 +30,7 @@ from torch import nn
 
 from .frames import FrameConfigMixin, FrameModelMixin
 
-from ..ais import free_energy
+from .rbm import free_energy
 
 
 @dataclass
