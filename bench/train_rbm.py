@@ -10,7 +10,7 @@ at a time, batch 100; ~126 updates per epoch). Contenders, interleaved and repea
                    on the CPU this is the fused sparse kernel (moodsong/models/sparse_cd.py), compiled by
                    numba; the compilation (or, once cached on disk, the cache load) happens in the warm-up
                    run and is measured separately, in fresh processes (see "JIT" in the output)
-  moodsong torch   the same train_rbm with the kernel switched off: the tensor loop of RBM.cd_update
+  moodsong torch   the same train_rbm with backend="torch": the tensor loop of RBM.cd_update
   eager-torch      the demo's TensorFlow math translated directly to eager PyTorch: h ~ sigmoid(xW+bh),
                    x_s ~ sigmoid(hW^T+bv), h_s ~ sigmoid(x_s W+bh), W += lr/B (x^T h - x_s^T h_s), ...
                    run at torch's default thread count and again pinned to 1 thread
@@ -36,7 +36,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import statistics
 import subprocess
@@ -52,7 +51,6 @@ import torch
 from moodsong.corpus import load_corpus
 from moodsong.models.rbm import RBM, RBMConfig
 from moodsong.shards import WindowTable
-from moodsong import train as _train
 from moodsong.train import TrainConfig, split_pieces, train_rbm
 
 POP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop_music_midi"
@@ -98,22 +96,11 @@ def numpy_cd(songs: list[np.ndarray], epochs: int, seed: int = 0):
 def moodsong_train(corpus, epochs: int, order: str, seed: int = 0, validation: float = 0.0, eval_every: int = 10**9,
                    out: str | None = None, resume: bool = False, lr: float = LR, kernel: bool = True):
     out = out or tempfile.mkdtemp(prefix="moodsong-bench-rbm-")
+    # kernel=False: the torch backend, the tensor loop the fused sparse kernel replaced
     tc = TrainConfig(lr=lr, order=order, epochs=epochs, validation_fraction=validation, seed=seed,
-                     checkpoint_every=10**9, eval_every=eval_every, device="cpu")
-    with contextlib.nullcontext() if kernel else no_kernel():
-        return train_rbm(corpus, out, RBMConfig(T, H, corpus.config), tc, progress=False, overwrite=not resume,
-                         resume=resume)
-
-
-@contextlib.contextmanager
-def no_kernel():
-    """train_rbm with its fused sparse kernel switched off (the torch loop it replaced)."""
-    saved = _train._sparse_cd
-    _train._sparse_cd = lambda *a, **k: None
-    try:
-        yield
-    finally:
-        _train._sparse_cd = saved
+                     checkpoint_every=10**9, eval_every=eval_every, device="cpu", backend="auto" if kernel else "torch")
+    return train_rbm(corpus, out, RBMConfig(T, H, corpus.config), tc, progress=False, overwrite=not resume,
+                     resume=resume)
 
 
 JIT_PROBE = """

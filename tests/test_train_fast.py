@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from moodsong.checkpoint import load_checkpoint
+from moodsong.corpus import Corpus
+from moodsong.errors import MoodsongError
 from moodsong.models.rbm import RBM, RBMConfig, cd_statistics
 from moodsong.models.sparse_cd import GOLDEN, SparseCD, splitmix64_key
-from moodsong import train
 from moodsong.train import TrainConfig, train_rbm
 from test_rbm import TINY, data_and_noise, pll_and_gap, structured_corpus
 
@@ -166,7 +169,7 @@ def per_song(seed=3, order="per-song", **kw):
 
 
 @pytest.mark.parametrize("order", ["per-song", "shuffled"])
-def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch, order):
+def test_fast_path_learns_like_the_torch_path(tmp_path, order):
     corpus = structured_corpus()
     data, noise = data_and_noise(corpus)
     torch.manual_seed(0)
@@ -183,8 +186,8 @@ def test_fast_path_learns_like_the_torch_path(tmp_path, monkeypatch, order):
     assert len(err) == 60 and np.all((err >= 0) & (err < 1))
     assert err[-10:].mean() < err[:5].mean() / 3  # negative samples come to look like the data
 
-    monkeypatch.setattr(train, "_sparse_cd", lambda *a: None)  # the torch loop on the same run
-    slow, slow_history = train_rbm(corpus, tmp_path / "torch", RBMConfig(2, 16, TINY), tc, progress=False)
+    slow, slow_history = train_rbm(corpus, tmp_path / "torch", RBMConfig(2, 16, TINY), dataclasses.replace(tc, backend="torch"),
+                                   progress=False)  # the torch backend on the same run
     assert "sparse_cd" not in load_checkpoint(tmp_path / "torch" / "model")[2]
     slow_err = np.array([h["train_sample_error"] for h in slow_history])
     assert abs(err[-20:].mean() - slow_err[-20:].mean()) < 0.03
@@ -229,3 +232,17 @@ def test_fast_path_persistent_cd_learns(tmp_path):
     model, _ = train_rbm(corpus, tmp_path / "pcd", RBMConfig(2, 16, TINY), tc, progress=False)
     assert "sparse_cd" in load_checkpoint(tmp_path / "pcd" / "model")[2]
     assert float(model.pseudo_log_likelihood(data).mean()) > pll0 + 3.0
+
+
+def test_backend_is_a_setting(tmp_path):
+    corpus = structured_corpus()
+    mc = RBMConfig(2, 8, TINY)
+    tc = TrainConfig(epochs=2, batch_size=10, validation_fraction=0.0, order="per-song", device="cpu")
+    for backend, kernel_ran in (("auto", True), ("sparse", True), ("torch", False)):
+        train_rbm(corpus, tmp_path / backend, mc, dataclasses.replace(tc, backend=backend), progress=False)
+        assert ("sparse_cd" in load_checkpoint(tmp_path / backend / "model")[2]) == kernel_ran, backend
+    with pytest.raises(MoodsongError, match="unknown backend"):
+        train_rbm(corpus, tmp_path / "bad", mc, dataclasses.replace(tc, backend="gpu"), progress=False)
+    not_binary = Corpus(corpus.names, [r * 2 for r in corpus.rolls], corpus.config)  # not binary: the kernel refuses
+    with pytest.raises(MoodsongError, match="backend 'sparse' cannot"):
+        train_rbm(not_binary, tmp_path / "two", mc, dataclasses.replace(tc, backend="sparse"), progress=False)

@@ -5,10 +5,16 @@ The loop is deliberately thin (nanoGPT-style): pick batches, call
 ``checkpoint_every`` epochs, at the end, and on Ctrl-C, so an interrupted run
 loses at most a few epochs and ``resume=True`` continues it exactly.
 
-A CPU run in one process with the data in memory (either order) skips the
-Python loop: :mod:`moodsong.models.sparse_cd` computes the same updates a whole
-epoch per compiled call, with its own counter-based random stream (saved in the
-checkpoint like the torch generator; it also draws the shuffled order).
+Two backends compute the same CD updates, chosen by ``TrainConfig.backend``
+(``moodsong train --backend``):
+
+- ``sparse``: the fused kernel of :mod:`moodsong.models.sparse_cd`, a whole
+  epoch per compiled call, with its own counter-based random stream (saved in the
+  checkpoint like the torch generator; it also draws the shuffled order). It needs
+  numba, a CPU, one process and the windows in memory;
+- ``torch``: the tensor loop of :meth:`RBM.cd_update` (any device, data-parallel
+  under torchrun, sharded corpora read batch by batch);
+- ``auto`` (default): ``sparse`` wherever it can run, else ``torch``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,9 @@ class TrainConfig:
     order : {"shuffled", "per-song"}
         ``shuffled`` (default) draws batches of windows from the whole corpus;
         ``per-song`` reproduces the demo's loop of one song's windows at a time.
+    backend : {"auto", "sparse", "torch"}
+        Which implementation runs the updates (see the module docstring). The two draw
+        different random streams, so a seed reproduces a run only on the same backend.
     persistent : bool
         Persistent CD: negative chains carry over between updates.
     validation_fraction : float
@@ -57,6 +66,7 @@ class TrainConfig:
     device: str = "auto"
     checkpoint_every: int = 10
     eval_every: int = 5
+    backend: str = "auto"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,19 +102,36 @@ def evaluate_rbm(model: RBM, windows: torch.Tensor, max_windows: int = 128) -> d
     }
 
 
+BACKENDS = ("auto", "sparse", "torch")
+
+
 def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray | None, song_start: np.ndarray,
                state: torch.Tensor | None, chains: torch.Tensor | None):
     """The fused sparse CD kernel (:mod:`moodsong.models.sparse_cd`) for this run, or ``None`` for the torch loop.
 
-    It takes per-song or shuffled batches of binary windows held in memory, on the CPU, in one
-    process; it continues the stream ``state`` and persistent ``chains`` from a checkpoint.
+    ``tc.backend`` decides: ``torch`` never uses it, ``auto`` uses it where it can run, ``sparse``
+    insists. It takes per-song or shuffled batches of binary windows held in memory, on the CPU, in
+    one process; it continues the stream ``state`` and persistent ``chains`` from a checkpoint.
+
+    Raises
+    ------
+    MoodsongError
+        With ``backend="sparse"`` where the kernel cannot run.
     """
-    if not (tc.order in ("per-song", "shuffled") and device.type == "cpu" and not ctx.distributed
-            and resident is not None and len(resident) and resident.max() <= 1):
+    if tc.backend == "torch":
         return None
-    try:
-        from .models.sparse_cd import SparseCD
-    except (ImportError, RuntimeError):  # no numba, or nowhere to cache its compiled code: the torch loop, slower
+    why = ("it runs on the CPU only" if device.type != "cpu" else
+           "it runs in one process only" if ctx.distributed else
+           "it needs the windows in memory (not a sharded corpus)" if resident is None else
+           "it needs binary windows" if not (len(resident) and resident.max() <= 1) else "")
+    if not why:
+        try:
+            from .models.sparse_cd import SparseCD
+        except (ImportError, RuntimeError) as exc:  # no numba, or nowhere to cache its compiled code
+            why = f"the kernel is unavailable ({exc})"
+    if why:
+        if tc.backend == "sparse":
+            raise MoodsongError(f"backend 'sparse' cannot train this run: {why}; use --backend torch or auto")
         return None
     if tc.order == "shuffled":  # each epoch's batches: consecutive batch_size windows of a fresh permutation
         bounds = list(range(0, len(resident), tc.batch_size))
@@ -140,6 +167,8 @@ def train_rbm(
     tc = train_config if train_config is not None else TrainConfig()
     if tc.order not in ("shuffled", "per-song"):
         raise MoodsongError(f"unknown batch order {tc.order!r} (use shuffled or per-song)")
+    if tc.backend not in BACKENDS:
+        raise MoodsongError(f"unknown backend {tc.backend!r} (use {', '.join(BACKENDS)})")
     out = Path(out)
     ckpt = out / "model"
     ctx = _dist.current()
@@ -232,7 +261,7 @@ def train_rbm(
     threads = torch.get_num_threads()
     if device.type == "cpu" and tc.batch_size * mc.num_visible * mc.num_hidden <= 2**25:
         torch.set_num_threads(1)
-    # CPU runs in one process go to the fused sparse kernel: the whole epoch in one compiled call.
+    # The sparse backend (auto: wherever it can run) trains a whole epoch in one compiled call.
     fast = _sparse_cd(tc, device, ctx, resident, song_start, fast_state, chains)
     chains = None if fast is not None else chains  # the kernel keeps its own
     fast_params = None if fast is None else (model.W.data.numpy(), model.b_visible.data.numpy(), model.b_hidden.data.numpy())

@@ -25,6 +25,9 @@ from ..errors import MoodsongError
 @click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--backend", type=click.Choice(["auto", "sparse", "torch"]), default="auto", show_default=True,
+              help="rbm: the fused sparse CD kernel (CPU, one process, data in memory), the torch loop, or auto "
+                   "(sparse wherever it can run).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a model.")
 @click.option("--distributed", is_flag=True, help="Require a torchrun launch (data-parallel; detected automatically under torchrun).")
@@ -33,7 +36,7 @@ from ..errors import MoodsongError
               help="rbm (windows), or a whole-piece model (see `moodsong train-seq --help` for its own options).")
 @click.pass_context
 def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, cd_k, persistent, order, val_fraction,
-          checkpoint_every, seed, device, resume, force, distributed, lowest_pitch, num_pitches, steps_per_quarter, drums,
+          checkpoint_every, seed, device, backend, resume, force, distributed, lowest_pitch, num_pitches, steps_per_quarter, drums,
           model_type):
     """Train an RBM on a corpus (see `moodsong prepare --help` for SOURCE).
 
@@ -77,7 +80,8 @@ def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, c
         job.barrier()
     echo(corpus.summary())
     tc = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, cd_k=cd_k, persistent=persistent, order=order,
-                     validation_fraction=val_fraction, seed=seed, device=device, checkpoint_every=checkpoint_every)
+                     validation_fraction=val_fraction, seed=seed, device=device, checkpoint_every=checkpoint_every,
+                     backend=backend)
     mc = RBMConfig(num_timesteps=num_timesteps, num_hidden=num_hidden, pianoroll=config)
     model, history = train_rbm(corpus, out, mc, tc, resume=resume, overwrite=force, log=click.echo)
     dist.shutdown()
