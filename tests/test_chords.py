@@ -114,3 +114,78 @@ def test_cli_chords(tmp_path):
     result = CliRunner().invoke(main, ["chords", str(mid), "--json", "--per", "beat"])
     d = json.loads(result.output)
     assert [c["chord"] for c in d["chords"]][::4] == ["C", "Am", "F", "G7"]
+
+
+# -- the music21-free templates, key finder and spelling equal what music21 gives ------------------------
+
+
+def test_templates_equal_music21_chord_symbols():
+    harmony = pytest.importorskip("music21.harmony")
+    from moodsong.chords import _KINDS, _templates
+
+    names = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
+    want = []
+    for suffix, prior in _KINDS.items():
+        for root in range(12):
+            figure = names[root] + ("sus" if suffix == "sus4" else suffix)
+            mask = np.zeros(12, bool)
+            mask[list(harmony.ChordSymbol(figure).pitchClasses)] = True
+            want.append((root, suffix, mask.tolist(), prior))
+    assert [(r, s, m.tolist(), p) for r, s, m, p in _templates()] == want
+
+
+def music21_key(weights) -> str:
+    """The key music21's Temperley-Kostka-Payne analysis finds for a pitch-class weight histogram."""
+    from music21 import note, stream
+
+    s = stream.Stream()
+    for pc, w in enumerate(weights):
+        if w > 0:
+            n = note.Note(pc + 60)
+            n.quarterLength = float(w)
+            s.append(n)
+    k = s.analyze("TemperleyKostkaPayne")
+    return f"{k.tonic.name.replace('-', 'b')} {k.mode}"
+
+
+def test_key_finder_equals_music21():
+    pytest.importorskip("music21")
+    from moodsong.chords import key_name, key_of_histogram
+
+    rng = np.random.default_rng(0)
+    for i in range(60):
+        w = np.round(rng.gamma(0.6, 2.0, 12) * (rng.random(12) < 0.7), 2)  # sparse, like real pieces
+        if i % 3 == 0:  # a diatonic collection with a few chromatic notes
+            w = np.zeros(12)
+            w[(np.array([0, 2, 4, 5, 7, 9, 11]) + rng.integers(12)) % 12] = rng.integers(1, 9, 7)
+        if w.sum() == 0:
+            continue
+        assert key_name(*key_of_histogram(w)[:2]) == music21_key(w), w
+
+
+def test_spelling_equals_music21_scales():
+    m21key = pytest.importorskip("music21.key")
+    from moodsong.chords import _spelling, key_name
+
+    for mode in ("major", "minor"):
+        for pc in range(12):
+            name = key_name(pc, mode)
+            tonic = name.split()[0]
+            k = m21key.Key(tonic.replace("b", "-") if len(tonic) > 1 else tonic, mode)
+            want = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"] if k.sharps > 0 else \
+                ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
+            for p in k.getScale(mode).getPitches():
+                want[p.pitchClass] = p.name.replace("-", "b")
+            if mode == "minor":
+                want[k.getLeadingTone().pitchClass] = k.getLeadingTone().name.replace("-", "b")
+            assert _spelling(name) == tuple(want), name
+
+
+def test_chord_analysis_imports_no_music21():
+    from test_lazy_imports import loaded_after
+
+    code = ("import symusic\nfrom moodsong.chords import analyze\n"
+            "s = symusic.Score(480)\nt = symusic.Track('p', 0, False)\n"
+            "[t.notes.append(symusic.Note(0, 1920, p, 80)) for p in (57, 60, 64)]\ns.tracks.append(t)\n"
+            "assert analyze(s).names == ['Am']")
+    assert "music21" not in loaded_after(code)

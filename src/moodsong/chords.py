@@ -1,10 +1,18 @@
 """Read a piece: chord names per bar or beat, and the estimated key.
 
-Chord contents and names come from music21 (``harmony.ChordSymbol`` builds each
-candidate chord from its lead-sheet figure); key estimation is music21's
-key-profile analysis with the Temperley-Kostka-Payne weights (right on every
-corpus piece we checked; the default Aarden-Essen weights put Haydn's
-op. 74 no. 1 in G instead of C). What is ours is only the matching:
+Each candidate chord is a root plus the interval set of its kind (the pitch
+classes music21's ``harmony.ChordSymbol`` gives for the same lead-sheet figure;
+``tests/test_chords.py`` checks all 132 against music21). The key finder is
+music21's key-profile analysis with the Temperley-Kostka-Payne weights, redone
+in numpy (:func:`key_of_histogram`: the best Pearson correlation of the
+duration-weighted pitch-class histogram with the 24 rotated profiles, the tonic
+spelled as music21 spells it; same key as music21 on every test histogram). It is
+right on every corpus piece we checked; Krumhansl-Kessler weights and music21's
+default Aarden-Essen weights put Haydn's op. 74 no. 1 in G instead of C. It is
+the one key finder of moodsong: the emotion estimator's :func:`key_estimate
+<moodsong.emotion.music.key_estimate>` and the steering use it too. Nothing here
+imports music21: building the templates and the key through music21 took 3.1 s
+of a cold compose (its import and one ``ChordSymbol`` per candidate). What is ours is only the matching:
 each segment's notes become a duration-weighted pitch-class histogram, and the
 candidate chord that explains most of that weight (minus weight it leaves out,
 a small cost for chord tones that are absent, and a preference for plain
@@ -24,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import symusic
 
-__all__ = ["ChordSegment", "Progression", "analyze", "estimate_key", "segments", "name_chord"]
+__all__ = ["ChordSegment", "Progression", "analyze", "estimate_key", "key_of_histogram", "segments", "name_chord"]
 
 NO_CHORD = "N.C."
 
@@ -47,18 +55,30 @@ _MISSING_COST = 0.25  # per chord tone absent from the segment
 _BASS_BONUS = 0.06  # when the chord's root is the lowest sounding note
 
 
+# Pitch classes above the root of each kind (music21's ChordSymbol gives the same sets; tests check it).
+_INTERVALS = {
+    "": (0, 4, 7),
+    "m": (0, 3, 7),
+    "o": (0, 3, 6),
+    "+": (0, 4, 8),
+    "7": (0, 4, 7, 10),
+    "maj7": (0, 4, 7, 11),
+    "m7": (0, 3, 7, 10),
+    "ø7": (0, 3, 6, 10),
+    "o7": (0, 3, 6, 9),
+    "sus4": (0, 5, 7),
+    "sus2": (0, 2, 7),
+}
+
+
 @functools.lru_cache(maxsize=1)
 def _templates() -> list[tuple[int, str, np.ndarray, float]]:
-    """``(root_pc, suffix, 12-bit mask, prior)`` for every root and kind, built by music21."""
-    from music21 import harmony
-
+    """``(root_pc, suffix, 12-bit mask, prior)`` for every kind and root, kinds in ``_KINDS`` order."""
     out = []
     for suffix, prior in _KINDS.items():
-        m21_suffix = "sus" if suffix == "sus4" else suffix
         for root in range(12):
-            figure = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"][root] + m21_suffix
             mask = np.zeros(12, bool)
-            mask[list(harmony.ChordSymbol(figure).pitchClasses)] = True
+            mask[[(root + i) % 12 for i in _INTERVALS[suffix]]] = True
             out.append((root, suffix, mask, prior))
     return out
 
@@ -197,8 +217,46 @@ def _histograms(notes, spans) -> tuple[np.ndarray, np.ndarray]:
 # Key and spelling
 
 
+# Temperley-Kostka-Payne key profiles (music21.analysis.discrete.TemperleyKostkaPayne), C major / C minor.
+_TKP_MAJOR = np.array([0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400])
+_TKP_MINOR = np.array([0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330])
+# Rows 0..11 major, 12..23 minor, by tonic pitch class; centred so a dot product with a centred histogram
+# is the numerator of Pearson's r.
+_KEY_PROFILES = np.stack([np.roll(_TKP_MAJOR, k) for k in range(12)] + [np.roll(_TKP_MINOR, k) for k in range(12)])
+_KEY_PROFILES = _KEY_PROFILES - _KEY_PROFILES.mean(1, keepdims=True)
+_KEY_NORMS = np.linalg.norm(_KEY_PROFILES, axis=1)
+# Tonic names as music21's key analysis spells them (its _bestKeyEnharmonic), "-" written as "b".
+_TONIC_MAJOR = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_TONIC_MINOR = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "G#", "A", "Bb", "B")
+
+
+def key_of_histogram(hist) -> tuple[int, str, float]:
+    """Most likely key of a 12-bin pitch-class weight histogram (any scale, e.g. seconds or quarters).
+
+    Pearson's r with each of the 24 Temperley-Kostka-Payne profiles; the best wins.
+    Exact ties go to the higher tonic pitch class, then minor, as in music21.
+
+    Returns
+    -------
+    (tonic_pc, mode, r)
+        Tonic pitch class (0 = C), ``"major"`` or ``"minor"``, and the correlation.
+    """
+    h = np.asarray(hist, np.float64)
+    hc = h - h.mean()
+    norm = np.linalg.norm(hc)
+    r = _KEY_PROFILES @ hc / (_KEY_NORMS * norm) if norm > 0 else np.zeros(24)
+    # music21 sorts (r, tonic, mode) and takes the largest: among equal r, the highest tonic, minor over major.
+    best = max(range(24), key=lambda k: (r[k], k % 12, k >= 12))
+    return best % 12, ("major" if best < 12 else "minor"), float(r[best])
+
+
+def key_name(tonic_pc: int, mode: str) -> str:
+    """Spelled key name, e.g. ``key_name(9, "minor") == "A minor"``."""
+    return f"{(_TONIC_MAJOR if mode == 'major' else _TONIC_MINOR)[tonic_pc]} {mode}"
+
+
 def estimate_key(score: symusic.Score) -> str:
-    """The piece's key by music21's key-profile analysis (Temperley-Kostka-Payne weights), e.g. ``"A minor"``.
+    """The piece's key (:func:`key_of_histogram` of its duration-weighted pitch classes), e.g. ``"A minor"``.
 
     Returns ``""`` for a piece without pitched notes.
     """
@@ -206,47 +264,42 @@ def estimate_key(score: symusic.Score) -> str:
     if starts.size == 0:
         return ""
     weights = np.bincount(pitches % 12, weights=ends - starts, minlength=12)
-    return _key_from_histogram(tuple(np.round(weights, 6)))
+    return key_name(*key_of_histogram(weights)[:2])
 
 
-@functools.lru_cache(maxsize=256)
-def _key_from_histogram(weights: tuple[float, ...]) -> str:
-    from music21 import note, stream
-
-    # music21 weighs each pitch class by duration, so one note per class with the
-    # summed duration is the same input as the whole piece, and far faster.
-    s = stream.Stream()
-    for pc, w in enumerate(weights):
-        if w > 0:
-            n = note.Note(pc + 60)
-            n.quarterLength = float(w)
-            s.append(n)
-    k = s.analyze("TemperleyKostkaPayne")
-    return f"{_pretty(k.tonic.name)} {k.mode}"
+_LETTERS = "CDEFGAB"
+_LETTER_PC = (0, 2, 4, 5, 7, 9, 11)
+_SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 
 
-def _pretty(name: str) -> str:
-    """music21 pitch name to lead-sheet spelling: ``B-`` -> ``Bb``."""
-    return name.replace("-", "b")
+def _spell(letter: int, pc: int) -> str:
+    """The name of pitch class ``pc`` written on letter ``letter`` (0 = C .. 6 = B): ``(2, 1)`` -> ``"Db"``."""
+    alter = (pc - _LETTER_PC[letter % 7] + 6) % 12 - 6
+    return _LETTERS[letter % 7] + ("#" * alter if alter > 0 else "b" * -alter)
 
 
 @functools.lru_cache(maxsize=64)
 def _spelling(key_name: str) -> tuple[str, ...]:
-    """Name of each pitch class as spelled in ``key_name`` (harmonic minor for minor keys)."""
-    from music21 import key as m21key
+    """Name of each pitch class as spelled in ``key_name`` (harmonic minor for minor keys).
 
+    The scale's own spelling (letters in order from the tonic's), other pitch
+    classes with sharps in sharp keys and flats otherwise: what music21's
+    ``key.Key(...).getScale()`` gives (``tests/test_chords.py`` compares every key).
+    """
     default_sharp = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
     default_flat = ["C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B"]
     if not key_name:
         return tuple(default_flat)
     tonic, mode = key_name.split()
-    k = m21key.Key(tonic.replace("b", "-") if len(tonic) > 1 else tonic, mode)
-    names = list(default_sharp if k.sharps > 0 else default_flat)
-    for p in k.getScale(mode).getPitches():
-        names[p.pitchClass] = _pretty(p.name)
+    letter = _LETTERS.index(tonic[0])
+    tonic_pc = (_LETTER_PC[letter] + tonic.count("#") - tonic.count("b")) % 12
+    scale = [_spell(letter + i, (tonic_pc + step) % 12) for i, step in enumerate(_SCALES[mode])]
+    sharps = sum(n.count("#") for n in scale) - sum(n.count("b") for n in scale)  # the key signature
+    names = list(default_sharp if sharps > 0 else default_flat)
+    for i, step in enumerate(_SCALES[mode]):
+        names[(tonic_pc + step) % 12] = scale[i]
     if mode == "minor":  # the raised leading tone of harmonic minor (G# in A minor)
-        lead = k.getLeadingTone()
-        names[lead.pitchClass] = _pretty(lead.name)
+        names[(tonic_pc + 11) % 12] = _spell(letter + 6, (tonic_pc + 11) % 12)
     return tuple(names)
 
 

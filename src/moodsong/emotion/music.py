@@ -56,6 +56,7 @@ from pathlib import Path
 import numpy as np
 import symusic
 
+from ..chords import key_of_histogram
 from ..errors import MoodsongError
 from ..fileio import write_text_atomic
 from ..pianoroll import read_score
@@ -209,10 +210,15 @@ def _key_correlations(hist: np.ndarray) -> np.ndarray:
 
 
 def key_estimate(notes: NoteArrays) -> tuple[int, str, float]:
-    """Most likely key: ``(tonic pitch class, "major"|"minor", correlation)``."""
-    r = _key_correlations(_pc_histogram(notes))
-    k = int(np.argmax(r))
-    return k % 12, ("major" if k < 12 else "minor"), float(r[k])
+    """Most likely key: ``(tonic pitch class, "major"|"minor", correlation)``.
+
+    moodsong's one key finder, :func:`moodsong.chords.key_of_histogram`
+    (Temperley-Kostka-Payne profiles), on the seconds-weighted histogram, so the
+    steering and the chord report name the same key. The feature model keeps the
+    Krumhansl-Kessler correlations (``_key_correlations``) it was trained on: they
+    are features, not the reported key.
+    """
+    return key_of_histogram(_pc_histogram(notes))
 
 
 def _chord_frames(notes: NoteArrays, hop: float = 0.25) -> list[np.ndarray]:
