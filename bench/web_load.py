@@ -107,7 +107,9 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     tmp = Path(tempfile.mkdtemp(prefix="moodsong-webload-"))
     cmd = [sys.executable, "-c", "from moodsong.cli import main; main()", "serve", "--port", str(port),
-           "--workers", str(args.workers), "--rate-limit", "0", "--api-rate-limit", "0", "--max-queue", str(max(64, args.clients * args.requests)),
+           "--workers", str(args.workers), "--rate-limit", "0", "--api-rate-limit", "0",
+           # every client is 127.0.0.1 here: no per-client pending limit, a queue for all of them
+           "--max-queue", str(max(64, args.clients * args.requests)), "--max-pending", "0",
            "--results", str(tmp / "results"), "--log-level", "warning"]
     if args.model:
         cmd += ["--model", args.model]

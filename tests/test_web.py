@@ -28,7 +28,7 @@ from moodsong.cli import main
 from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
 from moodsong.web import create_app
 from moodsong.web.app import RateLimiter
-from moodsong.web.jobs import JobStore, new_id, valid_id
+from moodsong.web.jobs import LOCK_NAME, JobStore, new_id, valid_id
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "moodsong" / "web" / "static"
 QUICK = {"bars": 2, "candidates": 1}
@@ -54,8 +54,13 @@ def results_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def client(tiny_model, results_dir):
     app = create_app(results_dir=results_dir, workers=1, rate_limit=0, model=tiny_model)
-    with TestClient(app) as c:
+    with local(app) as c:
         yield c
+
+
+def local(app) -> TestClient:
+    """A test client that talks to the app as ``http://localhost`` (a Host the server answers to)."""
+    return TestClient(app, base_url="http://localhost")
 
 
 def wait_done(client: TestClient, url: str, timeout_s: float = 120.0) -> dict:
@@ -69,6 +74,16 @@ def wait_done(client: TestClient, url: str, timeout_s: float = 120.0) -> dict:
         assert job["status"] in ("queued", "running")
         time.sleep(0.2)
     raise AssertionError(f"{url} did not finish")
+
+
+def header_rate_wav(rate: int, frames: int = 16000) -> bytes:
+    """A mono 16-bit WAV of ``frames`` samples whose header claims ``rate`` Hz (libsndfile will not write such)."""
+    import struct
+
+    data = (np.sin(np.arange(frames) / 5.0) * 3000).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2 % 2**32, 2, 16)
+    return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt))
+            + fmt + b"data" + struct.pack("<I", len(data)) + data)
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -203,6 +218,15 @@ def test_voice_upload_is_transcribed(client, tmp_path):
         ({"quadrant": 1, "voice": "../../etc/passwd"}, 422, "not permitted"),
         ({"quadrant": 1, "out_dir": "/tmp"}, 422, "not permitted"),
         ([1, 2], 422, "valid dictionary"),
+        # Strict types: nothing is converted.
+        ({"quadrant": 1, "bars": True}, 422, "bars: Input should be a valid integer"),
+        ({"quadrant": 1, "bars": "4"}, 422, "bars: Input should be a valid integer"),
+        ({"quadrant": 1, "bars": 4.0}, 422, "bars"),
+        ({"quadrant": True}, 422, "quadrant"),
+        ({"quadrant": "1"}, 422, "quadrant"),
+        ({"valence": "0.5"}, 422, "valence"),
+        ({"prompt": 5}, 422, "prompt"),
+        ({"quadrant": 1, "seed": False}, 422, "seed"),
     ],
 )
 def test_bad_json_requests(client, body, status, fragment):
@@ -219,6 +243,12 @@ def test_malformed_and_oversized_bodies(client):
     assert r.status_code == 413 and "too large" in r.json()["detail"]
     r = client.post("/api/compose", content=b"x", headers={"content-type": "application/json", "content-length": "abc"})
     assert r.status_code == 400
+    # A wrong content type is 415, before the body is read.
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""):
+        r = client.post("/api/compose", content=b'{"quadrant": 1}', headers={"content-type": ctype})
+        assert r.status_code == 415 and "application/json" in r.json()["detail"], ctype
+    r = client.post("/api/compose/voice", data={"bars": "2"})  # url-encoded: no room for a recording
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
     assert client.get("/api/compose").status_code == 405
 
 
@@ -232,11 +262,22 @@ def test_bad_voice_uploads(client):
     assert r.status_code == 422 and "could not be read" in r.json()["detail"]
     r = post(wav_bytes(seconds=31, rate=8000))
     assert r.status_code == 422 and "30 s" in r.json()["detail"]
+    for rate in (1_000_003, 100_000_007, 4000):  # a hostile header: tiny file, huge resampling filter
+        r = post(header_rate_wav(rate))
+        assert r.status_code == 422 and "sample rate" in r.json()["detail"], rate
+    r = post(wav_bytes(), mood="happy")  # the form refuses unknown fields like the JSON body does
+    assert r.status_code == 422 and "mood: Extra inputs are not permitted" in r.json()["detail"]
+    r = client.post("/api/compose/voice", files=[("voice", ("v.wav", wav_bytes(), "audio/wav")), ("bars", (None, "2")),
+                                                 ("bars", (None, "3"))])
+    assert r.status_code == 422 and "more than once" in r.json()["detail"]
+    for bad in ("true", "4.5", "0x4", "1e1"):  # (an empty field means "not given", as in HTML forms)
+        r = post(wav_bytes(), bars=bad)
+        assert r.status_code == 422 and "bars" in r.json()["detail"], bad
     r = post(b"RIFF" + b"\x00" * (5 * 1024 * 1024))
     assert r.status_code == 413
     r = post(wav_bytes(), bars="99")
     assert r.status_code == 422 and "bars" in r.json()["detail"]
-    r = client.post("/api/compose/voice", data={"bars": "2"})
+    r = client.post("/api/compose/voice", files={"bars": (None, "2")})  # multipart, but no recording
     assert r.status_code == 422 and "voice" in r.json()["detail"]
 
 
@@ -267,8 +308,10 @@ def test_unknown_ids_and_path_traversal(client, results_dir):
         assert "secret" not in r.text
     r = client.get(f"{base}/../../../secret.txt")  # normalised by the client into another route
     assert r.status_code == 404 and "secret" not in r.text
-    # Nothing but ID-named folders with allow-listed files was ever written.
+    # Nothing but ID-named folders with allow-listed files (and the server's lock file) was ever written.
     for p in results_dir.iterdir():
+        if p.name == LOCK_NAME:
+            continue
         assert p.is_dir() and valid_id(p.name)
         assert {f.name for f in p.iterdir()} <= {"piece.mid", "piece.wav", "piece.png"}
     assert sorted(f.name for f in results_dir.parent.iterdir()) == ["results", "secret.txt"]
@@ -291,14 +334,17 @@ def test_results_expire(tmp_path):
 
 
 def test_rate_limit_per_client(tiny_model, tmp_path):
-    app = create_app(results_dir=tmp_path, rate_limit=2, api_rate_limit=6, model=tiny_model, warm_start=False)
-    with TestClient(app) as c:
-        # Invalid bodies still count against the compose limit (the limit comes before parsing).
-        assert [c.post("/api/compose", json={"quadrant": 9}).status_code for _ in range(3)] == [422, 422, 429]
-        r = c.post("/api/compose", json={"quadrant": 1})
-        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1 and "too many" in r.json()["detail"]
-        statuses = [c.get("/api/health").status_code for _ in range(4)]
-        assert statuses[:2] == [200, 200] and statuses[-1] == 429
+    app = create_app(results_dir=tmp_path, rate_limit=2, api_rate_limit=8, model=tiny_model, warm_start=False)
+    with local(app) as c:
+        # Invalid requests (422) do not use up the compose limit; only accepted ones do.
+        assert [c.post("/api/compose", json={"quadrant": 9}).status_code for _ in range(3)] == [422, 422, 422]
+        statuses = [c.post("/api/compose", json={"quadrant": 1, **QUICK}) for _ in range(3)]
+        assert [r.status_code for r in statuses] == [202, 202, 429]
+        r = statuses[-1]
+        assert int(r.headers["retry-after"]) >= 1 and "too many" in r.json()["detail"]
+        # All API requests share the wider limit: 6 used so far, 8 allowed.
+        statuses = [c.get("/api/health").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]
         assert c.get("/").status_code == 200  # the page itself is not limited
     limiter = RateLimiter(60, burst=1)
     assert limiter.check("a", now=0.0) == 0 and limiter.check("a", now=0.5) > 0 and limiter.check("b", now=0.5) == 0
@@ -308,7 +354,7 @@ def test_rate_limit_per_client(tiny_model, tmp_path):
 def test_queue_cap_and_job_timeout(tiny_model, tmp_path):
     app = create_app(results_dir=tmp_path, rate_limit=0, max_queue=1, job_timeout_s=0.05, model=tiny_model,
                      warm_start=False)
-    with TestClient(app) as c:
+    with local(app) as c:
         first = c.post("/api/compose", json={"quadrant": 2, "bars": 8, "candidates": 2})
         assert first.status_code == 202
         r = c.post("/api/compose", json={"quadrant": 2, **QUICK})
@@ -319,13 +365,13 @@ def test_queue_cap_and_job_timeout(tiny_model, tmp_path):
 
 
 def test_cors_off_by_default_and_on_when_asked(tiny_model, tmp_path):
-    with TestClient(create_app(results_dir=tmp_path / "a", model=tiny_model, warm_start=False)) as c:
+    with local(create_app(results_dir=tmp_path / "a", model=tiny_model, warm_start=False)) as c:
         r = c.options("/api/compose", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in r.headers
         r = c.get("/api/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
     app = create_app(results_dir=tmp_path / "b", model=tiny_model, cors_origins=["https://friend.example"], warm_start=False)
-    with TestClient(app) as c:
+    with local(app) as c:
         r = c.get("/api/health", headers={"Origin": "https://friend.example"})
         assert r.headers["access-control-allow-origin"] == "https://friend.example"
 
@@ -347,6 +393,6 @@ def test_serve_help():
 def test_own_temporary_results_folder_is_removed_at_shutdown(tiny_model):
     app = create_app(model=tiny_model, warm_start=False)
     folder = app.state.results_dir
-    with TestClient(app) as c:
+    with local(app) as c:
         assert c.get("/api/health").status_code == 200 and folder.is_dir()
     assert not folder.exists()

@@ -38,6 +38,7 @@ import tempfile
 import threading
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -45,9 +46,17 @@ import numpy as np
 
 from ..errors import MoodsongError
 
-__all__ = ["Transcript", "transcribe", "load_audio", "SAMPLE_RATE", "task_vocabulary"]
+__all__ = ["Transcript", "transcribe", "load_audio", "check_sample_rate", "resample_factors", "SAMPLE_RATE",
+           "task_vocabulary"]
 
 SAMPLE_RATE = 16000  # Hz, what both recognizers expect
+#: Sample rates a recording may have, in Hz (recorders write 8-384 kHz); a header outside this range is
+#: broken or hostile (a 1,000,003 Hz header once made the resampler ask for ~0.9 GB, 100,000,007 Hz for 15 GiB).
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
+#: Largest up/down factor handed to the polyphase resampler, whose filter has ~20 x max(up, down) taps;
+#: an odd rate (44101 Hz) is resampled by the nearest ratio within this bound (rate error below 0.03 %,
+#: inaudible for speech).
+MAX_RESAMPLE_FACTOR = 1000
 
 
 @dataclass
@@ -124,12 +133,42 @@ def load_audio(path: str | os.PathLike) -> tuple[np.ndarray, int, int]:
         raise MoodsongError(f"{path} is not a readable audio file (WAV, FLAC or OGG expected): {exc}") from None
     if x.shape[0] == 0:
         raise MoodsongError(f"{path} holds no audio samples")
+    check_sample_rate(sr)
     channels = x.shape[1]
     mono = x.mean(axis=1)
     if sr != SAMPLE_RATE:
-        g = math.gcd(int(sr), SAMPLE_RATE)
-        mono = resample_poly(mono, SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
+        up, down = resample_factors(int(sr))
+        mono = resample_poly(mono, up, down).astype(np.float32)
     return np.clip(mono, -1.0, 1.0), int(sr), channels
+
+
+def check_sample_rate(sample_rate: float) -> None:
+    """Refuse a sample rate (Hz) outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` before any work is done on it.
+
+    Raises
+    ------
+    MoodsongError
+        The rate is not one a recorder writes (a broken or hostile file header).
+    """
+    if not MIN_SAMPLE_RATE <= sample_rate <= MAX_SAMPLE_RATE:
+        raise MoodsongError(f"unsupported sample rate {sample_rate:g} Hz (recordings of "
+                            f"{MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz are read)")
+
+
+def resample_factors(sample_rate: int) -> tuple[int, int]:
+    """``(up, down)`` for :func:`scipy.signal.resample_poly` from ``sample_rate`` Hz to ``SAMPLE_RATE``.
+
+    The exact ratio when both terms are at most ``MAX_RESAMPLE_FACTOR`` (every common rate: 44100 Hz
+    gives 160/441), else the closest ratio within that bound, so the filter stays under ~20k taps
+    (160 KB) whatever the header says.
+    """
+    ratio = Fraction(SAMPLE_RATE, int(sample_rate))
+    if max(ratio.numerator, ratio.denominator) > MAX_RESAMPLE_FACTOR:
+        if ratio < 1:
+            ratio = ratio.limit_denominator(MAX_RESAMPLE_FACTOR)
+        else:
+            ratio = 1 / (1 / ratio).limit_denominator(MAX_RESAMPLE_FACTOR)
+    return ratio.numerator, ratio.denominator
 
 
 # --------------------------------------------------------------------------------------- task vocabulary

@@ -12,21 +12,26 @@ API (schema at ``/openapi.json``):
 * ``GET /api/results/{id}/{file}`` -- ``piece.mid``, ``piece.wav`` or ``piece.png``.
 * ``GET /api/health`` -- queue and worker counts.
 
-Safety: every input is validated (ranges, prompt length, upload size and type),
-bad input gets a 4xx with one clear ``detail`` message, result IDs are random
-and checked against a fixed pattern, files come only from an allow-list, request
-bodies are size-capped and time-limited, each client is rate-limited, and CORS
-is off unless origins are given.
+Safety: every input is validated (strict types, ranges, prompt length, upload
+size, type and sample rate), bad input gets a 4xx with one clear ``detail``
+message, result IDs are random and checked against a fixed pattern, files come
+only from an allow-list, request bodies are size-capped and time-limited, each
+client is rate-limited and has a bounded number of pending jobs, the ``Host``
+header must be one this server answers to (DNS rebinding), state-changing
+requests from a foreign ``Origin`` are refused, and CORS is off unless origins
+are given. There is no authentication: this is a server for a local network
+(docs/web.md, "Security model").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import math
 import shutil
-import tempfile
+import socket
 import time
 from importlib import resources
 from pathlib import Path
@@ -36,10 +41,10 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .jobs import FILES, ComposerPool, Job, JobStore
+from .jobs import FILES, MiB, ComposerPool, Job, JobStore, own_results_dir
 
 __all__ = ["create_app", "ComposeBody", "RateLimiter"]
 
@@ -50,6 +55,13 @@ MAX_BARS = 32
 MAX_CANDIDATES = 8
 MAX_JSON_BYTES = 16 * 1024
 MAX_VOICE_SECONDS = 30.0
+#: Sample rates (Hz) a recording may declare; anything else is refused before it is decoded.
+MIN_VOICE_RATE, MAX_VOICE_RATE = 8000, 192000
+#: Host names every server answers to; ``create_app(host=...)`` adds the address it is bound to.
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+#: Bind addresses that mean "every interface": any IP literal and this machine's names are then valid hosts.
+_WILDCARD_BINDS = ("", "0.0.0.0", "::")
+_STATE_CHANGING = ("POST", "PUT", "PATCH", "DELETE")
 #: Magic bytes of the recordings the voice endpoint takes.
 _AUDIO_MAGIC = {b"RIFF": "wav", b"fLaC": "flac", b"OggS": "ogg"}
 STATIC_DIR = Path(str(resources.files("moodsong") / "web" / "static"))
@@ -59,9 +71,12 @@ STATIC_DIR = Path(str(resources.files("moodsong") / "web" / "static"))
 
 
 class Settings(BaseModel):
-    """Settings shared by text/coordinate and voice requests."""
+    """Settings shared by text/coordinate and voice requests.
 
-    model_config = ConfigDict(extra="forbid")
+    Types are strict: ``"bars": "4"`` and ``"bars": true`` are refused, not converted.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     bars: int = Field(8, ge=1, le=MAX_BARS, description="Length in 4/4 bars.")
     tempo: float | None = Field(None, ge=40, le=220, allow_inf_nan=False,
@@ -84,6 +99,13 @@ class ComposeBody(Settings):
     valence: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, description="Unpleasant (-1) .. pleasant (+1).")
     arousal: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, description="Calm (-1) .. excited (+1).")
     quadrant: Literal[1, 2, 3, 4] | None = Field(None, description="1 happy, 2 tense, 3 sad, 4 calm.")
+
+    @field_validator("quadrant", mode="before")
+    @classmethod
+    def _no_bool_quadrant(cls, value):
+        if isinstance(value, bool):  # True == 1 would otherwise pass the literal check
+            raise ValueError("Input should be 1, 2, 3 or 4")
+        return value
 
     @model_validator(mode="after")
     def _one_source(self):
@@ -149,20 +171,96 @@ def _json_response(status: int, detail: str, headers: dict | None = None) -> JSO
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+def _host_name(value: str) -> str:
+    """The host part of a ``Host`` header or URL authority, lower case, without port or IPv6 brackets."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+class HostPolicy:
+    """Which ``Host`` headers and ``Origin`` headers this server accepts.
+
+    ``Host`` (DNS-rebinding defence): a page on ``evil.example`` whose name is
+    re-pointed to this machine sends ``Host: evil.example``; only the names in
+    ``allowed`` (plus every IP literal and this machine's own names when bound
+    to all interfaces, which a rebinding attacker cannot use) are answered.
+    ``"*"`` turns the check off.
+
+    ``Origin`` (cross-site requests): a state-changing request that carries an
+    ``Origin`` must come from this server's own origin (the same authority as
+    its ``Host``), from a CORS origin, or from a host the operator named
+    explicitly. Requests without ``Origin`` (curl, scripts) are not browsers'
+    cross-site requests and pass; a browser that marks one ``Sec-Fetch-Site:
+    cross-site`` is refused.
+    """
+
+    def __init__(self, allowed: list[str] | tuple[str, ...] = (), *, bind_host: str | None = None,
+                 cors_origins: list[str] | tuple[str, ...] = ()):
+        self.any_host = "*" in allowed
+        self.explicit = {_host_name(h) for h in allowed if h != "*"}
+        self.names = set(LOCAL_HOSTS) | self.explicit
+        self.any_ip = False
+        if bind_host is not None:
+            if bind_host in _WILDCARD_BINDS:
+                self.any_ip = True
+                with contextlib.suppress(OSError):
+                    me = socket.gethostname().lower()
+                    self.names |= {me, f"{me}.local", socket.getfqdn().lower()}
+            else:
+                self.names.add(_host_name(bind_host))
+        self.cors_origins = {o.rstrip("/").lower() for o in cors_origins}
+
+    def host_ok(self, host: str | None) -> bool:
+        if self.any_host:
+            return True
+        if not host:
+            return False
+        name = _host_name(host)
+        return name in self.names or (self.any_ip and _is_ip(name))
+
+    def origin_ok(self, origin: str | None, host: str | None, fetch_site: str | None) -> bool:
+        if origin is None:
+            return fetch_site not in ("cross-site", "same-site")
+        origin = origin.strip().lower().rstrip("/")
+        if origin in self.cors_origins:
+            return True
+        scheme, _, authority = origin.partition("://")
+        if scheme not in ("http", "https") or not authority:
+            return False  # "null" (sandboxed frames, file: pages) and anything odd
+        if host and authority == host.strip().lower():
+            return True
+        return _host_name(authority) in self.explicit
+
+
 class _Guard:
     """Pure ASGI middleware in front of every route.
 
-    Reads the whole request body first (at most the route's cap, each chunk
-    within ``body_timeout_s``), applies the per-client rate limits, bounds the
-    handling time, and adds security headers to every response.
+    Checks ``Host`` and ``Origin``, applies the per-client API rate limit (every
+    ``/api`` request and every state-changing request anywhere), checks the
+    content type of the compose routes, reads the whole request body first
+    (at most the route's cap, each chunk within ``body_timeout_s`` and all of it
+    within ``body_deadline_s``), bounds the handling time, and adds security
+    headers to every response. The compose rate limit is taken by the routes,
+    once a request has passed validation.
     """
 
-    def __init__(self, app, *, upload_cap: int, json_cap: int, body_timeout_s: float, request_timeout_s: float,
-                 compose_limiter: RateLimiter, api_limiter: RateLimiter):
+    def __init__(self, app, *, upload_cap: int, json_cap: int, body_timeout_s: float, body_deadline_s: float,
+                 request_timeout_s: float, api_limiter: RateLimiter, hosts: HostPolicy):
         self.app = app
         self.upload_cap, self.json_cap = upload_cap, json_cap
-        self.body_timeout_s, self.request_timeout_s = body_timeout_s, request_timeout_s
-        self.compose_limiter, self.api_limiter = compose_limiter, api_limiter
+        self.body_timeout_s, self.body_deadline_s = body_timeout_s, body_deadline_s
+        self.request_timeout_s = request_timeout_s
+        self.api_limiter, self.hosts = api_limiter, hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -190,30 +288,44 @@ class _Guard:
         async def reply(status: int, detail: str, headers: dict | None = None):
             await _json_response(status, detail, headers)(scope, receive, send_with_headers)
 
-        if path.startswith("/api/"):
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in (scope.get("headers") or [])}
+        host = headers.get("host")
+        if not self.hosts.host_ok(host):
+            return await reply(400, "this server does not answer to that host name (see moodsong serve --allowed-host)")
+        if method in _STATE_CHANGING and not self.hosts.origin_ok(headers.get("origin"), host,
+                                                                   headers.get("sec-fetch-site")):
+            return await reply(403, "requests from other sites are not accepted (see moodsong serve --cors-origin)")
+
+        if path.startswith("/api/") or method not in ("GET", "HEAD", "OPTIONS"):
             wait = self.api_limiter.check(client)
-            if not wait and method == "POST" and path.startswith("/api/compose"):
-                wait = self.compose_limiter.check(client)
             if wait:
                 return await reply(429, f"too many requests; try again in {math.ceil(wait)} s",
                                    {"Retry-After": str(math.ceil(wait))})
 
         cap = self.upload_cap if path == "/api/compose/voice" else self.json_cap
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
+        declared = headers.get("content-length")
         if declared is not None:
             try:
                 if int(declared) > cap:
                     return await reply(413, f"request body too large (limit {cap} bytes)")
             except ValueError:
                 return await reply(400, "bad Content-Length header")
+        if method == "POST" and path in _CONTENT_TYPES:
+            media = headers.get("content-type", "").split(";")[0].strip().lower()
+            if media != _CONTENT_TYPES[path]:
+                return await reply(415, f"Content-Type must be {_CONTENT_TYPES[path]}")
 
-        # Buffer the body (bounded in size and time), then hand it on in one piece.
+        # Buffer the body (bounded in size, per chunk and in total time), then hand it on in one piece.
         body = bytearray()
         if method in ("POST", "PUT", "PATCH"):
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self.body_deadline_s
             while True:
+                left = deadline - loop.time()
                 try:
-                    message = await asyncio.wait_for(receive(), self.body_timeout_s)
+                    if left <= 0:
+                        raise asyncio.TimeoutError
+                    message = await asyncio.wait_for(receive(), min(self.body_timeout_s, left))
                 except asyncio.TimeoutError:
                     return await reply(408, "request body arrived too slowly")
                 if message["type"] == "http.disconnect":
@@ -241,6 +353,10 @@ class _Guard:
                 await reply(504, "the server took too long to answer this request")
 
 
+#: The media type each compose route takes; anything else is refused with 415 before the body is read.
+_CONTENT_TYPES = {"/api/compose": "application/json", "/api/compose/voice": "multipart/form-data"}
+
+
 # -- the application -------------------------------------------------------------------
 
 
@@ -261,12 +377,17 @@ def create_app(
     api_rate_limit: float = 1200.0,
     max_age_s: float = 3600.0,
     max_queue: int = 64,
-    max_pending_per_client: int = 0,
+    max_pending_per_client: int = 4,
     job_timeout_s: float = 180.0,
     request_timeout_s: float = 30.0,
     body_timeout_s: float = 15.0,
+    body_deadline_s: float = 30.0,
     max_upload_bytes: int = 4 * 1024 * 1024,
+    max_disk_bytes: int = 2048 * MiB,
+    min_free_bytes: int = 256 * MiB,
     cors_origins: list[str] | tuple[str, ...] = (),
+    allowed_hosts: list[str] | tuple[str, ...] = (),
+    host: str | None = None,
     model: str | None = None,
     warm_start: bool = True,
 ) -> FastAPI:
@@ -275,8 +396,9 @@ def create_app(
     Parameters
     ----------
     results_dir : path, optional
-        Where results are written (one folder per random ID); a fresh temporary
-        folder when None. Nothing is written anywhere else.
+        Where results are written (one folder per random ID); a fresh folder under
+        ``<tmp>/moodsong-web-<uid>/`` when None (removed at shutdown, or by the next
+        server's start-up after a crash). Nothing is written anywhere else.
     workers : int
         Composer processes; at most this many pieces are composed at once.
     rate_limit : float
@@ -288,15 +410,25 @@ def create_app(
     max_queue : int
         Jobs queued or running at once; more get ``503``.
     max_pending_per_client : int
-        Jobs one client may have queued or running (0: no own limit).
+        Jobs one client address may have queued or running (0: no own limit). The default, 4,
+        takes 16 addresses to fill the default queue of 64.
     job_timeout_s : float
-        Longest one composition may run.
-    request_timeout_s, body_timeout_s : float
-        Limits on handling one request and on each chunk of its body.
+        Longest one composition may run, in seconds.
+    request_timeout_s, body_timeout_s, body_deadline_s : float
+        Limits in seconds: handling one request, each chunk of its body, and the whole body.
     max_upload_bytes : int
         Largest voice recording accepted.
+    max_disk_bytes, min_free_bytes : int
+        Disk budget of all results and free space to leave on their disk, in bytes
+        (see :class:`~moodsong.web.jobs.JobStore`).
     cors_origins : list of str
         Origins allowed to call the API from other sites (empty: CORS off).
+    allowed_hosts : list of str
+        Extra ``Host`` names to answer to, besides localhost, 127.0.0.1, ::1 and ``host``
+        (``"*"``: any). A name given here is also accepted as the ``Origin`` of requests.
+    host : str, optional
+        The address the server is bound to; with ``0.0.0.0`` or ``::`` any IP address and this
+        machine's own names are accepted as ``Host``.
     model : str, optional
         An emotion-conditional model (checkpoint path without suffix) instead of the shipped one.
     warm_start : bool
@@ -305,13 +437,16 @@ def create_app(
         need and loads the models during its first job.
     """
     own_dir = results_dir is None  # a temporary folder of our own is removed at shutdown
-    results_dir = Path(results_dir) if results_dir is not None else Path(tempfile.mkdtemp(prefix="moodsong-web-"))
-    store = JobStore(results_dir, max_age_s=max_age_s)
-    pool = ComposerPool(workers=workers, timeout_s=job_timeout_s, model=model, warmup=warm_start)
+    results_dir = Path(results_dir) if results_dir is not None else own_results_dir()
+    store = JobStore(results_dir, max_age_s=max_age_s, max_disk_bytes=max_disk_bytes, min_free_bytes=min_free_bytes)
+    pool = ComposerPool(workers=workers, timeout_s=job_timeout_s, model=model, warmup=warm_start,
+                        scratch_dir=store.root)
+    compose_limiter = RateLimiter(rate_limit)
     tasks: set[asyncio.Task] = set()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        store.lock()  # again, when the same app is started a second time
         store.sweep_disk()
         await pool.start(eager=warm_start)
 
@@ -330,6 +465,7 @@ def create_app(
             pool.stop()
             if own_dir:
                 shutil.rmtree(results_dir, ignore_errors=True)
+            store.close()
 
     app = FastAPI(
         title="moodsong",
@@ -349,8 +485,8 @@ def create_app(
                            allow_headers=["Content-Type"])
     app.add_middleware(
         _Guard, upload_cap=max_upload_bytes + 64 * 1024, json_cap=MAX_JSON_BYTES, body_timeout_s=body_timeout_s,
-        request_timeout_s=request_timeout_s, compose_limiter=RateLimiter(rate_limit),
-        api_limiter=RateLimiter(api_rate_limit),
+        body_deadline_s=body_deadline_s, request_timeout_s=request_timeout_s, api_limiter=RateLimiter(api_rate_limit),
+        hosts=HostPolicy(allowed_hosts, bind_host=host, cors_origins=cors_origins),
     )
 
     # -- errors: one clear line, never a traceback --
@@ -371,10 +507,19 @@ def create_app(
     # -- jobs --
 
     def submit(params: dict, client: str, voice: bytes | None = None, voice_kind: str = "wav") -> JobAccepted:
+        # Only a valid request gets here, so invalid ones never use up the compose limit.
         if store.pending() >= max_queue:
             raise StarletteHTTPException(503, "the composer is busy; try again in a minute", {"Retry-After": "30"})
         if max_pending_per_client and store.pending_for(client) >= max_pending_per_client:
-            raise StarletteHTTPException(429, "you already have pieces being composed; wait for them first")
+            raise StarletteHTTPException(429, f"you already have {max_pending_per_client} pieces being composed; "
+                                              f"wait for them first", {"Retry-After": "10"})
+        wait = compose_limiter.check(client)
+        if wait:
+            raise StarletteHTTPException(429, f"too many requests; try again in {math.ceil(wait)} s",
+                                         {"Retry-After": str(math.ceil(wait))})
+        if not store.make_room(params):
+            raise StarletteHTTPException(503, "the server is short of disk space for results; try again later",
+                                         {"Retry-After": "60"})
         job = store.create(params, client)
         if voice is not None:
             path = job.voice_path(voice_kind)
@@ -419,6 +564,13 @@ def create_app(
         candidates: Annotated[int, Form(ge=1, le=MAX_CANDIDATES)] = 4,
     ) -> JobAccepted:
         """Compose from a recording of someone saying what they want (multipart form)."""
+        form = await request.form()  # already parsed for the parameters; cached
+        unknown = sorted({k for k in form.keys() if k not in _VOICE_FIELDS})
+        if unknown:
+            raise StarletteHTTPException(422, f"{', '.join(unknown)}: Extra inputs are not permitted")
+        repeated = sorted({k for k in form.keys() if len(form.getlist(k)) > 1})
+        if repeated:
+            raise StarletteHTTPException(422, f"{', '.join(repeated)}: given more than once")
         data = await voice.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise StarletteHTTPException(413, f"recording too large (limit {max_upload_bytes} bytes)")
@@ -483,8 +635,12 @@ def _job_or_404(store: JobStore, job_id: str) -> Job:
     return job
 
 
+#: The fields of the voice form; anything else is refused (422), like unknown JSON fields.
+_VOICE_FIELDS = frozenset({"voice", *Settings.model_fields})
+
+
 def _check_recording(data: bytes) -> None:
-    """Reject recordings libsndfile cannot read or that run too long (422)."""
+    """Reject recordings libsndfile cannot read, with an implausible sample rate, or that run too long (422)."""
     import io
 
     import soundfile as sf
@@ -495,6 +651,9 @@ def _check_recording(data: bytes) -> None:
         raise StarletteHTTPException(422, "voice: the recording could not be read as audio") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise StarletteHTTPException(422, "voice: the recording is empty")
+    if not MIN_VOICE_RATE <= info.samplerate <= MAX_VOICE_RATE:  # a hostile header would make resampling huge
+        raise StarletteHTTPException(422, f"voice: sample rate {info.samplerate} Hz is not supported "
+                                          f"({MIN_VOICE_RATE}-{MAX_VOICE_RATE} Hz)")
     seconds = info.frames / info.samplerate
     if seconds > MAX_VOICE_SECONDS:
         raise StarletteHTTPException(422, f"voice: the recording is {seconds:.0f} s long; the limit is {MAX_VOICE_SECONDS:g} s")

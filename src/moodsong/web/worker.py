@@ -1,4 +1,4 @@
-"""A composer worker process: ``python -m moodsong.web.worker --fd N``.
+"""A composer worker process: ``python -m moodsong.web.worker --fd N --parent-pid P``.
 
 :class:`moodsong.web.jobs.ComposerPool` starts these with a socket on file
 descriptor ``N``; a worker loads the models once, answers ``("ready", None)``,
@@ -6,6 +6,13 @@ then takes ``(job_dir, params)`` messages and answers ``("done", outcome)``
 until it receives ``None`` or the socket closes. A fresh interpreter (not a
 fork of the server) keeps the worker independent of the server's threads and
 of whatever script started the server.
+
+A worker never outlives its server. On Linux the kernel kills it when the
+server dies (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); everywhere a watchdog
+thread ends it once its parent is no longer pid ``P`` or the server's end of
+the socket has closed (checked every second, also in the middle of a job). A
+job that runs past ``--job-limit`` seconds ends the process by ``SIGALRM``,
+so a runaway job stops even when no server is left to replace the worker.
 """
 
 from __future__ import annotations
@@ -13,83 +20,90 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import select
 import signal
+import sys
+import threading
+from dataclasses import fields
 from multiprocessing.connection import Connection
 
-__all__ = ["run_job", "serve_jobs"]
+from .jobs import VOICE_NAMES, WARMUP_PREFIX, scrub_paths
+
+__all__ = ["run_job", "serve_jobs", "watch_parent"]
 
 log = logging.getLogger("moodsong.web.worker")
 
 STEM = "piece"
-VOICE_NAMES = ("voice.wav", "voice.flac", "voice.ogg")  # the only recording names the server writes
+#: ComposeRequest fields the server decides: files, outputs, model, recogniser. A client value for one of
+#: these never reaches the composer, whatever the API schema lets through.
+SERVER_FIELDS = frozenset({"voice", "out_dir", "stem", "audio", "picture", "keep", "model", "voice_backend",
+                           "whisper_model"})
+#: Web settings applied to the chosen piece here while ComposeRequest does not take them itself.
+SURFACE_OVERRIDES = ("tempo", "instrument")
 
 
 def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
     """Compose one request into ``job_dir``; returns ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``.
 
-    Only user-caused problems (:class:`~moodsong.errors.MoodsongError`) are reported
-    in their own words; anything else becomes a generic message (details go to the log).
+    Every setting in ``params`` that :class:`~moodsong.compose.ComposeRequest` declares is passed on
+    (except :data:`SERVER_FIELDS`), so a field the composer gains reaches it as soon as the API
+    schema accepts it. Only user-caused problems (:class:`~moodsong.errors.MoodsongError`) are
+    reported in their own words, without server paths; anything else becomes a generic message
+    (details go to the log).
     """
-    from dataclasses import fields
-
     from ..compose import ComposeRequest, compose
     from ..errors import MoodsongError
 
     try:
-        known = {f.name for f in fields(ComposeRequest)}
-        voice = None
+        declared = {f.name for f in fields(ComposeRequest)}
+        kwargs = {k: v for k, v in params.items() if k in declared and k not in SERVER_FIELDS and v is not None}
         if params.get("voice"):
             if params["voice"] not in VOICE_NAMES:
                 raise MoodsongError("bad recording name")
-            voice = os.path.join(job_dir, params["voice"])
-        kwargs = dict(
-            prompt=params.get("prompt"), voice=voice, valence=params.get("valence"), arousal=params.get("arousal"),
-            quadrant=params.get("quadrant"), bars=params["bars"], candidates=params["candidates"], keep=1,
-            seed=params.get("seed"), out_dir=None, stem=STEM, audio="wav", picture=True, model=model,
-        )
-        # Settings the composer takes itself are passed on; tempo and instrument otherwise
-        # override the steered surface of the chosen piece before it is written.
-        overrides = {}
-        for name, aliases in (("tempo", ("tempo", "qpm")), ("instrument", ("instrument", "program")),
-                              ("temperature", ("temperature",))):
-            if params.get(name) is None:
-                continue
-            target = next((a for a in aliases if a in known), None)
-            if target is not None:
-                kwargs[target] = params[name]
-            else:
-                overrides[name] = params[name]
+            kwargs["voice"] = os.path.join(job_dir, params["voice"])
+        overrides = {k: params[k] for k in SURFACE_OVERRIDES if params.get(k) is not None and k not in declared}
+        # compose() writes the MIDI, WAV and PNG itself; only a setting it does not take yet
+        # (an override) makes the piece be changed and written here instead.
+        kwargs.update(keep=1, out_dir=None if overrides else job_dir, stem=STEM, audio="wav", picture=True,
+                      model=model)
         result = compose(ComposeRequest(**kwargs))
         chosen = result.chosen[0]
-        score = chosen.score
-        if "tempo" in overrides:
-            import symusic
-
-            score.tempos.clear()
-            score.tempos.append(symusic.Tempo(0, float(overrides["tempo"])))
-        if "instrument" in overrides:
-            for track in score.tracks:
-                track.program, track.is_drum = int(overrides["instrument"]), False
-        from ..outputs import write_piece
-
-        a = result.analysis
-        qpm = float(score.tempos[0].qpm) if len(score.tempos) else result.surface.qpm
-        title = f"{a.label} (V {a.valence:+.2f}, A {a.arousal:+.2f}) - {chosen.steering.get('key') or ''}, {qpm:g} qpm"
-        result.reports.append(write_piece(score, job_dir, STEM, audio="wav", picture=True, title=title))
+        if overrides:
+            _write_with_overrides(result, job_dir, overrides)
         out = result.to_dict()
         piece = out.pop("pieces")[0]
         piece.pop("paths", None)  # server paths stay on the server; the client gets URLs
         out.update(piece)
+        a = result.analysis
         out["explanation"] = a.explain() if result.source in ("prompt", "voice") else (
             f"target ({result.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}")
-        program = int(score.tracks[0].program) if len(score.tracks) else result.surface.program
+        program = int(chosen.score.tracks[0].program) if len(chosen.score.tracks) else result.surface.program
         out["instrument"] = {"program": program, "name": _instrument_name(program)}
         return {"ok": True, "result": out}
     except MoodsongError as exc:
-        return {"ok": False, "error": str(exc)}
+        return {"ok": False, "error": scrub_paths(str(exc), job_dir)}
     except Exception:  # noqa: BLE001 - a worker must answer, whatever broke
         log.exception("compose job failed")
         return {"ok": False, "error": "internal error while composing; please try again"}
+
+
+def _write_with_overrides(result, job_dir: str, overrides: dict) -> None:
+    """Set the chosen piece's tempo (qpm) and/or General MIDI program, then write its files into ``job_dir``."""
+    import symusic
+
+    from ..outputs import write_piece
+
+    score = result.chosen[0].score
+    if "tempo" in overrides:
+        score.tempos.clear()
+        score.tempos.append(symusic.Tempo(0, float(overrides["tempo"])))
+    if "instrument" in overrides:
+        for track in score.tracks:
+            track.program, track.is_drum = int(overrides["instrument"]), False
+    a = result.analysis
+    qpm = float(score.tempos[0].qpm) if len(score.tempos) else result.surface.qpm
+    title = f"{a.label} (V {a.valence:+.2f}, A {a.arousal:+.2f}) - {result.chosen[0].steering.get('key') or ''}, {qpm:g} qpm"
+    result.reports.append(write_piece(score, job_dir, STEM, audio="wav", picture=True, title=title))
 
 
 def _instrument_name(program: int) -> str:
@@ -101,16 +115,17 @@ def _instrument_name(program: int) -> str:
         return f"program {program}"
 
 
-def _warm_up(model: str | None) -> None:
+def _warm_up(model: str | None, scratch_dir: str | None = None) -> None:
     """Compose one tiny piece end to end and transcribe a moment of silence.
 
     That loads every model (text included), the SoundFont, music21, matplotlib
     and the speech recogniser's request language model, so the first real
-    request is as fast as the rest.
+    request is as fast as the rest. The scratch folder lies in the results
+    folder, whose start-up sweep removes it should this process be killed.
     """
     import tempfile
 
-    with tempfile.TemporaryDirectory(prefix="moodsong-warmup-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=WARMUP_PREFIX, dir=scratch_dir) as tmp:
         outcome = run_job(tmp, {"prompt": "a calm and happy song", "bars": 1, "candidates": 1, "seed": 0}, model)
         if not outcome["ok"]:
             log.warning("worker warm-up failed: %s", outcome["error"])
@@ -126,15 +141,55 @@ def _warm_up(model: str | None) -> None:
             pass
 
 
-def serve_jobs(conn: Connection, model: str | None, threads: int, warmup: bool = True) -> None:
-    """A worker process: (optionally) warm up, then compose jobs from ``conn`` until told to stop."""
+# -- never outlive the server -----------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def watch_parent(parent_pid: int, fd: int, interval_s: float = 1.0) -> None:
+    """End this process as soon as the server (pid ``parent_pid``, the other end of socket ``fd``) is gone.
+
+    Asks Linux to send SIGKILL when the parent dies, then starts a daemon thread that
+    checks every ``interval_s`` seconds whether the parent changed (the process was
+    re-parented) or the socket was closed or reset by the server's side.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no libc prctl: the watchdog alone does the job
+            pass
+    if os.getppid() != parent_pid:  # the server died before the kernel was asked to tell us
+        os._exit(1)
+
+    def watchdog() -> None:
+        poller = select.poll()
+        # POLLRDHUP: the server's end closed, seen without consuming a queued message (Linux only).
+        poller.register(fd, getattr(select, "POLLRDHUP", 0) | select.POLLPRI)
+        gone = getattr(select, "POLLRDHUP", 0) | select.POLLHUP | select.POLLERR | select.POLLNVAL
+        while True:
+            events = poller.poll(interval_s * 1000)
+            if os.getppid() != parent_pid or any(ev & gone for _, ev in events):
+                os._exit(1)
+
+    threading.Thread(target=watchdog, name="moodsong-parent-watch", daemon=True).start()
+
+
+def serve_jobs(conn: Connection, model: str | None, threads: int, warmup: bool = True, job_limit_s: float = 0.0,
+               scratch_dir: str | None = None) -> None:
+    """A worker process: (optionally) warm up, then compose jobs from ``conn`` until told to stop.
+
+    ``job_limit_s`` (seconds, 0: none) bounds each job: past it SIGALRM ends the process.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the server's to handle
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # the job time limit ends the process, even inside C code
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s worker %(process)d: %(message)s")
     import torch
 
     torch.set_num_threads(max(1, threads))
     if warmup:
-        _warm_up(model)
+        _warm_up(model, scratch_dir)
     conn.send(("ready", None))
     while True:
         try:
@@ -144,17 +199,27 @@ def serve_jobs(conn: Connection, model: str | None, threads: int, warmup: bool =
         if msg is None:
             return
         job_dir, params = msg
-        conn.send(("done", run_job(job_dir, params, model)))
+        if job_limit_s > 0:
+            signal.setitimer(signal.ITIMER_REAL, job_limit_s)
+        outcome = run_job(job_dir, params, model)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        conn.send(("done", outcome))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="moodsong composer worker (started by moodsong serve)")
     parser.add_argument("--fd", type=int, required=True, help="socket file descriptor to the server")
+    parser.add_argument("--parent-pid", type=int, default=None, help="the server's pid; the worker ends with it")
+    parser.add_argument("--job-limit", type=float, default=0.0, help="seconds one job may take (0: no limit)")
+    parser.add_argument("--scratch", default=None, help="folder for the warm-up piece (default: the temp folder)")
     parser.add_argument("--model", default=None, help="emotion-conditional model checkpoint path without suffix")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-warmup", action="store_true", help="load models on the first job instead of at start")
     args = parser.parse_args(argv)
-    serve_jobs(Connection(args.fd), args.model or None, args.threads, warmup=not args.no_warmup)
+    if args.parent_pid is not None:
+        watch_parent(args.parent_pid, args.fd)
+    serve_jobs(Connection(args.fd), args.model or None, args.threads, warmup=not args.no_warmup,
+               job_limit_s=args.job_limit, scratch_dir=args.scratch)
 
 
 if __name__ == "__main__":
