@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from moodsong import corpus as corpus_mod
+from moodsong import sources
 from moodsong.corpus import load_corpus, load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
 from moodsong.errors import MoodsongError
 from moodsong.pianoroll import PianoRollConfig, held, struck, write_midi
@@ -51,7 +52,7 @@ def test_second_run_comes_from_the_cache(midi_folder, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("parsed again despite a cached result")
 
-    monkeypatch.setattr(corpus_mod, "_parse_midi", boom)
+    monkeypatch.setattr(sources, "parse_midi", boom)
     second = load_corpus(midi_folder, cache_dir=tmp_path / "cache")
     assert second.names == first.names and second.skipped == first.skipped
     for a, b in zip(first.rolls, second.rolls):

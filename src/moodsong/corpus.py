@@ -11,10 +11,11 @@ Sources
   each a list of sequences of time steps, each a tuple of MIDI pitches), e.g.
   JSB Chorales. Add ``:valid`` or ``:test`` to pick a split (default ``train``).
 
-Preparation runs in a process pool with a progress bar. Its result is cached
-under a key made of the inputs' content and the representation settings, so a
-second run is instant. A file that cannot be read is skipped and reported; it
-never stops the run.
+Which files a source names and how they are parsed is :mod:`moodsong.sources`
+(shared with :mod:`moodsong.shards`). Preparation runs in its process pool with a
+progress bar. Its result is cached under a key made of the inputs' content and the
+representation settings, so a second run is instant. A file that cannot be read is
+skipped and reported; it never stops the run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import io
 import json
 import os
 import pickle
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -35,19 +35,20 @@ from tqdm.auto import tqdm
 from . import __version__
 from .errors import MoodsongError
 from .fileio import atomic_path, write_text_atomic
-from .pianoroll import PianoRollConfig, midi_to_roll, notes_to_roll
-
-MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
-SPLITS = ("train", "valid", "test")
-
-#: Built-in corpora: name -> (folders inside music21's corpus, file suffixes).
-BUILTIN = {
-    "bach": (("bach",), (".mxl", ".xml", ".krn")),
-    "nottingham": (("nottingham-dataset",), (".abc",)),
-    "ryans": (("ryansMammoth",), (".abc",)),
-    "oneills": (("oneills1850",), (".abc",)),
-    "essen": (("essenFolksong",), (".abc",)),
-}
+from .pianoroll import PianoRollConfig, notes_to_roll, roll_windows, song_windows
+from .sources import (  # noqa: F401  (BUILTIN ... music21_to_roll: importable from here as before)
+    BUILTIN,
+    MIDI_SUFFIXES,
+    SPLITS,
+    default_cache_dir,
+    default_workers,
+    is_split_spec,
+    list_inputs,
+    music21_corpus_root,
+    music21_to_roll,
+    parse_files,
+    skipped_lines,
+)
 
 # Bumped whenever parsing changes in a way that alters cached results.
 _CACHE_FORMAT = 1
@@ -87,13 +88,7 @@ class Corpus:
         ``skip_first=True`` reproduces the demo's bug of dropping each song's
         first window; it exists only for the faithful benchmark.
         """
-        out = []
-        for r in self.rolls:
-            n = r.shape[0] // num_timesteps
-            if n == 0:
-                continue
-            w = np.asarray(r[: n * num_timesteps]).reshape(n, num_timesteps * r.shape[1])
-            out.append(w[1:] if skip_first else w)
+        out = [roll_windows(r, num_timesteps, skip_first=skip_first) for r in self.rolls if r.shape[0] >= num_timesteps]
         if not out:
             return np.zeros((0, num_timesteps * self.config.width), np.uint8)
         return np.concatenate(out)
@@ -105,120 +100,16 @@ class Corpus:
     def summary(self) -> str:
         lines = [f"{len(self)} pieces, {self.total_steps} steps ({self.config.steps_per_quarter} per quarter, "
                  f"pitches {self.config.lowest_pitch}..{self.config.highest_pitch})"]
-        if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} unreadable input(s):")
-            lines += [f"  {name}: {reason}" for name, reason in self.skipped]
-        return "\n".join(lines)
-
-
-def song_windows(rolls: Sequence[np.ndarray], num_timesteps: int) -> list[np.ndarray]:
-    """Per piece, its non-overlapping windows flattened to ``(n_i, num_timesteps * width)``; short pieces are left out."""
-    out = []
-    for r in rolls:
-        n = r.shape[0] // num_timesteps
-        if n:
-            out.append(np.asarray(r[: n * num_timesteps]).reshape(n, -1))
-    return out
+        return "\n".join(lines + skipped_lines(self.skipped))
 
 
 # --------------------------------------------------------------------------- sources
-
-
-def default_cache_dir() -> Path:
-    """``$MOODSONG_CACHE``, else ``$XDG_CACHE_HOME/moodsong``, else ``~/.cache/moodsong``."""
-    if os.environ.get("MOODSONG_CACHE"):
-        return Path(os.environ["MOODSONG_CACHE"])
-    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return base / "moodsong"
-
-
-def music21_corpus_root() -> Path:
-    import music21.corpus
-
-    return Path(music21.corpus.__file__).parent
-
-
-def list_inputs(source: str) -> tuple[Path, list[Path], str]:
-    """Resolve a source to ``(root, files, kind)`` with kind ``midi``, ``music21``, ``polyphonic`` or ``shards``."""
-    name = str(source)
-    if name in BUILTIN:
-        folders, suffixes = BUILTIN[name]
-        root = music21_corpus_root()
-        files = sorted(
-            p for f in folders for p in (root / f).rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-        )
-        if not files:
-            raise MoodsongError(f"built-in corpus {name!r} is empty in this music21 installation")
-        return root, files, "music21"
-    path = Path(name.rsplit(":", 1)[0] if _is_split_spec(name) else name)
-    if path.is_dir() and (path / "index.json").is_file() and (path / "prepare.json").is_file():
-        return path, [path / "index.json"], "shards"  # a prepared sharded corpus (moodsong.shards)
-    if path.suffix.lower() in (".pkl", ".pickle", ".json") and path.is_file():
-        return path.parent, [path], "polyphonic"
-    if not path.exists():
-        known = ", ".join(BUILTIN)
-        raise MoodsongError(f"{path}: no such file or folder (built-in corpora: {known})")
-    if path.is_file():
-        return path.parent, [path], "midi"
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MIDI_SUFFIXES)
-    if not files:
-        raise MoodsongError(f"{path}: no MIDI files (.mid/.midi) in this folder or below it")
-    return path, files, "midi"
 
 
 def _shard_threshold() -> int:
     from .shards import SHARD_THRESHOLD
 
     return SHARD_THRESHOLD
-
-
-def _is_split_spec(name: str) -> bool:
-    head, _, tail = name.rpartition(":")
-    return bool(head) and tail in SPLITS and Path(head).suffix.lower() in (".pkl", ".pickle", ".json")
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-def _parse_midi(args: tuple[str, str, PianoRollConfig]) -> list[tuple[str, np.ndarray | None, str]]:
-    path, name, config = args
-    try:
-        return [(name, midi_to_roll(path, config), "")]
-    except Exception as exc:  # one bad file must never stop the run
-        return [(name, None, str(exc).removeprefix(f"{path}: "))]
-
-
-def _parse_music21(args: tuple[str, str, PianoRollConfig]) -> list[tuple[str, np.ndarray | None, str]]:
-    path, name, config = args
-    try:
-        import music21
-
-        parsed = music21.converter.parse(path)
-        scores = list(parsed.scores) if isinstance(parsed, music21.stream.Opus) else [parsed]
-        out = []
-        for i, sc in enumerate(scores):
-            tune = f"{name}#{i}" if len(scores) > 1 else name
-            try:
-                out.append((tune, music21_to_roll(sc, config), ""))
-            except Exception as exc:
-                out.append((tune, None, str(exc)))
-        return out
-    except Exception as exc:
-        return [(name, None, str(exc) or type(exc).__name__)]
-
-
-def music21_to_roll(stream, config: PianoRollConfig = PianoRollConfig()) -> np.ndarray:
-    """Note-state matrix of a music21 stream (ties merged, offsets in quarter notes)."""
-    spq = config.steps_per_quarter
-    starts, ends, pitches = [], [], []
-    for n in stream.stripTies().flatten().notes:
-        on = float(n.offset)
-        off = on + float(n.quarterLength)
-        for p in n.pitches:
-            starts.append(round(on * spq))
-            ends.append(round(off * spq))
-            pitches.append(p.midi)
-    return notes_to_roll(np.array(starts, np.int64), np.array(ends, np.int64), np.array(pitches, np.int64), config)
 
 
 class _SafeUnpickler(pickle.Unpickler):
@@ -383,7 +274,7 @@ def load_corpus(
             return ShardedCorpus(root)
         return prepare_shards(source, config, cache_dir=cache_dir, workers=workers, progress=progress)
     if kind == "polyphonic":
-        split = source.rpartition(":")[2] if _is_split_spec(source) else "train"
+        split = source.rpartition(":")[2] if is_split_spec(source) else "train"
         data = load_polyphonic(files[0])
         seqs = data[split]
         if not seqs:
@@ -398,22 +289,17 @@ def load_corpus(
         if cached is not None:
             return cached
 
-    parse = _parse_music21 if kind == "music21" else _parse_midi
-    tasks = [(str(f), str(f.relative_to(root)), config) for f in files]
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    tasks = [(str(f), str(f.relative_to(root))) for f in files]
+    workers = workers if workers is not None else default_workers()
     # Process start-up costs more than parsing a few small MIDI files.
-    serial = workers <= 1 or (kind == "midi" and len(tasks) < 256)
+    if kind == "midi" and len(tasks) < 256:
+        workers = 1
     results: list[tuple[str, np.ndarray | None, str]] = []
     bar = tqdm(total=len(tasks), desc=f"preparing {Path(source).name}", unit="file", disable=not progress)
-    if serial:
-        for t in tasks:
-            results.extend(parse(t))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(workers) as pool:
-            for res in pool.map(parse, tasks, chunksize=max(1, len(tasks) // (workers * 16))):
-                results.extend(res)
-                bar.update()
+    for _, parsed in parse_files(kind, tasks, config, workers=workers,
+                                 files_per_task=max(1, len(tasks) // (max(workers, 1) * 16))):
+        results.extend(parsed)
+        bar.update()
     bar.close()
 
     names, rolls, skipped = [], [], []

@@ -36,7 +36,7 @@ from .ais import ais_log_partition, free_energy
 from .corpus import load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
 from .errors import MoodsongError
 from .models.frames import BENCHMARK_REPRESENTATION
-from .pianoroll import PianoRollConfig
+from .pianoroll import PianoRollConfig, song_windows
 
 
 
@@ -142,7 +142,7 @@ def _sequence_nll(model, seqs, ais_chains, ais_betas, batch_size, cond, seed, pr
 
 def _window_rbm_nll(model, seqs, ais_chains, ais_betas, gen):
     T = model.config.num_timesteps
-    wins = [np.asarray(s[: (s.shape[0] // T) * T]).reshape(-1, T * s.shape[1]) for s in seqs if s.shape[0] >= T]
+    wins = song_windows(seqs, T)
     if not wins:
         raise MoodsongError(f"no sequence is at least {T} steps long (the RBM's window)")
     v = torch.from_numpy(np.concatenate(wins)).to(model.W.device, model.W.dtype)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import symusic
@@ -40,6 +41,8 @@ __all__ = [
     "canonicalize",
     "held",
     "struck",
+    "roll_windows",
+    "song_windows",
 ]
 
 #: Ticks per quarter note used when writing MIDI.
@@ -308,3 +311,20 @@ def write_midi(
     with atomic_path(path) as tmp:
         score.dump_midi(str(tmp))
     return path
+
+
+def roll_windows(roll: np.ndarray, num_timesteps: int, *, skip_first: bool = False) -> np.ndarray:
+    """The non-overlapping windows of ``num_timesteps`` steps of one matrix, flattened to ``(n, num_timesteps * width)``.
+
+    The last ``len(roll) % num_timesteps`` steps are left out; a piece shorter than a window gives ``n = 0``.
+    ``skip_first=True`` drops the first window too: the demo's bug, kept only for the faithful benchmark.
+    This is moodsong's one way of cutting windows (corpora, shards, evaluation).
+    """
+    n = roll.shape[0] // num_timesteps
+    w = np.asarray(roll[: n * num_timesteps]).reshape(n, num_timesteps * roll.shape[1])
+    return w[1:] if skip_first else w
+
+
+def song_windows(rolls: Sequence[np.ndarray], num_timesteps: int) -> list[np.ndarray]:
+    """Per piece, its :func:`roll_windows` (the demo trained song by song); pieces shorter than a window are left out."""
+    return [roll_windows(r, num_timesteps) for r in rolls if r.shape[0] >= num_timesteps]

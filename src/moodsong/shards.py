@@ -39,11 +39,9 @@ second full read of the corpus).
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -51,10 +49,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from .corpus import _parse_midi, _parse_music21, default_cache_dir, list_inputs, song_windows
+from .sources import default_cache_dir, default_workers, list_inputs, parse_files, skipped_lines
 from .errors import MoodsongError
 from .fileio import atomic_path, write_text_atomic
-from .pianoroll import PianoRollConfig
+from .pianoroll import PianoRollConfig, roll_windows, song_windows
 
 _SHARD_FORMAT = 1
 #: Sources with at least this many files are prepared as shards by ``load_corpus``.
@@ -74,13 +72,6 @@ def shard_key(kind: str, root: Path, files: Sequence[Path], config: PianoRollCon
 def default_shard_dir(source: str, config: PianoRollConfig = PianoRollConfig(), cache_dir: str | os.PathLike | None = None) -> Path:
     root, files, kind = list_inputs(source)
     return Path(cache_dir or default_cache_dir()) / "shards" / shard_key(kind, root, files, config)
-
-
-def _parse_chunk(args: tuple[str, list[tuple[str, str]], PianoRollConfig]) -> list[tuple[str, list]]:
-    """Parse a few files in a worker; returns ``[(relative path, [(name, roll|None, why), ...]), ...]``."""
-    kind, items, config = args
-    parse = _parse_music21 if kind == "music21" else _parse_midi
-    return [(name, parse((path, name, config))) for path, name in items]
 
 
 def _complete_shards(folder: Path) -> list[tuple[int, dict]]:
@@ -210,25 +201,10 @@ def prepare_shards(
         if len(buf["names"]) >= shard_pieces or nbytes >= limit:
             flush()
 
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    tasks = ((kind, todo[i: i + files_per_task], config) for i in range(0, len(todo), files_per_task))
-    if workers <= 1:
-        for t in tasks:
-            for rel, res in _parse_chunk(t):
-                add(rel, res)
-    else:
-        # A bounded window of chunks in flight: memory does not grow with the number of files,
-        # and results are consumed in submission order, so shard contents do not depend on timing.
-        with ProcessPoolExecutor(workers) as pool:
-            inflight: collections.deque = collections.deque()
-            for t in tasks:
-                inflight.append(pool.submit(_parse_chunk, t))
-                if len(inflight) >= workers * 4:
-                    for rel, res in inflight.popleft().result():
-                        add(rel, res)
-            while inflight:
-                for rel, res in inflight.popleft().result():
-                    add(rel, res)
+    # Results come in file order whatever the workers' timing, so shard contents are reproducible.
+    workers = workers if workers is not None else default_workers()
+    for rel, res in parse_files(kind, todo, config, workers=workers, files_per_task=files_per_task):
+        add(rel, res)
     flush()
     bar.close()
 
@@ -326,15 +302,13 @@ class ShardedCorpus:
         return table.gather(np.arange(len(table)))
 
     def song_windows(self, num_timesteps: int) -> list[np.ndarray]:
+        """Windows grouped by piece, as :meth:`Corpus.song_windows` (reads every piece)."""
         return song_windows(self.rolls, num_timesteps)
 
     def summary(self) -> str:
         lines = [f"{len(self)} pieces in {self.num_shards} shard(s) at {self.folder}, {self.total_steps} steps "
                  f"({self.config.steps_per_quarter} per quarter, pitches {self.config.lowest_pitch}..{self.config.highest_pitch})"]
-        if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} unreadable input(s)" + (":" if len(self.skipped) <= 20 else " (first 20):"))
-            lines += [f"  {name}: {reason}" for name, reason in self.skipped[:20]]
-        return "\n".join(lines)
+        return "\n".join(lines + skipped_lines(self.skipped, limit=20))
 
 
 class WindowTable:
@@ -380,13 +354,8 @@ class WindowTable:
             self._n = int(n_used.sum())
             self.counts = n_used
         else:
-            out = []
-            for i in pieces:
-                r = corpus.rolls[int(i)]
-                k = r.shape[0] // self.T
-                if k:
-                    w = np.asarray(r[: k * self.T]).reshape(k, -1)
-                    out.append(w[1:] if skip_first else w)
+            rolls = (corpus.rolls[int(i)] for i in pieces)
+            out = [roll_windows(r, self.T, skip_first=skip_first) for r in rolls if r.shape[0] >= self.T]
             self._data = np.concatenate(out) if out else np.zeros((0, self.T * self.width), np.uint8)
             self._n = self._data.shape[0]
             self.counts = np.array([w.shape[0] for w in out], np.int64)
