@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +102,22 @@ def test_cli_plot(tmp_path):
     result = CliRunner().invoke(main, ["plot", str(mid), "--width", "640", "--height", "320"])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "song.png").size == (640, 320)
+
+
+def test_shipped_viridis_equals_matplotlib():
+    import matplotlib
+
+    from moodsong.pictures import _viridis
+
+    want = np.round(np.array([matplotlib.colormaps["viridis"](i)[:3] for i in range(256)]) * 255)
+    assert np.array_equal(_viridis(), want.astype(np.uint8))
+
+
+def test_png_is_drawn_without_matplotlib(tmp_path):
+    from test_lazy_imports import loaded_after
+
+    code = ("import sys; sys.path.insert(0, %r)\nfrom test_pictures import make_score, NOTES\n"
+            "from moodsong.pictures import save_pianoroll\n"
+            "save_pianoroll(make_score([('piano', NOTES)]), %r)") % (str(Path(__file__).parent), str(tmp_path / "r.png"))
+    assert "matplotlib" not in loaded_after(code)
+    assert Image.open(tmp_path / "r.png").size == (1600, 700)
