@@ -6,7 +6,7 @@ A checkpoint ``NAME`` is two files side by side:
 - ``NAME.json``         ``{"model_type", "model_config", "train_config", "epoch", "history", ...}``.
 
 The JSON is written last, so a checkpoint is complete exactly when both files
-load. Model classes register a loader in :data:`MODEL_TYPES` by ``model_type``.
+load. ``model_type`` names the model in :data:`moodsong.models.MODELS`, the one registry.
 """
 
 from __future__ import annotations
@@ -14,27 +14,14 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from .errors import BadCheckpointError
 from .fileio import atomic_path, write_text_atomic
-
-
-def _rbm_from_config(d: dict):
-    from .models.rbm import RBM, RBMConfig
-
-    return RBM(RBMConfig.from_dict(d))
-
-
-#: model_type -> function building an untrained model from its ``model_config`` dict.
-MODEL_TYPES: dict[str, Callable[[dict], torch.nn.Module]] = {"rbm": _rbm_from_config}
-
-
-def register_model_type(name: str, factory: Callable[[dict], torch.nn.Module]) -> None:
-    MODEL_TYPES[name] = factory
+from .models import MODELS, build_model
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:
@@ -103,11 +90,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     """
     weights, _ = checkpoint_paths(path)
     meta = read_meta(path)
-    factory = MODEL_TYPES.get(meta["model_type"])
-    if factory is None:
-        _import_model_modules()
-        factory = MODEL_TYPES.get(meta["model_type"])
-    if factory is None:
+    if meta["model_type"] not in MODELS:
         raise BadCheckpointError(f"{weights}: unknown model type {meta['model_type']!r}")
     if not weights.is_file():
         raise BadCheckpointError(f"{weights}: weights file is missing")
@@ -116,24 +99,13 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     except Exception as exc:
         raise BadCheckpointError(f"{weights}: cannot read weights (corrupt or truncated: {exc})") from None
     try:
-        model = factory(meta["model_config"])
+        model = build_model(meta["model_type"], meta["model_config"])
         state = {k: v for k, v in tensors.items() if not k.startswith("__state__.")}
         model.load_state_dict(state)
     except Exception as exc:
         raise BadCheckpointError(f"{weights}: weights do not match the config ({exc})") from None
     extra = {k.removeprefix("__state__."): v for k, v in tensors.items() if k.startswith("__state__.")}
     return model.to(map_location), meta, extra
-
-
-def _import_model_modules() -> None:
-    """Import model modules that register themselves, so their types are known."""
-    import importlib
-    import pkgutil
-
-    from . import models
-
-    for info in pkgutil.iter_modules(models.__path__):
-        importlib.import_module(f"{models.__name__}.{info.name}")
 
 
 def describe_checkpoint(path: str | os.PathLike) -> dict:

@@ -40,13 +40,11 @@ from .allocator import reuse_freed_memory
 from .errors import MoodsongError
 from .evaluate import BENCHMARK_REPRESENTATION, benchmark_frames, model_representation, pad_batch, sequence_nll
 from .fileio import atomic_path
-from .models.rnnrbm import RNNRBM, RNNRBMConfig
-from .models.wavenet import WaveNetConfig, WaveNetNADE
+from .models import TEMPORAL_MODELS, build_model
 from .models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
 from .pianoroll import PianoRollConfig, midi_to_roll
 from .train import resolve_device
 
-MODELS = {"rnnrbm": (RNNRBM, RNNRBMConfig), "wavenet": (WaveNetNADE, WaveNetConfig)}
 
 
 # --------------------------------------------------------------------------- representation
@@ -139,13 +137,6 @@ class TemporalTrainConfig:
         return asdict(self)
 
 
-def build_model(model_type: str, **config) -> torch.nn.Module:
-    if model_type not in MODELS:
-        raise MoodsongError(f"unknown model {model_type!r} (choose from {', '.join(MODELS)})")
-    cls, cfg = MODELS[model_type]
-    return cls(cfg(**config))
-
-
 def _optim_path(out: Path) -> Path:
     return out / "last.optim.pt"
 
@@ -210,7 +201,9 @@ def train_sequence_model(
     else:
         if checkpoint_paths(out / "model")[1].exists() and not overwrite:
             raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
-        model = build_model(model_type, **mc).to(device)
+        if model_type not in TEMPORAL_MODELS:
+            raise MoodsongError(f"unknown model {model_type!r} (choose from {', '.join(TEMPORAL_MODELS)})")
+        model = build_model(model_type, mc).to(device)
     net = _dist.wrap_ddp(model, ctx, device)  # the training loss as a module; DDP (gradient all-reduce) when distributed
     if ctx.distributed:
         torch.manual_seed(tc.seed + ctx.rank)  # different dropout masks per rank

@@ -31,7 +31,6 @@ import torch
 from torch import nn
 
 from ..errors import BadCheckpointError
-from ..checkpoint import load_checkpoint, register_model_type, save_checkpoint
 from .rbm import RBMConfig, cd_statistics, free_energy
 
 
@@ -150,19 +149,20 @@ class ConditionalRBM(nn.Module):
 
     def save(self, path: str | os.PathLike, *, dtype: torch.dtype = torch.float16, extra: dict | None = None) -> Path:
         """Write ``<path>.safetensors`` + ``<path>.json`` (a moodsong checkpoint), atomically."""
+        from ..checkpoint import save_checkpoint  # the checkpoint module builds models: it imports this package
+
         save_checkpoint(self, path, dtype=dtype, **(extra or {}))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> tuple["ConditionalRBM", dict]:
         """Read a model written by :meth:`save`; returns ``(model, metadata)``."""
+        from ..checkpoint import load_checkpoint
+
         model, meta, _ = load_checkpoint(path)
         if not isinstance(model, cls):
             raise BadCheckpointError(f"{path}: a {meta['model_type']} checkpoint, not a conditional RBM")
         return model, meta
-
-
-register_model_type(ConditionalRBM.model_type, lambda d: ConditionalRBM(ConditionalRBMConfig.from_dict(d)))
 
 
 def condition_vector(valence: float, arousal: float, sharpness: float = 4.0) -> np.ndarray:

@@ -140,7 +140,8 @@ class RBMConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RBMConfig":
         kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
-        kw["pianoroll"] = PianoRollConfig.from_dict(d["pianoroll"])
+        if "pianoroll" in d:
+            kw["pianoroll"] = PianoRollConfig.from_dict(d["pianoroll"])
         return cls(**kw)
 
 

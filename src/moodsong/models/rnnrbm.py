@@ -227,13 +227,3 @@ class RNNRBM(FrameModelMixin, nn.Module):
             frames.append(v[0])
             prev = v[:, None]
         return torch.stack(frames) if frames else torch.zeros(0, V, device=dev)
-
-
-def _register() -> None:
-    # checkpoint.load_checkpoint finds this model type by its name
-    from ..checkpoint import register_model_type
-
-    register_model_type(RNNRBM.model_type, lambda d: RNNRBM(RNNRBMConfig.from_dict(d)))
-
-
-_register()

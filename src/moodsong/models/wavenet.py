@@ -282,13 +282,3 @@ class CachedGenerator:
             self.biases()  # advance the buffers past the current position first
         self._pending = False
         self._next_input = F.pad(frame, (0, 1))[:, None]
-
-
-def _register() -> None:
-    # checkpoint.load_checkpoint finds this model type by its name
-    from ..checkpoint import register_model_type
-
-    register_model_type(WaveNetNADE.model_type, lambda d: WaveNetNADE(WaveNetConfig.from_dict(d)))
-
-
-_register()
