@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from moodsong.models.conditional_rbm import ConditionalRBM
-from moodsong.models.rbm import RBM
-from moodsong.models.rnnrbm import RNNRBM
+from moodsong.models.rbm import RBM, RBMConfig
+from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
 from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
 from moodsong.train import TrainConfig
 from moodsong.train_temporal import TemporalTrainConfig
@@ -40,3 +40,24 @@ def test_wavenet_dilations_are_a_tuple():
     given.append(8)  # the caller's list does not reach into the config
     assert cfg.dilations == (1, 2, 4)
     assert WaveNetConfig.from_dict(cfg.to_dict()) == cfg  # JSON turns the tuple into a list; loading turns it back
+
+
+@pytest.mark.parametrize("module,cls", [("train", TrainConfig), ("train_temporal", TemporalTrainConfig),
+                                        ("models.wavenet", WaveNetConfig), ("models.rbm", RBMConfig),
+                                        ("models.rnnrbm", RNNRBMConfig)])
+def test_cli_defaults_are_the_library_defaults(module, cls):
+    from moodsong.cli.defaults import defaults
+
+    read = defaults(module, cls.__name__)
+    made = cls()
+    assert read and all(getattr(made, k) == v for k, v in read.items()), read
+    literal = {f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}
+    assert literal <= set(read)  # every plain default reached the CLI
+
+
+def test_train_seq_dilation_defaults_make_the_library_default():
+    from moodsong.cli import train_temporal as cli
+
+    one = [int(x) for x in next(p for p in cli.train_seq.params if p.name == "dilations").default.split(",")]
+    stacks = next(p for p in cli.train_seq.params if p.name == "stacks").default
+    assert tuple(one * stacks) == WaveNetConfig().dilations

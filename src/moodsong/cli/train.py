@@ -6,26 +6,30 @@ import click
 
 from . import main
 from .data import config_from_options, representation_options
+from .defaults import defaults
 from ..errors import MoodsongError
+
+TC = defaults("train", "TrainConfig")  # the library's defaults (the demo's), shown by --help
+MC = defaults("models.rbm", "RBMConfig")
 
 
 @main.command()
 @click.argument("source")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for the checkpoint (model.json + model.safetensors).")
-@click.option("--epochs", default=200, show_default=True)
-@click.option("--lr", default=0.005, show_default=True, help="Learning rate.")
-@click.option("--batch-size", default=100, show_default=True)
-@click.option("--hidden", "num_hidden", default=50, show_default=True, help="Hidden units of the RBM.")
-@click.option("--timesteps", "num_timesteps", default=15, show_default=True, help="Steps per window (visible layer).")
-@click.option("--cd-k", default=1, show_default=True, help="Gibbs steps per contrastive-divergence update.")
+@click.option("--epochs", default=TC["epochs"], show_default=True)
+@click.option("--lr", default=TC["lr"], show_default=True, help="Learning rate.")
+@click.option("--batch-size", default=TC["batch_size"], show_default=True)
+@click.option("--hidden", "num_hidden", default=MC["num_hidden"], show_default=True, help="Hidden units of the RBM.")
+@click.option("--timesteps", "num_timesteps", default=MC["num_timesteps"], show_default=True, help="Steps per window (visible layer).")
+@click.option("--cd-k", default=TC["cd_k"], show_default=True, help="Gibbs steps per contrastive-divergence update.")
 @click.option("--persistent", is_flag=True, help="Persistent contrastive divergence (chains carry over).")
-@click.option("--order", type=click.Choice(["shuffled", "per-song"]), default="shuffled", show_default=True,
+@click.option("--order", type=click.Choice(["shuffled", "per-song"]), default=TC["order"], show_default=True,
               help="Batches drawn across the corpus, or the demo's one-song-at-a-time loop.")
-@click.option("--val-fraction", default=0.1, show_default=True, help="Share of pieces held out for validation metrics.")
-@click.option("--checkpoint-every", default=10, show_default=True, help="Epochs between checkpoints.")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 or auto.")
-@click.option("--backend", type=click.Choice(["auto", "sparse", "torch"]), default="auto", show_default=True,
+@click.option("--val-fraction", default=TC["validation_fraction"], show_default=True, help="Share of pieces held out for validation metrics.")
+@click.option("--checkpoint-every", default=TC["checkpoint_every"], show_default=True, help="Epochs between checkpoints.")
+@click.option("--seed", default=TC["seed"], show_default=True)
+@click.option("--device", default=TC["device"], show_default=True, help="cpu, cuda, cuda:1 or auto.")
+@click.option("--backend", type=click.Choice(["auto", "sparse", "torch"]), default=TC["backend"], show_default=True,
               help="rbm: the fused sparse CD kernel (CPU, one process, data in memory), the torch loop, or auto "
                    "(sparse wherever it can run).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
