@@ -194,15 +194,33 @@ class RNNRBM(FrameModelMixin, nn.Module):
         ``temperature``), starting from the previous frame; the recurrent state
         is carried forward, so the cost per step does not grow with the length.
         """
+        if cond is not None:
+            cond = cond.reshape(1, -1)
+        return self.sample_batch(num_steps, [generator], primer=primer, cond=cond, temperature=temperature,
+                                 gibbs_steps=gibbs_steps, progress=progress)[0]
+
+    @torch.no_grad()
+    def sample_batch(self, num_steps: int, generators, *, primer: torch.Tensor | None = None,
+                     cond: torch.Tensor | None = None, temperature: float = 1.0, gibbs_steps: int = 25,
+                     progress: bool = False) -> torch.Tensor:
+        """One piece per generator, all at once: ``(len(generators), num_steps, V)``.
+
+        Each piece draws its uniforms from its own generator in the order one-at-a-time
+        sampling drew them (per step and sweep: the hidden units, then the visible ones;
+        ``torch.bernoulli(p)`` is ``torch.rand() < p`` on the same stream), so piece ``r``
+        equals :meth:`sample` with ``generators[r]`` alone, up to float rounding in the
+        batched matrix products. ``cond`` is ``(cond_dim,)`` for all pieces or ``(N, cond_dim)``.
+        """
         from tqdm.auto import tqdm
 
-        V = self.config.num_visible
-        dev = self.W.device
+        N, V, H = len(generators), self.config.num_visible, self.config.num_hidden
+        dev, dt = self.W.device, self.W.dtype
         c = None
         if self.config.cond_dim:
-            c = torch.zeros(1, 1, self.config.cond_dim, device=dev, dtype=self.W.dtype) if cond is None else cond.reshape(1, 1, -1).to(dev, self.W.dtype)
+            c = torch.zeros(N, 1, self.config.cond_dim, device=dev, dtype=dt) if cond is None else \
+                cond.to(dev, dt).reshape(-1, 1, self.config.cond_dim).expand(N, 1, -1)
         state = None
-        prev = torch.zeros(1, 1, V, device=dev, dtype=self.W.dtype)
+        prev = torch.zeros(N, 1, V, device=dev, dtype=dt)
 
         def advance(frame, state):
             x = frame if c is None else torch.cat([frame, c], -1)
@@ -210,20 +228,26 @@ class RNNRBM(FrameModelMixin, nn.Module):
             return out[:, -1], state
 
         if primer is not None and len(primer):
-            p = primer.to(dev, self.W.dtype)[None]
+            p = primer.to(dev, dt)[None].expand(N, -1, -1)
             x = torch.cat([prev, p[:, :-1]], 1)
-            x = x if c is None else torch.cat([x, c.expand(1, x.shape[1], -1)], -1)
+            x = x if c is None else torch.cat([x, c.expand(N, x.shape[1], -1)], -1)
             _, state = self.rnn(x, state)
             prev = p[:, -1:]
+        # Per step and sweep: H hidden then V visible uniforms, per piece from its own generator.
+        u = torch.stack([torch.rand(num_steps, gibbs_steps, H + V, generator=g, dtype=dt) for g in generators], 1)
+        inv_t = 1.0 / temperature
         frames = []
-        for _ in tqdm(range(num_steps), desc="generating", unit="step", disable=not progress):
-            u, state = advance(prev, state)
-            bv = self.b_visible + self.W_uv(u)
-            bh = self.b_hidden + self.W_uh(u)
+        for t in tqdm(range(num_steps), desc="generating", unit="step", disable=not progress):
+            h_state, state = advance(prev, state)
+            bv = self.b_visible + self.W_uv(h_state)
+            bh = self.b_hidden + self.W_uh(h_state)
             if c is not None:
                 bv = bv + self.cond_v(c[:, 0])
                 bh = bh + self.cond_h(c[:, 0])
-            v, _ = self.gibbs(prev[:, 0], bv, bh, gibbs_steps, temperature=temperature, generator=generator)
-            frames.append(v[0])
+            v = prev[:, 0]
+            for k in range(gibbs_steps):  # the sweeps of :meth:`gibbs`, with the uniforms given
+                h = (u[t, :, k, :H].to(dev) < torch.sigmoid((v @ self.W + bh) * inv_t)).to(dt)
+                v = (u[t, :, k, H:].to(dev) < torch.sigmoid((h @ self.W.t() + bv) * inv_t)).to(dt)
+            frames.append(v)
             prev = v[:, None]
-        return torch.stack(frames) if frames else torch.zeros(0, V, device=dev)
+        return torch.stack(frames, 1) if frames else torch.zeros(N, 0, V, device=dev)

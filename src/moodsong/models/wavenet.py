@@ -24,7 +24,7 @@ numpy loop over pitches vectorised over pieces. Each piece draws its uniforms
 from its own generator in the order one-at-a-time sampling drew them
 (``torch.bernoulli(p)`` is ``torch.rand() < p`` on the same stream), so piece
 ``r`` of a batch is the piece :meth:`~WaveNetNADE.sample` gives with generator
-``r`` alone (``tests/test_wavenet_batch.py``). Measured on the 2-core machine
+``r`` alone (``tests/test_batch_sampling.py``). Measured on the 2-core machine
 (one torch thread, shipped emotion model, 128 steps): 6 pieces one after another
 took 10.2 s with the former torch NADE loop; see ``bench/README.md`` for the
 batched figure.

@@ -1,4 +1,4 @@
-"""Batched WaveNet-NADE sampling: the same pieces as one at a time, and the NADE's exact distribution."""
+"""Batched sampling (WaveNet-NADE, RNN-RBM): the same pieces as one at a time, and the exact distribution."""
 
 from __future__ import annotations
 
@@ -80,3 +80,31 @@ def test_nade_samples_follow_the_exact_distribution(model):
     counts = np.bincount((draws @ (2 ** np.arange(V)[::-1])).astype(int), minlength=2 ** V)
     chi2 = ((counts - n * p) ** 2 / np.maximum(n * p, 1e-9)).sum()
     assert chi2 < 45  # 15 degrees of freedom: P(chi2 > 45) < 1e-4
+
+
+def test_rnnrbm_batch_rows_equal_one_at_a_time():
+    from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
+
+    torch.manual_seed(0)
+    m = RNNRBM(RNNRBMConfig(num_visible=10, num_hidden=8, num_recurrent=6, cond_dim=2)).eval()
+    with torch.no_grad():
+        m.W.normal_(0, 1.0)
+    cond = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    primer = (torch.rand(4, 10, generator=torch.Generator().manual_seed(2)) < 0.4).float()
+    gens = [torch.Generator().manual_seed(s) for s in (7, 8)]
+    batch = m.sample_batch(12, gens, primer=primer, cond=cond, temperature=0.8, gibbs_steps=5)
+    assert batch.shape == (2, 12, 10)
+    for r, s in enumerate((7, 8)):
+        g = torch.Generator().manual_seed(s)
+        assert torch.equal(batch[r], m.sample(12, primer=primer, cond=cond[r], temperature=0.8, gibbs_steps=5, generator=g))
+        assert torch.equal(g.get_state(), gens[r].get_state())
+    # the one-at-a-time path draws what RNNRBM.gibbs (torch.bernoulli) draws
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    one = m.sample(3, cond=cond[0], gibbs_steps=4, generator=g1)
+    with torch.no_grad():
+        c = cond[0].reshape(1, 1, -1)
+        u, state = m.rnn(torch.cat([torch.zeros(1, 1, 10), c], -1))
+        bv = m.b_visible + m.W_uv(u[:, -1]) + m.cond_v(c[:, 0])
+        bh = m.b_hidden + m.W_uh(u[:, -1]) + m.cond_h(c[:, 0])
+        v, _ = m.gibbs(torch.zeros(1, 10), bv, bh, 4, generator=g2)
+    assert torch.equal(one[0], v[0])
