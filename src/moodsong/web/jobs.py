@@ -137,9 +137,9 @@ class JobStore:
     max_jobs : int
         Most jobs kept at once; the oldest finished ones go first when full.
     max_disk_bytes : int
-        Disk budget of all results, in bytes, counting each running job at its worst-case size
-        (``RESERVE_BYTES_PER_BAR`` per bar); the oldest finished results go first when it is exceeded.
-        0: no budget.
+        Disk budget of all results, in bytes, counting each queued or running job at its worst-case
+        size (``RESERVE_BYTES_PER_BAR`` per bar, so the budget holds whatever they write); the oldest
+        finished results go first when it is exceeded. 0: no budget.
     min_free_bytes : int
         Free space (bytes) to leave on the results disk; new jobs are refused when even after evicting
         every finished result a job could push free space below it.
@@ -188,6 +188,9 @@ class JobStore:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+    def __del__(self):
+        self.close()
 
     # -- creation and lookup ---------------------------------------------------------
 
