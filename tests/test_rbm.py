@@ -11,7 +11,7 @@ import torch
 from moodsong.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from moodsong.corpus import Corpus
 from moodsong.errors import BadCheckpointError, MoodsongError
-from moodsong.generate import generate_roll, rbm_piece
+from moodsong.generate import generate_roll
 from moodsong.models.rbm import RBM, RBMConfig
 from moodsong.pianoroll import PianoRollConfig, held
 from moodsong.train import TrainConfig, train_rbm
@@ -179,6 +179,6 @@ def test_clamped_gibbs_keeps_the_context_and_continuation_follows_it():
         copy.W[p, p] = copy.W[8 + p, p] = 12.0
     primer = np.zeros((2, 8), np.uint8)
     primer[:, 2] = 1
-    out = rbm_piece(copy, 6, primer=primer, overlap=1, burn_in=10, generator=torch.Generator().manual_seed(0))
+    out = copy.generate_roll(6, primer=primer, overlap=1, burn_in=10, generator=torch.Generator().manual_seed(0))
     assert out.shape == (6, 8)
     assert held(out)[:, 2].all()  # the primer's pitch carries through every new window

@@ -14,7 +14,8 @@ from moodsong.models.frames import BENCHMARK_REPRESENTATION, frames_to_roll, rol
 from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
 from moodsong.models.wavenet import CachedGenerator, WaveNetConfig, WaveNetNADE
 from moodsong.pianoroll import roll_to_notes, write_midi, midi_to_roll
-from moodsong.train_temporal import TemporalTrainConfig, generate_frames, generate_roll, train_sequence_model
+from moodsong.generate import generate_frames, generate_roll
+from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
@@ -134,7 +135,8 @@ def test_generation_returns_n_frames_in_range_and_continues_a_primer(make, tmp_p
     f = generate_frames(m, 40, seed=3, temperature=1.2)
     assert f.shape == (40, m.config.num_visible) and f.dtype == np.uint8 and set(np.unique(f)) <= {0, 1}
     assert np.array_equal(f, generate_frames(m, 40, seed=3, temperature=1.2))  # reproducible with a seed
-    roll, config = generate_roll(m, 16, seed=1, primer=f[:5])
+    roll = generate_roll(m, 16, seed=1, primer=frames_to_roll(f[:5], m.config.representation))
+    config = m.config.pianoroll
     assert roll.shape == (16, 2 * m.config.num_visible)
     path = write_midi(roll, tmp_path / "piece.mid", config)
     back = midi_to_roll(path, config)

@@ -1,14 +1,11 @@
-"""Generation: sample fragments from a trained model and join them into whole pieces.
+"""Generation: load a model (shipped or trained) and make pieces with it.
 
-For the RBM a fragment is one window (15 steps by default). The demo ran one
-Gibbs step from all-zeros, which mostly returned noise or silence; here every
-chain starts from the model's own visible marginals (or from data), runs a
-burn-in of many sweeps, and a piece grows window by window: each new window is
-sampled with its first ``overlap`` steps clamped to the end of the piece so far,
-so fragments join without seams.
-
-Models with a ``generate_roll`` method (the temporal models) generate whole
-pieces directly; :func:`generate_roll` dispatches on that.
+:func:`generate_roll` is the one generation API for every model: each model class
+has a ``generate_roll`` method (the RBM grows a piece window by window, the
+temporal models sample frame by frame), and this module seeds it, calls it and
+checks the result. :func:`generate_frames` is its frame-level twin for the
+temporal models. Steps per bar come from the model's
+:meth:`PianoRollConfig.steps_per_bar <moodsong.pianoroll.PianoRollConfig.steps_per_bar>`.
 """
 
 from __future__ import annotations
@@ -23,7 +20,7 @@ import torch
 from .checkpoint import checkpoint_paths, load_checkpoint
 from .errors import MoodsongError
 from .models.rbm import RBM, bernoulli
-from .pianoroll import PianoRollConfig, canonicalize
+from .pianoroll import canonicalize
 
 #: Models shipped inside the package: name -> file stem in ``moodsong/data`` (``<stem>.json`` + ``.safetensors``).
 SHIPPED_MODELS = {
@@ -60,10 +57,6 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> tu
     return model, meta
 
 
-def pianoroll_config(model: torch.nn.Module) -> PianoRollConfig:
-    return model.config.pianoroll
-
-
 @torch.no_grad()
 def sample_windows(
     model: RBM,
@@ -86,66 +79,12 @@ def sample_windows(
     return v
 
 
-@torch.no_grad()
-def rbm_piece(
-    model: RBM,
-    num_steps: int,
-    *,
-    overlap: int | None = None,
-    burn_in: int = 200,
-    temperature: float = 1.0,
-    primer: np.ndarray | None = None,
-    generator: torch.Generator | None = None,
-    max_tries: int = 8,
-    final: str = "mode",
-) -> np.ndarray:
-    """Grow a piece of ``num_steps`` steps window by window with clamped continuation.
-
-    Parameters
-    ----------
-    overlap : int
-        Steps of the previous window each new window is conditioned on
-        (default: half a window).
-    primer : ndarray, optional
-        A note-state matrix the piece continues from (its last steps are kept as the start).
-    max_tries : int
-        A window that comes out silent is resampled up to this many times.
-    final : {"mode", "sample"}
-        ``mode`` keeps the notes whose probability in the last sweep is over
-        one half, which drops the scattered one-step notes a raw sample has;
-        ``sample`` keeps the raw Bernoulli sample (the demo's behaviour).
-    """
-    T = model.config.num_timesteps
-    W = model.config.pianoroll.width
-    overlap = T // 2 if overlap is None else overlap
-    if not 0 <= overlap < T:
-        raise ValueError(f"overlap must be in [0, {T})")
-    device = model.W.device
-    if primer is not None and primer.shape[0] > 0:
-        piece = torch.as_tensor(np.asarray(primer[-T:], np.float32), device=device)
-    else:
-        piece = torch.zeros((0, W), device=device)
-    start_len = piece.shape[0]
-    while piece.shape[0] - start_len < num_steps:
-        ctx = min(overlap, piece.shape[0])
-        mask = torch.zeros((T, W), dtype=torch.bool, device=device)
-        values = torch.zeros((T, W), device=device)
-        if ctx:
-            mask[:ctx] = True
-            values[:ctx] = piece[-ctx:]
-        for _ in range(max_tries):
-            init = bernoulli(torch.sigmoid(model.b_visible), generator).view(T, W)
-            init = torch.where(mask, values, init).view(1, -1)
-            v, pv = model.gibbs(init, burn_in, generator=generator, temperature=temperature,
-                                clamp_mask=mask.view(1, -1), clamp_values=values.view(1, -1))
-            if final == "mode":
-                v = torch.where(mask.view(1, -1), values.view(1, -1), (pv > 0.5).to(v.dtype))
-            new = v.view(T, W)[ctx:]
-            if new.sum() > 0:
-                break
-        piece = torch.cat([piece, new])
-    out = piece[start_len : start_len + num_steps].cpu().numpy()
-    return canonicalize(out)
+def _generator(model: torch.nn.Module, seed: int | None) -> torch.Generator:
+    """A generator on the model's device, seeded by ``seed`` (or at random)."""
+    device = next(iter(model.state_dict().values())).device
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**62))
+    return gen
 
 
 def generate_roll(
@@ -157,28 +96,66 @@ def generate_roll(
     primer: np.ndarray | None = None,
     **kwargs,
 ) -> np.ndarray:
-    """A note-state matrix of ``num_steps`` steps from any moodsong model.
+    """A note-state matrix of ``num_steps`` steps from any moodsong model: the one generation API.
+
+    Every model has a ``generate_roll(num_steps, *, generator, temperature, primer, ...)`` method
+    (:meth:`moodsong.models.rbm.RBM.generate_roll`, the temporal models' through
+    :class:`~moodsong.models.frames.FrameModelMixin`); this seeds its generator, calls it and checks
+    the result. Model-specific keywords pass through (``cond`` for conditioned temporal models,
+    ``gibbs_steps`` for the RNN-RBM, ``burn_in``/``overlap``/``final`` for the RBM).
+
+    Parameters
+    ----------
+    num_steps : int
+        Steps to generate (the model's own grid: ``model.config.pianoroll.steps_per_bar()`` per 4/4 bar).
+    primer : numpy.ndarray, optional
+        A note-state matrix (in the model's :class:`PianoRollConfig`) the piece continues; not included.
 
     Raises
     ------
     MoodsongError
-        If the model produced no notes at all (never returns a silent piece silently).
+        If the model cannot generate, or produced no notes at all (never returns a silent piece silently).
     """
-    device = next(iter(model.state_dict().values())).device
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**62))
-    if hasattr(model, "generate_roll"):
-        roll = model.generate_roll(num_steps, generator=gen, temperature=temperature, primer=primer, **kwargs)
-    elif isinstance(model, RBM):
-        roll = rbm_piece(model, num_steps, generator=gen, temperature=temperature, primer=primer, **kwargs)
-    else:
+    if temperature <= 0:
+        raise MoodsongError("temperature must be positive")
+    if not hasattr(model, "generate_roll"):
         raise MoodsongError(f"model type {getattr(model, 'model_type', type(model).__name__)} cannot generate")
+    roll = model.generate_roll(num_steps, generator=_generator(model, seed), temperature=temperature, primer=primer,
+                               **kwargs)
     roll = canonicalize(np.asarray(roll))
     if roll[:, : roll.shape[1] // 2].sum() == 0:
         raise MoodsongError("the model produced only silence; try another --seed or a higher --temperature")
     return roll
 
 
-def steps_per_bar(config: PianoRollConfig, beats_per_bar: int = 4) -> int:
-    """Steps in one bar of ``beats_per_bar`` quarter notes."""
-    return beats_per_bar * config.steps_per_quarter
+def generate_frames(
+    model: torch.nn.Module,
+    num_steps: int,
+    *,
+    seed: int | None = None,
+    temperature: float = 1.0,
+    primer: np.ndarray | None = None,
+    cond: np.ndarray | torch.Tensor | None = None,
+    **kwargs,
+) -> np.ndarray:
+    """``num_steps`` new frames (``uint8``, ``(num_steps, V)``) from a temporal model (RNN-RBM, WaveNet-NADE).
+
+    The frame-level twin of :func:`generate_roll`, for the benchmark representations.
+
+    Parameters
+    ----------
+    primer : array, optional
+        Frames ``(T0, V)`` to continue from (see :func:`moodsong.train_temporal.midi_to_frames`); not included.
+    temperature : float
+        > 1 more adventurous, < 1 more conservative.
+    cond : array, optional
+        Conditioning (emotion) vector of length ``cond_dim``.
+    **kwargs
+        To the model's ``sample`` (``gibbs_steps`` for the RNN-RBM: Gibbs sweeps per step; ``progress``).
+    """
+    if temperature <= 0:
+        raise MoodsongError("temperature must be positive")
+    if not hasattr(model, "generate_frames"):
+        raise MoodsongError(f"model type {getattr(model, 'model_type', type(model).__name__)} does not generate frames")
+    return model.generate_frames(num_steps, generator=_generator(model, seed), temperature=temperature, primer=primer,
+                                 cond=cond, **kwargs)

@@ -87,6 +87,10 @@ class PianoRollConfig:
         """Columns per time step: ``2 * num_pitches``."""
         return 2 * self.num_pitches
 
+    def steps_per_bar(self, beats_per_bar: int = 4) -> int:
+        """Steps in one bar of ``beats_per_bar`` quarter notes (16 for 4/4 at sixteenth-note steps)."""
+        return beats_per_bar * self.steps_per_quarter
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -1,4 +1,4 @@
-"""Training, data and generation for the temporal models (RNN-RBM, WaveNet-NADE).
+"""Training and data for the temporal models (RNN-RBM, WaveNet-NADE); they generate through :mod:`moodsong.generate`.
 
 Frames and representations
 --------------------------
@@ -42,7 +42,7 @@ from .evaluate import BENCHMARK_REPRESENTATION, benchmark_frames, model_represen
 from .fileio import atomic_path
 from .models import TEMPORAL_MODELS, build_model
 from .models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
-from .pianoroll import PianoRollConfig, midi_to_roll
+from .pianoroll import midi_to_roll
 from .train import resolve_device
 
 
@@ -305,57 +305,3 @@ def train_sequence_model(
         save_checkpoint(model, out / "model", epoch=len(history), history=history, **meta_base)
     best_model, _, _ = load_checkpoint(out / "model", map_location=device)
     return best_model, history
-
-
-# --------------------------------------------------------------------------- generation
-
-
-@torch.no_grad()
-def generate_frames(model, num_steps: int, *, primer: np.ndarray | None = None, temperature: float = 1.0,
-                    cond: np.ndarray | torch.Tensor | None = None, seed: int | None = None, gibbs_steps: int = 25,
-                    progress: bool = False) -> np.ndarray:
-    """Generate ``num_steps`` new frames (``uint8``, ``(num_steps, V)``) from an RNN-RBM or WaveNet-NADE.
-
-    Parameters
-    ----------
-    primer : array, optional
-        Frames ``(T0, V)`` to continue from (see :func:`midi_to_frames`); not included in the result.
-    temperature : float
-        > 1 more adventurous, < 1 more conservative.
-    cond : array, optional
-        Conditioning (emotion) vector of length ``cond_dim``.
-    gibbs_steps : int
-        RNN-RBM only: Gibbs sweeps per step.
-    """
-    if temperature <= 0:
-        raise MoodsongError("temperature must be positive")
-    dev = next(model.parameters()).device
-    dt = next(model.parameters()).dtype
-    gen = torch.Generator(device=dev)
-    gen.manual_seed(int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, (1,))))
-    p = None if primer is None else torch.as_tensor(np.asarray(primer, np.float32), device=dev, dtype=dt)
-    if p is not None and p.shape[1] != model.config.num_visible:
-        raise MoodsongError(f"primer frames are {p.shape[1]} wide but the model expects {model.config.num_visible}")
-    c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
-    was_training = model.training
-    model.eval()
-    try:
-        kw = {"gibbs_steps": gibbs_steps} if model.model_type == "rnnrbm" else {}
-        f = model.sample(num_steps, primer=p, cond=c, temperature=temperature, generator=gen, progress=progress, **kw)
-    finally:
-        model.train(was_training)
-    return f.cpu().numpy().astype(np.uint8)
-
-
-def generate_roll(model, num_steps: int, **kwargs) -> tuple[np.ndarray, PianoRollConfig]:
-    """Like :func:`generate_frames`, but returns a canonical note-state matrix and its :class:`PianoRollConfig`.
-
-    Write it with ``moodsong.pianoroll.write_midi(roll, path, config)``.
-    """
-    rep = model_representation(model)
-    return frames_to_roll(generate_frames(model, num_steps, **kwargs), rep), pianoroll_config(rep)
-
-
-def bars_to_steps(bars: float, rep: dict, beats_per_bar: int = 4) -> int:
-    """Steps in ``bars`` bars of ``beats_per_bar`` quarter notes."""
-    return int(round(bars * beats_per_bar * rep.get("steps_per_quarter", 1)))

@@ -49,7 +49,7 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
         raise MoodsongError("--velocity must be 1-127, --program 0-127 and --tempo 10-400")
     if temperature <= 0:
         raise MoodsongError("--temperature must be positive")
-    from ..generate import generate_roll, load_model, steps_per_bar
+    from ..generate import generate_roll, load_model
     from ..outputs import write_piece
     from ..pianoroll import midi_to_roll, roll_to_score, write_midi
 
@@ -59,7 +59,7 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
     config = model.config.pianoroll
     primer_roll = midi_to_roll(primer, config) if primer else None
     out_dir = Path(out)
-    num_steps = bars * steps_per_bar(config)
+    num_steps = bars * config.steps_per_bar()
     for i in range(pieces):
         piece_seed = None if seed is None else seed + i
         roll = generate_roll(model, num_steps, seed=piece_seed, temperature=temperature, primer=primer_roll)

@@ -70,23 +70,32 @@ class FrameConfigMixin:
 
 
 class FrameModelMixin:
-    """What the generation code (:mod:`moodsong.generate`) expects of a temporal model.
+    """The generation interface of a temporal model (what :func:`moodsong.generate.generate_roll` calls).
 
     ``config.representation`` must be set; ``sample(num_steps, primer=, cond=,
-    temperature=, generator=)`` must return frames.
+    temperature=, generator=)`` must return frames. Every moodsong model has a
+    ``generate_roll(num_steps, *, generator, temperature, primer, ...)`` method
+    returning a note-state matrix; the RBM's grows windows (:meth:`moodsong.models.rbm.RBM.generate_roll`).
     """
 
-    def generate_roll(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None, **kwargs):
-        """A canonical note-state matrix of ``num_steps`` new steps, continuing ``primer`` (a note-state matrix)."""
+    def generate_frames(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None,
+                        **kwargs) -> np.ndarray:
+        """``num_steps`` new frames (``uint8``, ``(num_steps, V)``) continuing ``primer`` (frames ``(T0, V)``).
+
+        ``cond`` is the conditioning (emotion) vector of length ``cond_dim``; other keywords go to
+        ``sample`` (e.g. ``gibbs_steps`` for the RNN-RBM, ``progress``).
+        """
         import torch
 
-        rep = self.config.representation
+        from ..errors import MoodsongError
+
         dev = next(self.parameters()).device
         dt = next(self.parameters()).dtype
+        p = None
         if primer is not None and len(primer):
-            p = torch.as_tensor(roll_to_frames(primer, rep), device=dev, dtype=dt)
-        else:
-            p = None
+            p = torch.as_tensor(np.asarray(primer, np.float32), device=dev, dtype=dt)
+            if p.shape[1] != self.config.num_visible:
+                raise MoodsongError(f"primer frames are {p.shape[1]} wide but the model expects {self.config.num_visible}")
         c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
         was_training = self.training
         self.eval()
@@ -94,4 +103,11 @@ class FrameModelMixin:
             f = self.sample(num_steps, primer=p, cond=c, temperature=temperature, generator=generator, **kwargs)
         finally:
             self.train(was_training)
-        return frames_to_roll(f.cpu().numpy(), rep)
+        return f.cpu().numpy().astype(np.uint8)
+
+    def generate_roll(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None, **kwargs):
+        """A canonical note-state matrix of ``num_steps`` new steps, continuing ``primer`` (a note-state matrix)."""
+        rep = self.config.representation
+        frames = roll_to_frames(primer, rep) if primer is not None and len(primer) else None
+        f = self.generate_frames(num_steps, generator=generator, temperature=temperature, primer=frames, cond=cond, **kwargs)
+        return frames_to_roll(f, rep)

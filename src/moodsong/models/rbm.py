@@ -26,11 +26,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pianoroll import PianoRollConfig
+from ..pianoroll import PianoRollConfig, canonicalize
 
 
 def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -201,6 +202,74 @@ class RBM(nn.Module):
             if clamp_mask is not None:
                 v = torch.where(clamp_mask, clamp_values, v)
         return v, pv
+
+    # ------------------------------------------------------------------ generation
+
+    @torch.no_grad()
+    def generate_roll(
+        self,
+        num_steps: int,
+        *,
+        generator: torch.Generator | None = None,
+        temperature: float = 1.0,
+        primer: np.ndarray | None = None,
+        overlap: int | None = None,
+        burn_in: int = 200,
+        max_tries: int = 8,
+        final: str = "mode",
+    ) -> np.ndarray:
+        """A piece of ``num_steps`` steps (``uint8`` note-state matrix), grown window by window with clamped continuation.
+
+        The demo ran one Gibbs step from all-zeros, which mostly returned noise or
+        silence; here every window starts from the model's own visible marginals,
+        runs ``burn_in`` sweeps, and is sampled with its first ``overlap`` steps
+        clamped to the end of the piece so far, so fragments join without seams.
+
+        Parameters
+        ----------
+        overlap : int
+            Steps of the previous window each new window is conditioned on
+            (default: half a window).
+        primer : ndarray, optional
+            A note-state matrix the piece continues from (its last steps are kept as the start).
+        max_tries : int
+            A window that comes out silent is resampled up to this many times.
+        final : {"mode", "sample"}
+            ``mode`` keeps the notes whose probability in the last sweep is over
+            one half, which drops the scattered one-step notes a raw sample has;
+            ``sample`` keeps the raw Bernoulli sample (the demo's behaviour).
+        """
+        T = self.config.num_timesteps
+        W = self.config.pianoroll.width
+        overlap = T // 2 if overlap is None else overlap
+        if not 0 <= overlap < T:
+            raise ValueError(f"overlap must be in [0, {T})")
+        device = self.W.device
+        if primer is not None and primer.shape[0] > 0:
+            piece = torch.as_tensor(np.asarray(primer[-T:], np.float32), device=device)
+        else:
+            piece = torch.zeros((0, W), device=device)
+        start_len = piece.shape[0]
+        while piece.shape[0] - start_len < num_steps:
+            ctx = min(overlap, piece.shape[0])
+            mask = torch.zeros((T, W), dtype=torch.bool, device=device)
+            values = torch.zeros((T, W), device=device)
+            if ctx:
+                mask[:ctx] = True
+                values[:ctx] = piece[-ctx:]
+            for _ in range(max_tries):
+                init = bernoulli(torch.sigmoid(self.b_visible), generator).view(T, W)
+                init = torch.where(mask, values, init).view(1, -1)
+                v, pv = self.gibbs(init, burn_in, generator=generator, temperature=temperature,
+                                   clamp_mask=mask.view(1, -1), clamp_values=values.view(1, -1))
+                if final == "mode":
+                    v = torch.where(mask.view(1, -1), values.view(1, -1), (pv > 0.5).to(v.dtype))
+                new = v.view(T, W)[ctx:]
+                if new.sum() > 0:
+                    break
+            piece = torch.cat([piece, new])
+        out = piece[start_len : start_len + num_steps].cpu().numpy()
+        return canonicalize(out)
 
     # ------------------------------------------------------------------ scores
 
