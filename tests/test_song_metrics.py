@@ -80,6 +80,13 @@ def test_phrase_endings_on_stable_tones():
     assert out["chord_tone"] == 1.0 and out["stable"] == 1.0
     assert M.phrase_endings(mel, tonic=0, mode="major", final_is_end=False)["phrases"] == 1
     assert M.melody_range(mel) == 11
+    # a held note: no rest, but its next onset is 2 beats away
+    held = line([60, 62, 64, 67, 65, 64], dur=4) + 0
+    held[2, 1] = 8
+    held[3:, 0] += 4
+    assert M.phrase_endings(held, tonic=0, mode="major", final_is_end=False)["phrases"] == 0
+    out = M.phrase_endings(held, tonic=0, mode="major", final_is_end=False, by="ioi")
+    assert out["phrases"] == 1 and out["tonic_triad"] == 1.0
 
 
 def test_overlap_identical_and_disjoint():
