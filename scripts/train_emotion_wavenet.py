@@ -11,7 +11,9 @@ vector, so the model also knows "no particular emotion".
 Each epoch scores EMOPIA's valid split (114 clips, songs disjoint from train): NLL per step with the true
 condition and with the uniform one (the gap is what the condition explains), and the accuracy of the model
 as a classifier, argmax_q log p(clip | q) (a direct test that the distribution depends on the emotion).
-The best epoch by valid NLL is kept.
+The best epoch by valid NLL is kept. The training loop is the library's
+(:func:`moodsong.train_temporal.train_sequence_model` with per-piece conditions); this script
+only gathers the clips and labels, warm-starts the model and stores the best epoch as float16.
 
 Usage:
     nice -n 10 python scripts/train_emotion_wavenet.py --minutes 25
@@ -22,19 +24,18 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from moodsong.allocator import reuse_freed_memory
 from moodsong.checkpoint import load_checkpoint, save_checkpoint
 from moodsong.emotion.music import emopia_index
 from moodsong.evaluate import pad_batch
 from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
 from moodsong.pianoroll import midi_to_roll
-from moodsong.train_temporal import _safe_shift_range, transpose_frames
+from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "src" / "moodsong" / "data"
@@ -64,14 +65,16 @@ def clip_log_probs(model, clips, conds: np.ndarray, batch: int = 8) -> np.ndarra
     return out
 
 
-def validate(model, valid) -> dict:
-    eye = np.eye(4, dtype=np.float32)
-    lp = clip_log_probs(model, valid, np.vstack([eye, np.full((1, 4), 0.25, np.float32)]))
-    steps = sum(c[0].shape[0] for c in valid)
-    q = np.array([c[1] for c in valid])
-    true = lp[np.arange(len(valid)), q - 1].sum()
-    return {"val_nll": -true / steps, "val_nll_uniform": -lp[:, 4].sum() / steps,
-            "val_quadrant_accuracy": float((lp[:, :4].argmax(1) + 1 == q).mean())}
+def emotion_metrics(valid):
+    """Per epoch: NLL with the uniform condition and the accuracy of argmax_q log p(clip | q)."""
+    def metrics(model) -> dict:
+        eye = np.eye(4, dtype=np.float32)
+        lp = clip_log_probs(model, valid, np.vstack([eye, np.full((1, 4), 0.25, np.float32)]))
+        steps = sum(c[0].shape[0] for c in valid)
+        q = np.array([c[1] for c in valid])
+        return {"val_nll_uniform": round(-lp[:, 4].sum() / steps, 5),
+                "val_quadrant_accuracy": round(float((lp[:, :4].argmax(1) + 1 == q).mean()), 5)}
+    return metrics
 
 
 def main() -> int:
@@ -90,9 +93,7 @@ def main() -> int:
     ap.add_argument("--out", default=str(DATA / "emotion_wavenet"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    reuse_freed_memory()
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
 
     base, _, _ = load_checkpoint(DATA / "pop_wavenet")
     cfg = WaveNetConfig.from_dict({**base.config.to_dict(), "cond_dim": 4})
@@ -102,55 +103,25 @@ def main() -> int:
     with torch.no_grad():
         for k in missing:  # the condition starts with no effect: the model begins as pop_wavenet
             model.get_parameter(k).zero_()
-    rep = cfg.representation
     data = emopia_rolls(Path(args.shared) / "emopia", cfg.pianoroll)
     train, valid = data["train"], data["valid"]
     print(f"EMOPIA: {len(train)} train clips, {len(valid)} valid clips")
-    cond_params = [p for n, p in model.named_parameters() if n in missing]
-    rest = [p for n, p in model.named_parameters() if n not in missing]
-    opt = torch.optim.Adam([{"params": rest, "lr": args.lr}, {"params": cond_params, "lr": args.cond_lr}])
-    history = []
-    row = {"epoch": 0, **validate(model, valid)}
-    history.append(row)
-    print(row, flush=True)
-    best = row["val_nll"]
-    t_start = time.perf_counter()
-    epoch = 0
-    while (time.perf_counter() - t_start) / 60 < args.minutes:
-        epoch += 1
-        model.train()
-        order = rng.permutation(len(train))
-        losses = []
-        for s in range(0, len(order), args.batch_size):
-            pieces, conds = [], []
-            for i in order[s: s + args.batch_size]:
-                v, q = train[i]
-                if v.shape[0] > args.crop:
-                    o = int(rng.integers(0, v.shape[0] - args.crop + 1))
-                    v = v[o: o + args.crop]
-                lo, hi = _safe_shift_range(v, rep, args.transpose)
-                pieces.append(transpose_frames(v, int(rng.integers(lo, hi + 1)), rep))
-                c = np.eye(4, dtype=np.float32)[q - 1]
-                conds.append(np.full(4, 0.25, np.float32) if rng.random() < args.uniform_share else c)
-            v, mask = pad_batch(pieces)
-            loss = model.loss(v, mask, torch.from_numpy(np.stack(conds)))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            losses.append(float(loss.detach()))
-        row = {"epoch": epoch, "train_loss": round(float(np.mean(losses)), 5),
-               **{k: round(v, 5) for k, v in validate(model, valid).items()},
-               "minutes": round((time.perf_counter() - t_start) / 60, 2)}
-        history.append(row)
-        print(row, flush=True)
-        if row["val_nll"] < best:
-            best = row["val_nll"]
-            save_checkpoint(model, args.out, dtype=torch.float16, epoch=epoch, history=history, best_val_nll=best,
-                            source="EMOPIA 1.0 train split (876 clips, CC BY 4.0), fine-tuned from pop_wavenet",
-                            condition="soft quadrant weights (moodsong.models.conditional_rbm.condition_vector)",
-                            train_config=vars(args) | {"out": Path(args.out).name, "shared": "../shared/data"},
-                            stored_dtype="float16")
+    one_hot = np.eye(4, dtype=np.float32)
+    tc = TemporalTrainConfig(epochs=10**6, lr=args.lr, cond_lr=args.cond_lr, batch_size=args.batch_size,
+                             max_len=args.crop, transpose=args.transpose, cond_dropout=args.uniform_share,
+                             patience=10**6, max_minutes=args.minutes, seed=args.seed, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="emotion-wavenet-") as run:
+        best_model, history = train_sequence_model(
+            "wavenet", [c[0] for c in train], [c[0] for c in valid], run, tc=tc, init_model=model,
+            conditions=[one_hot[q - 1] for _, q in train], valid_conditions=[one_hot[q - 1] for _, q in valid],
+            metrics=emotion_metrics(valid), source="EMOPIA train split", log=lambda s: print(s, flush=True))
+    best = min(h["val_nll"] for h in history)
+    save_checkpoint(best_model, args.out, dtype=torch.float16, epoch=min(history, key=lambda h: h["val_nll"])["epoch"],
+                    history=history, best_val_nll=best,
+                    source="EMOPIA 1.0 train split (876 clips, CC BY 4.0), fine-tuned from pop_wavenet",
+                    condition="soft quadrant weights (moodsong.models.conditional_rbm.condition_vector)",
+                    train_config=vars(args) | {"out": Path(args.out).name, "shared": "../shared/data"},
+                    stored_dtype="float16")
     print(f"best valid NLL {best:.4f} (epoch 0 = pop_wavenet: {history[0]['val_nll']:.4f}); wrote {args.out}")
     return 0 if math.isfinite(best) else 1
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from moodsong.ais import exact_log_partition
+from moodsong.errors import MoodsongError
 from moodsong.evaluate import sequence_nll
 from moodsong.models.frames import BENCHMARK_REPRESENTATION, frames_to_roll, roll_to_frames
 from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
@@ -248,3 +249,32 @@ def test_shipped_models_load_and_generate(stem):
     roll = model.generate_roll(24, generator=torch.Generator().manual_seed(0), **({"gibbs_steps": 5} if stem == "jsb_rnnrbm" else {}))
     assert roll.shape == (24, model.config.pianoroll.width)
     assert roll[:, : model.config.pianoroll.num_pitches].sum() > 0  # a trained model does not fall silent
+
+
+def test_training_with_per_piece_conditions_learns_the_condition(tmp_path):
+    rng = np.random.default_rng(0)
+    eye = np.eye(2, dtype=np.float32)
+
+    def piece(label):  # label 0: the low key held, label 1: the high key, plus noise
+        f = (rng.random((24, 4)) < 0.1).astype(np.float32)
+        f[:, 0 if label == 0 else 3] = 1.0
+        return f
+
+    labels = [0, 1] * 8
+    train, valid = [piece(q) for q in labels[:12]], [piece(q) for q in labels[12:]]
+    conds, vconds = [eye[q] for q in labels[:12]], [eye[q] for q in labels[12:]]
+    torch.manual_seed(0)
+    start = WaveNetNADE(WaveNetConfig(num_visible=4, channels=8, skip_channels=8, dilations=[1, 2], nade_hidden=8,
+                                      dropout=0.0, cond_dim=2))
+    seen = []
+    tc = TemporalTrainConfig(epochs=8, batch_size=4, lr=1e-2, cond_lr=3e-2, cond_dropout=0.1, patience=100, device="cpu")
+    model, history = train_sequence_model("wavenet", train, valid, tmp_path / "run", tc=tc, init_model=start,
+                                          conditions=conds, valid_conditions=vconds, progress=False,
+                                          metrics=lambda m: seen.append(1) or {"extra": 1.0})
+    assert history[0]["epoch"] == 0 and "train_loss" not in history[0]  # the starting model, validated
+    assert len(seen) == len(history) and all(h["extra"] == 1.0 for h in history)
+    right = sequence_nll(model, valid, cond=torch.as_tensor(np.stack(vconds)))["nll"]
+    swapped = sequence_nll(model, valid, cond=torch.as_tensor(np.stack(vconds[::-1])))["nll"]
+    assert right < swapped - 0.5  # the model uses each piece's own condition
+    with pytest.raises(MoodsongError, match="conditions for"):
+        train_sequence_model("wavenet", train, valid, tmp_path / "bad", tc=tc, conditions=conds[:3], progress=False)

@@ -205,16 +205,18 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, v, mask, generator=None, scale=1.0):
+    def forward(self, v, mask, generator=None, scale=1.0, cond=None):
         if getattr(self.model, "model_type", "") == "rnnrbm":
-            loss = self.model.cd_loss(v, mask, generator=generator)
+            loss = self.model.cd_loss(v, mask, cond, generator=generator)
         else:
-            loss = self.model.loss(v, mask)
+            loss = self.model.loss(v, mask, cond)
         return loss * scale
 
 
 def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
-    """``loss_fn(v, mask, generator=None, scale=1.0)``: the model's training loss, under DDP when distributed.
+    """``loss_fn(v, mask, generator=None, scale=1.0, cond=None)``: the model's training loss, under DDP when distributed.
+
+    ``cond`` holds each piece's condition row, ``(B, cond_dim)``, for conditioned models.
 
     DDP averages gradients over ranks; pass ``scale = world_size * local_frames /
     global_frames`` to make that average the global batch's per-frame mean (a rank

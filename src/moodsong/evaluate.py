@@ -83,10 +83,21 @@ def pad_batch(seqs: Sequence[np.ndarray], device="cpu") -> tuple[torch.Tensor, t
 
 
 def _batches(seqs, batch_size):
-    # sorting by length keeps padding small
+    """Groups of ``(indices, sequences)``; sorting by length keeps padding small."""
     order = sorted(range(len(seqs)), key=lambda i: seqs[i].shape[0])
     for s in range(0, len(order), batch_size):
-        yield [seqs[i] for i in order[s: s + batch_size]]
+        idx = order[s: s + batch_size]
+        yield idx, [seqs[i] for i in idx]
+
+
+def _batch_cond(cond, idx, n_seqs, B, dev):
+    """The condition rows of a batch: ``cond`` is one vector for every sequence, or ``(n_seqs, C)``, one per sequence."""
+    if cond is None:
+        return None
+    cond = torch.as_tensor(cond).to(dev)
+    if cond.dim() == 2 and cond.shape[0] == n_seqs:
+        return cond[list(idx)]
+    return cond.expand(B, -1)
 
 
 def _model_dtype(model):
@@ -96,7 +107,11 @@ def _model_dtype(model):
 @torch.no_grad()
 def sequence_nll(model, seqs: Sequence[np.ndarray], *, ais_chains: int = 100, ais_betas: int = 1000,
                  batch_size: int = 16, cond: torch.Tensor | None = None, seed: int = 0, progress: bool = False) -> dict:
-    """Negative log-likelihood per frame of ``seqs`` (nats), with its standard error and how it was computed."""
+    """Negative log-likelihood per frame of ``seqs`` (nats), with its standard error and how it was computed.
+
+    ``cond`` (conditioned models) is one condition vector for every sequence, or ``(len(seqs), cond_dim)``:
+    each sequence's own (e.g. its emotion label).
+    """
     was_training = model.training
     model.eval()
     try:
@@ -114,10 +129,10 @@ def _sequence_nll(model, seqs, ais_chains, ais_betas, batch_size, cond, seed, pr
     if kind == "rbm":
         return _window_rbm_nll(model, seqs, ais_chains, ais_betas, gen)
     bar = tqdm(total=sum(s.shape[0] for s in seqs), desc="log-likelihood", unit="step", disable=not progress)
-    for group in _batches(seqs, batch_size):
+    for idx, group in _batches(seqs, batch_size):
         v, mask = pad_batch(group, dev)
         v = v.to(_model_dtype(model))
-        c = None if cond is None else cond.to(dev).expand(v.shape[0], -1)
+        c = _batch_cond(cond, idx, len(seqs), v.shape[0], dev)
         if kind == "wavenet":
             total -= float(model.log_prob(v, mask, c).sum())
         elif kind == "rnnrbm":
@@ -169,10 +184,10 @@ def frame_accuracy(model, seqs: Sequence[np.ndarray], *, samples: int = 10, gibb
     tp = fp = fn = 0.0
     bar = tqdm(total=sum(s.shape[0] for s in seqs), desc="accuracy", unit="step", disable=not progress)
     try:
-        for group in _batches(seqs, batch_size):
+        for idx, group in _batches(seqs, batch_size):
             v, mask = pad_batch(group, dev)
             v = v.to(_model_dtype(model))
-            c = None if cond is None else cond.to(dev).expand(v.shape[0], -1)
+            c = _batch_cond(cond, idx, len(seqs), v.shape[0], dev)
             truth = v[mask]  # (n, V)
             if kind == "wavenet":
                 b, hc = model.nade_biases(v, c)

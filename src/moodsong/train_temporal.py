@@ -120,6 +120,12 @@ class TemporalTrainConfig:
         matters: docs/models.md). Other models ignore it.
     val_ais_chains, val_ais_betas : int
         RNN-RBM only: the quick AIS used for per-epoch validation.
+    cond_lr : float
+        Adam learning rate of the condition weights (parameters named ``cond*``); 0 = ``lr``. Condition
+        weights added to a pretrained model start at zero and carry a weak signal, so they may want more.
+    cond_dropout : float
+        With per-piece conditions: share of training pieces whose condition is replaced by the uniform
+        vector, so that the model also learns "no particular condition" (classifier-free guidance's trick).
     max_minutes : float
         Stop after this much training time (0 = no limit).
     """
@@ -136,6 +142,8 @@ class TemporalTrainConfig:
     val_ais_chains: int = 4
     val_ais_betas: int = 100
     max_minutes: float = 0.0
+    cond_lr: float = 0.0
+    cond_dropout: float = 0.0
     seed: int = 0
     device: str = "auto"
 
@@ -161,11 +169,21 @@ def train_sequence_model(
     progress: bool = True,
     log: Callable[[str], None] | None = None,
     amp: bool | None = None,
+    conditions: Sequence[np.ndarray] | None = None,
+    valid_conditions: Sequence[np.ndarray] | None = None,
+    init_model: torch.nn.Module | None = None,
+    metrics: Callable[[torch.nn.Module], dict] | None = None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Train an RNN-RBM or WaveNet-NADE on frame sequences; returns the best model and the history.
 
     ``OUT/model.{json,safetensors}`` is the best epoch by validation NLL;
     ``OUT/last.*`` the latest, which ``resume=True`` continues.
+
+    Conditioned models (``cond_dim > 0``) take one condition vector per piece: ``conditions``
+    for ``train`` and ``valid_conditions`` for ``valid`` (e.g. each clip's emotion label);
+    ``tc.cond_dropout`` swaps a share of them for the uniform vector. ``init_model`` starts from
+    a given model instead of a fresh one (fine-tuning; its validation NLL is recorded as epoch 0
+    and is the one to beat). ``metrics(model)`` adds figures of its own to each epoch's row.
 
     Under ``torchrun`` the model is wrapped in DistributedDataParallel: each rank
     takes its share of every global batch of ``batch_size`` pieces, the loss is
@@ -184,6 +202,10 @@ def train_sequence_model(
     device = _dist.device_for(ctx, tc.device) if ctx.distributed else resolve_device(tc.device)
     if not train:
         raise MoodsongError("no training pieces")
+    if conditions is not None and len(conditions) != len(train):
+        raise MoodsongError(f"{len(conditions)} conditions for {len(train)} training pieces")
+    if valid_conditions is not None and len(valid_conditions) != len(valid):
+        raise MoodsongError(f"{len(valid_conditions)} conditions for {len(valid)} validation pieces")
     width = train[0].shape[1]
     mc = dict(model_config or {})
     mc.setdefault("num_visible", width)
@@ -209,19 +231,32 @@ def train_sequence_model(
             raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
         if model_type not in TEMPORAL_MODELS:
             raise MoodsongError(f"unknown model {model_type!r} (choose from {', '.join(TEMPORAL_MODELS)})")
-        model = build_model(model_type, mc).to(device)
+        if init_model is not None:
+            if init_model.model_type != model_type or init_model.config.num_visible != width:
+                raise MoodsongError(f"the starting model is a {init_model.model_type} over {init_model.config.num_visible}-wide "
+                                    f"frames, not a {model_type} over {width}")
+            model = init_model.to(device)
+        else:
+            model = build_model(model_type, mc).to(device)
     net = _dist.wrap_ddp(model, ctx, device)  # the training loss as a module; DDP (gradient all-reduce) when distributed
     if ctx.distributed:
         torch.manual_seed(tc.seed + ctx.rank)  # different dropout masks per rank
     use_amp = (device.type == "cuda" and model_type == "wavenet") if amp is None else amp
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=tc.lr, weight_decay=tc.weight_decay)
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    is_cond = [any(part.startswith("cond") for part in n.split(".")) for n, _ in trainable]
+    groups = [{"params": [p for (_, p), c in zip(trainable, is_cond) if not c]}]
+    if tc.cond_lr and any(is_cond):
+        groups.append({"params": [p for (_, p), c in zip(trainable, is_cond) if c], "lr": tc.cond_lr})
+    else:
+        groups[0]["params"] = [p for _, p in trainable]
+    opt = torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
     if resume and _optim_path(out).exists():
         opt.load_state_dict(torch.load(_optim_path(out), map_location=device, weights_only=True))
     rep = model_representation(model)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{model_type}: {n_params} parameters, {len(train)} training / {len(valid)} validation pieces, device {device}")
 
-    if model_type == "rnnrbm" and tc.pretrain_epochs and start_epoch == 0:
+    if model_type == "rnnrbm" and tc.pretrain_epochs and start_epoch == 0 and init_model is None:
         frames = torch.from_numpy(np.concatenate(train)).to(device)
         bar = tqdm(total=tc.pretrain_epochs, desc="RBM pretraining", unit="epoch", disable=not progress)
         model.pretrain(frames, epochs=tc.pretrain_epochs, generator=gen, progress=lambda: bar.update(1))
@@ -234,11 +269,24 @@ def train_sequence_model(
         since_best = history[-1]["epoch"] - best_epoch
     meta_base = {"train_config": tc.to_dict(), "source": source, "num_train_pieces": len(train), "num_val_pieces": len(valid)}
 
+    valid_cond = None if valid_conditions is None else torch.as_tensor(np.stack(valid_conditions), dtype=torch.float32)
+    cond_dim = getattr(model.config, "cond_dim", 0)
+    uniform = np.full(cond_dim, 1.0 / max(cond_dim, 1), np.float32)
+
     def validate() -> float:
         if not valid:
             return math.nan
-        r = sequence_nll(model, valid, ais_chains=tc.val_ais_chains, ais_betas=tc.val_ais_betas, seed=tc.seed)
+        r = sequence_nll(model, valid, ais_chains=tc.val_ais_chains, ais_betas=tc.val_ais_betas, seed=tc.seed,
+                         cond=valid_cond)
         return r["nll"]
+
+    if init_model is not None and start_epoch == 0 and not history:
+        # Epoch 0 is the starting model: training must beat it to replace it.
+        best = ctx.broadcast_object(validate() if ctx.is_main else None)
+        history.append({"epoch": 0, "val_nll": round(best, 5), **(metrics(model) if metrics and ctx.is_main else {})})
+        if ctx.is_main:
+            save_checkpoint(model, out / "model", epoch=0, history=history, best_val_nll=best, **meta_base)
+        log(f"epoch 0 (starting model): validation NLL {best:.4f} nats/step")
 
     t_start = time.perf_counter()
     bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc=f"training {model_type}", unit="epoch",
@@ -249,7 +297,7 @@ def train_sequence_model(
         order = rng.permutation(len(train))
         loss_sum, n_batches = torch.zeros((), device=device), 0  # summed on the device: no sync per batch
         for s in range(0, len(order), tc.batch_size):
-            pieces = []
+            pieces, conds = [], []
             for i in order[s: s + tc.batch_size]:
                 p = train[i]
                 if p.shape[0] > tc.max_len:
@@ -259,15 +307,20 @@ def train_sequence_model(
                     lo, hi = _safe_shift_range(p, rep, tc.transpose)
                     p = transpose_frames(p, int(rng.integers(lo, hi + 1)), rep)
                 pieces.append(p)
+                if conditions is not None:  # (no draw without conditions: unconditioned runs keep their stream)
+                    dropped = tc.cond_dropout and rng.random() < tc.cond_dropout
+                    conds.append(uniform if dropped else np.asarray(conditions[i], np.float32))
             scale = 1.0
             if ctx.distributed:  # every rank built the whole global batch (same crops); it trains on its share
                 lo, hi = ctx.batch_slice(len(pieces))
                 share = pieces[lo:hi]
                 scale = ctx.world_size * sum(p.shape[0] for p in share) / sum(p.shape[0] for p in pieces)
                 pieces = share or pieces[:1]  # an empty share still joins the all-reduce, with weight 0
+                conds = (conds[lo:hi] or conds[:1]) if conds else conds
             v, mask = pad_batch(pieces, device)
+            c = torch.from_numpy(np.stack(conds)).to(device) if conds else None
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = net(v, mask, gen, scale)
+                loss = net(v, mask, gen, scale, c)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip:
@@ -278,7 +331,7 @@ def train_sequence_model(
         train_loss = float(ctx.all_reduce_(loss_sum)) / ctx.world_size
         val = ctx.broadcast_object(validate() if ctx.is_main else None)  # early stopping must agree on all ranks
         row = {"epoch": epoch + 1, "train_loss": round(train_loss / max(n_batches, 1), 5), "val_nll": round(val, 5),
-               "seconds": round(time.perf_counter() - t0, 2)}
+               **(metrics(model) if metrics and ctx.is_main else {}), "seconds": round(time.perf_counter() - t0, 2)}
         history.append(row)
         improved = val < best
         if improved:
