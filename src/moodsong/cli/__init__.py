@@ -44,7 +44,7 @@ def main() -> None:
 
 def _register() -> None:
     # Imported for their side effect: each module adds its commands to ``main``.
-    from . import audio, compose, data, emotion, evaluate, generate, serve, train, train_temporal  # noqa: F401
+    from . import audio, compose, data, emotion, evaluate, generate, serve, song, train, train_temporal  # noqa: F401
 
 
 _register()

@@ -1,0 +1,694 @@
+"""A whole song for an emotion: form -> harmonic plan -> melody -> accompaniment.
+
+:class:`SongModel` bundles the three learned parts (chord plan, melody network,
+accompaniment patterns; see :mod:`moodsong.song.plan`, :mod:`moodsong.song.melody`,
+:mod:`moodsong.song.accomp`) in one safetensors file plus a JSON config, and
+:meth:`SongModel.generate` writes songs for a target valence/arousal:
+
+1. Form: phrases of 4 bars (8 from 32 bars on) named by letters, by default
+   ``A A' B A'`` extended as ``A A' B A' C C' B A'``; a primed letter repeats its phrase
+   with a closed (tonic) cadence, and a letter that comes back is the same music again.
+2. Plan: for each new phrase, several progressions are sampled from the chord n-grams
+   (tilted by valence) and the one whose brightness is closest to the target is kept.
+3. Melody: the GRU samples the events of every phrase over its plan, all candidates in
+   one batch, under constraints that make it singable: one voice, a range of at most
+   22 semitones, and every phrase ending on a long chord tone (the tonic triad at a
+   closed cadence).
+4. Accompaniment: a learned one-bar pattern per section (busier at higher arousal; a
+   return of a section reuses its pattern), re-voiced over each bar's chords; the last
+   bar holds the final chord.
+
+The emotion reaches the music through the mode and chord qualities (valence), the
+harmonic rhythm, tempo, melody density, pattern density and loudness (arousal). Nothing
+here imports torch: the melody network runs in numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import MoodsongError
+from .accomp import AccompanimentModel
+from .melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, MelodySampler, Vocab, condition_vector
+from .plan import ChordPlanModel, PlanChord, chord_name
+from .pop909 import QUALITIES, STEPS_PER_BAR, Chord
+
+__all__ = ["SongModel", "Song", "SongSpec", "parse_form", "parse_key", "default_form", "KEY_NAMES",
+           "DEFAULT_SONG_MODEL"]
+
+DEFAULT_SONG_MODEL = "pop909_song"  # stem inside moodsong/data
+TICKS_PER_QUARTER = 480
+TICKS_PER_STEP = TICKS_PER_QUARTER // 4
+KEY_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+_KEY_ALIASES = {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#": 0, "E#": 5, "Fb": 4}
+#: Keys a singer is comfortable in, drawn at random when no --key is given.
+_MAJOR_TONICS = (0, 2, 3, 5, 7, 8, 10)
+_MINOR_TONICS = (9, 11, 0, 2, 4, 5, 7)
+_TEMPLATE = ("A", "A'", "B", "A'", "C", "C'", "B", "A'")
+MELODY_RANGE = (57, 79)  # key-relative pitches the melody may use (A3..G5 in C): 22 semitones
+#: General MIDI programs of melody and accompaniment per quadrant (distinct timbres).
+INSTRUMENTS = {1: (73, 0), 2: (40, 0), 3: (71, 0), 4: (11, 4)}
+
+
+def _sharps(tonic: int, mode: str) -> int:
+    """Key signature as sharps (+) or flats (-) for symusic/MIDI."""
+    major_tonic = tonic if mode == "major" else (tonic + 3) % 12
+    return {0: 0, 7: 1, 2: 2, 9: 3, 4: 4, 11: 5, 6: 6, 1: -5, 5: -1, 10: -2, 3: -3, 8: -4}[major_tonic]
+
+
+def parse_key(key: str) -> tuple[int, str]:
+    """``"D minor"``, ``"Dm"``, ``"F# major"``, ``"Bb"`` -> ``(tonic pitch class, mode)``.
+
+    Raises
+    ------
+    MoodsongError
+        For anything else.
+    """
+    k = key.strip().replace("♯", "#").replace("♭", "b")
+    mode = "major"
+    low = k.lower()
+    for suffix, m in ((" minor", "minor"), (" major", "major"), (" min", "minor"), (" maj", "major"), ("min", "minor"),
+                      ("maj", "major"), ("m", "minor")):
+        if low.endswith(suffix) and len(k) > len(suffix):
+            k, mode = k[: -len(suffix)].strip(), m
+            break
+    name = k[:1].upper() + k[1:]
+    if name in KEY_NAMES:
+        return KEY_NAMES.index(name), mode
+    if name in _KEY_ALIASES:
+        return _KEY_ALIASES[name], mode
+    raise MoodsongError(f"unknown key {key!r}; use a note name and a mode, e.g. 'D minor', 'Bb major', 'F#m'")
+
+
+def default_form(bars: int) -> tuple[list[str], int]:
+    """Section letters and bars per phrase for a piece of ``bars`` bars."""
+    phrase = 8 if bars >= 32 and bars % 8 == 0 else 4
+    if bars < 8:
+        return ["A"], bars
+    n = bars // phrase
+    letters = [_TEMPLATE[i % len(_TEMPLATE)] for i in range(n)]
+    if n > 1:
+        letters[-1] = "A'"
+    return letters, phrase
+
+
+def parse_form(form: str | None, bars: int) -> tuple[list[str], int]:
+    """Section letters (``"AABA"``, ``"A A' B A"``, ``"verse chorus"`` not accepted) and bars per phrase.
+
+    Raises
+    ------
+    MoodsongError
+        If the form cannot fill ``bars`` bars with whole phrases of 2 to 16 bars.
+    """
+    if form is None:
+        return default_form(bars)
+    letters: list[str] = []
+    for ch in form.replace(" ", "").replace("-", ""):
+        if ch.isalpha() and ch.isascii():
+            letters.append(ch.upper())
+        elif ch in "'’" and letters:
+            letters[-1] += "'"
+        else:
+            raise MoodsongError(f"bad form {form!r}: use section letters such as AABA or \"A A' B A\"")
+    if not letters:
+        raise MoodsongError(f"bad form {form!r}: use section letters such as AABA")
+    if bars % len(letters) or not 2 <= bars // len(letters) <= 16:
+        raise MoodsongError(f"form {form!r} has {len(letters)} sections; {bars} bars cannot be split into equal "
+                            f"phrases of 2 to 16 bars (try --bars {len(letters) * 4})")
+    return letters, bars // len(letters)
+
+
+@dataclass
+class SongSpec:
+    """What a song should be (the emotion and the user's overrides).
+
+    Attributes
+    ----------
+    valence, arousal : float
+        Target in [-1, 1].
+    bars : int
+        Length in 4/4 bars.
+    form : str, optional
+        Section letters, e.g. ``"AABA"``; default by length (:func:`default_form`).
+    key : str, optional
+        E.g. ``"D minor"``; default: mode from valence, a singable tonic at random.
+    tempo_qpm : float, optional
+        Default from arousal.
+    programs : (int, int), optional
+        General MIDI programs of melody and accompaniment.
+    temperature : float
+        Melody sampling temperature.
+    """
+
+    valence: float = 0.0
+    arousal: float = 0.0
+    bars: int = 16
+    form: str | None = None
+    key: str | None = None
+    tempo_qpm: float | None = None
+    programs: tuple[int, int] | None = None
+    temperature: float = 1.0
+
+
+@dataclass
+class Song:
+    """A generated song (notes on the sixteenth-step grid, absolute pitches).
+
+    Attributes
+    ----------
+    tonic, mode : int, str
+        Key.
+    qpm : float
+        Tempo in quarter notes per minute.
+    sections : list of (str, int, int)
+        ``(letter, start_bar, bars)``.
+    plan : list of PlanChord
+        The harmonic plan (key-relative chords with their spans).
+    melody, accompaniment : ndarray, shape (n, 4)
+        ``(start_step, duration_steps, pitch, velocity)``.
+    programs : (int, int)
+        General MIDI programs of melody and accompaniment.
+    primer_bars : int
+        Bars at the start that came from the user's primer (kept verbatim).
+    """
+
+    tonic: int
+    mode: str
+    qpm: float
+    sections: list
+    plan: list
+    melody: np.ndarray
+    accompaniment: np.ndarray
+    programs: tuple[int, int] = (0, 0)
+    primer_bars: int = 0
+    primer_score: object = field(default=None, repr=False)
+    primer_melody_track: str | None = None
+
+    @property
+    def key_name(self) -> str:
+        return f"{chord_name(self.tonic, '', self.tonic, self.mode)} {self.mode}"
+
+    @property
+    def bars(self) -> int:
+        return max((s + b for _, s, b in self.sections), default=0)
+
+    @property
+    def form(self) -> str:
+        return " ".join(letter for letter, _, _ in self.sections)
+
+    def chord_names(self) -> list[str]:
+        return [chord_name(c.degree + self.tonic, c.quality, self.tonic, self.mode) for c in self.plan]
+
+    def bar_chords(self) -> list[str]:
+        """The plan as one entry per bar: ``"C"``, or ``"C G"`` when the chord changes at half bar."""
+        out = []
+        for bar in range(self.bars):
+            lo, hi = bar * STEPS_PER_BAR, (bar + 1) * STEPS_PER_BAR
+            names = [chord_name(c.degree + self.tonic, c.quality, self.tonic, self.mode)
+                     for c in self.plan if c.start < hi and c.end > lo]
+            out.append(" ".join(names) if names else "N.C.")
+        return out
+
+    def plan_dicts(self) -> list[dict]:
+        return [c.to_dict(self.tonic, self.mode) for c in self.plan]
+
+    def to_score(self):
+        """A multi-track ``symusic.Score``: tracks Melody and Accompaniment, tempo, key, 4/4, chord markers."""
+        import symusic
+
+        score = symusic.Score(TICKS_PER_QUARTER)
+        score.tempos.append(symusic.Tempo(0, float(self.qpm)))
+        score.time_signatures.append(symusic.TimeSignature(0, 4, 4))
+        score.key_signatures.append(symusic.KeySignature(0, _sharps(self.tonic, self.mode), int(self.mode == "minor")))
+        first = self.primer_bars * STEPS_PER_BAR  # the primer's notes come verbatim from its score
+        for name, notes, program in (("Melody", self.melody, self.programs[0]),
+                                     ("Accompaniment", self.accompaniment, self.programs[1])):
+            track = symusic.Track(name, int(program), False)
+            n = notes[notes[:, 0] >= first] if len(notes) else notes
+            if len(n):
+                n = n[np.lexsort((n[:, 2], n[:, 0]))]
+                track.notes = symusic.Note.from_numpy(
+                    (n[:, 0] * TICKS_PER_STEP).astype(np.int32), (n[:, 1] * TICKS_PER_STEP).astype(np.int32),
+                    n[:, 2].astype(np.int8), n[:, 3].astype(np.int8))
+            score.tracks.append(track)
+        if self.primer_score is not None:
+            for t in self.primer_score.tracks:
+                if t.is_drum or not len(t.notes):
+                    continue
+                is_melody = self.primer_melody_track is not None and t.name == self.primer_melody_track
+                dest = score.tracks[0] if is_melody else score.tracks[1]
+                for note in t.notes:
+                    dest.notes.append(note.copy())
+                dest.notes.sort()
+        for c, name in zip(self.plan, self.chord_names()):
+            score.markers.append(symusic.TextMeta(int(c.start * TICKS_PER_STEP), name))
+        return score
+
+
+@dataclass
+class _Row:
+    """Sampling state of one candidate's melody in one section."""
+
+    chords: list  # absolute Chord spans of the whole song
+    start_bar: int
+    bars: int
+    density: int
+    minor: bool
+    tonic: int
+    closed: bool  # the phrase ends on the tonic triad
+    forced: list  # tokens to emit before sampling (a repeated phrase's prefix)
+    end_step: int  # no note may sound past this step
+    tokens: list = field(default_factory=list)
+    bar: int = 0  # bars opened so far (the first BAR is fed at the start)
+    busy: int = 0  # absolute step until which the last note sounds
+    onset: int = 0
+    notes_in_bar: int = 0
+    done: bool = False
+
+    def chord_at(self, step: int) -> Chord | None:
+        return next((c for c in self.chords if c.start <= step < c.end), None)
+
+    def cond(self, step: int) -> np.ndarray:
+        c = self.chord_at(step)
+        return condition_vector(None if c is None else (c.root - self.tonic) % 12, None if c is None else c.quality,
+                                step // STEPS_PER_BAR - self.start_bar, self.minor, self.density)
+
+
+class SongModel:
+    """Plan + melody + accompaniment; see the module docstring.
+
+    Parameters
+    ----------
+    plan : ChordPlanModel
+    accomp : AccompanimentModel
+    melody_config : MelodyConfig
+    melody_weights : dict of str to ndarray
+        The melody network's state dict.
+    meta : dict, optional
+        Training record kept in the JSON.
+    """
+
+    def __init__(self, plan: ChordPlanModel, accomp: AccompanimentModel, melody_config: MelodyConfig,
+                 melody_weights: dict[str, np.ndarray], meta: dict | None = None):
+        self.plan = plan
+        self.accomp = accomp
+        self.melody_config = melody_config
+        self.melody_weights = melody_weights
+        self.meta = dict(meta or {})
+        self.sampler = MelodySampler(melody_weights, melody_config)
+
+    # -- persistence -----------------------------------------------------------------
+
+    def save(self, stem: str | os.PathLike, meta: dict | None = None) -> Path:
+        """Write ``stem.safetensors`` and ``stem.json`` atomically."""
+        from safetensors.numpy import save_file
+
+        from ..fileio import atomic_path, write_text_atomic
+
+        stem = Path(stem)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {f"melody.{k}": np.ascontiguousarray(v) for k, v in self.melody_weights.items()}
+        tensors.update(self.plan.to_arrays())
+        tensors.update(self.accomp.to_arrays())
+        with atomic_path(stem.with_suffix(".safetensors")) as tmp:
+            save_file(tensors, str(tmp))
+        if meta:
+            self.meta.update(meta)
+        doc = {"model_type": "song", "melody": self.melody_config.to_dict(),
+               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt}, **self.meta}
+        write_text_atomic(stem.with_suffix(".json"), json.dumps(doc, indent=1, default=float))
+        return stem
+
+    @classmethod
+    def load(cls, stem: str | os.PathLike | None = None) -> SongModel:
+        """The shipped song model (``stem=None``) or the one at ``stem`` (with or without suffix).
+
+        Raises
+        ------
+        MoodsongError
+            If the files are missing, corrupt or hold another kind of model.
+        """
+        from safetensors.numpy import load_file
+
+        if stem is None:
+            from importlib import resources
+
+            stem = Path(str(resources.files("moodsong") / "data" / DEFAULT_SONG_MODEL))
+        stem = Path(str(stem).removesuffix(".json").removesuffix(".safetensors"))
+        try:
+            doc = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
+            arrays = load_file(str(stem.with_suffix(".safetensors")))
+        except (OSError, ValueError) as e:
+            raise MoodsongError(f"{stem}: not a readable song model ({e})") from None
+        if doc.get("model_type") != "song":
+            raise MoodsongError(f"{stem}: not a song model (model_type {doc.get('model_type')!r})")
+        weights = {k.removeprefix("melody."): v for k, v in arrays.items() if k.startswith("melody.")}
+        meta = {k: v for k, v in doc.items() if k not in ("model_type", "melody", "plan")}
+        return cls(ChordPlanModel.from_arrays(arrays, **doc.get("plan", {})), AccompanimentModel.from_arrays(arrays),
+                   MelodyConfig(**doc["melody"]), weights, meta)
+
+    # -- generation ------------------------------------------------------------------
+
+    def generate(self, spec: SongSpec, count: int = 1, seed: int = 0, primer=None) -> list[Song]:
+        """``count`` songs for ``spec``; song ``i`` is reproducible from ``(spec, seed, i)``.
+
+        Parameters
+        ----------
+        spec : SongSpec
+        count : int
+            Candidates, sampled together (the melody network runs them as one batch).
+        seed : int
+        primer : symusic.Score, optional
+            A piece to continue: its notes are kept verbatim as the first bars, its key
+            and tempo are kept unless ``spec`` overrides them, and the melody network is
+            run over its top line before the new music starts.
+        """
+        if not 1 <= spec.bars <= 256:
+            raise MoodsongError(f"bars must be 1..256, not {spec.bars}")
+        rngs = [np.random.default_rng([seed, i]) for i in range(count)]
+        prim = _read_primer(primer) if primer is not None else None
+        letters, phrase = parse_form(spec.form, spec.bars)
+        v, a = float(np.clip(spec.valence, -1, 1)), float(np.clip(spec.arousal, -1, 1))
+        songs = []
+        for i, rng in enumerate(rngs):
+            if spec.key is not None:
+                tonic, mode = parse_key(spec.key)
+            elif prim is not None:
+                tonic, mode = prim["tonic"], prim["mode"]
+            else:
+                mode = "minor" if v < 0 else "major"
+                tonic = int(rng.choice(_MINOR_TONICS if mode == "minor" else _MAJOR_TONICS))
+            qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else round(100 + 32 * a))
+            songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm)})
+        offset_bars = prim["bars"] if prim is not None else 0
+        sections, t = [], offset_bars
+        for letter in letters:
+            sections.append((letter, t, phrase))
+            t += phrase
+        if spec.bars - len(letters) * phrase > 0:  # a remainder lengthens the last phrase
+            last = sections[-1]
+            sections[-1] = (last[0], last[1], last[2] + spec.bars - len(letters) * phrase)
+        # 1. plans
+        for s in songs:
+            s["plan"] = self._plan(sections, letters, s, v, a, prim)
+            s["chords"] = [c.absolute(s["tonic"]) for c in s["plan"]]
+        # 2. melodies, all candidates at once, section by section
+        melodies = self._melodies(songs, sections, v, a, spec.temperature, prim)
+        # 3. accompaniment and assembly
+        out = []
+        quadrant = 1 if v >= 0 and a >= 0 else 2 if a >= 0 else 3 if v < 0 else 4
+        programs = spec.programs or INSTRUMENTS[quadrant]
+        for s, mel in zip(songs, melodies):
+            acc = self._accompaniment(s, sections, a)
+            vel_scale = 0.85 + 0.25 * (a + 1) / 2
+            mel_notes = mel.copy()
+            if len(mel_notes):
+                accent = np.where(mel_notes[:, 0] % 4 == 0, 6, 0)
+                mel_notes[:, 3] = np.clip(np.round((78 + 18 * a) + accent), 30, 120)
+            acc[:, 3] = np.clip(np.round(acc[:, 3] * vel_scale), 20, 115) if len(acc) else acc[:, 3]
+            if prim is not None:
+                mel_notes = np.concatenate([prim["melody"], mel_notes]) if len(mel_notes) else prim["melody"]
+                acc = np.concatenate([prim["accompaniment"], acc]) if len(acc) else prim["accompaniment"]
+            out.append(Song(s["tonic"], s["mode"], s["qpm"], [(ltr, st, b) for ltr, st, b in sections],
+                            s["plan"], mel_notes, acc, tuple(programs), offset_bars,
+                            prim["score"] if prim is not None else None,
+                            prim["melody_track"] if prim is not None else None))
+        return out
+
+    def _plan(self, sections, letters, s, v, a, prim) -> list[PlanChord]:
+        rng = s["rng"]
+        base: dict[str, list[PlanChord]] = {}
+        plan: list[PlanChord] = list(prim["plan"]) if prim is not None else []
+        context = self.plan.tokens(plan[-2:])
+        for idx, (letter, start_bar, bars) in enumerate(sections):
+            root = letter.rstrip("'")
+            closed = letter.endswith("'") or idx == len(sections) - 1 or (
+                letters.count(root) == 1 and letters.count(root + "'") == 0 and root == "A" and len(sections) == 1)
+            key = root + ("'" if closed else "")
+            if key not in base:
+                if root in base or (root + "'") in base:  # a variant: the same chords, another cadence
+                    ref = base.get(root) or base[root + "'"]
+                    phrase = self._recadence(ref, closed, s["mode"])
+                else:
+                    cands = [self.plan.sample_phrase(bars, s["mode"], v, a, rng, context=context,
+                                                     ending="closed" if closed else ("open" if root == "A" else "free"))
+                             for _ in range(6)]
+                    target = 1.0 * v  # brightness scale of ChordPlanModel.plan_valence
+                    phrase = min(cands, key=lambda p: abs(self.plan.plan_valence(p) - target))
+                    phrase = [PlanChord(c.start, c.end, c.degree, c.quality) for c in phrase]
+                base[key] = phrase
+            shift = start_bar * STEPS_PER_BAR
+            ref = base[key]
+            scale_end = bars * STEPS_PER_BAR
+            for c in ref:
+                if c.start >= scale_end:
+                    break
+                plan.append(PlanChord(c.start + shift, min(c.end, scale_end) + shift, c.degree, c.quality))
+            # a phrase lengthened by a remainder holds its last chord
+            if ref and ref[-1].end < scale_end:
+                last = plan.pop()
+                plan.append(PlanChord(last.start, scale_end + shift, last.degree, last.quality))
+            context = self.plan.tokens(plan[-2:])
+        return plan
+
+    def _accompaniment(self, s: dict, sections: list, a: float) -> np.ndarray:
+        """One learned pattern per section letter (B, C, ... a little busier), the last bar held."""
+        rng, chords = s["rng"], s["chords"]
+        end = max(st + b for _, st, b in sections) * STEPS_PER_BAR
+        pats: dict[str, int] = {}
+        out = []
+        for idx, (letter, start_bar, bars) in enumerate(sections):
+            root = letter.rstrip("'")
+            if root not in pats:
+                pats[root] = self.accomp.choose(a + (0.0 if root == "A" else 0.3), rng)
+            for bar in range(start_bar, start_bar + bars):
+                t = bar * STEPS_PER_BAR
+                if idx == len(sections) - 1 and bar == start_bar + bars - 1:
+                    c = next((c for c in chords if c.start <= t < c.end), None)
+                    if c is not None:  # the final chord, held: root in the bass, the triad above
+                        bass = 36 + (c.root - 36) % 12
+                        upper = [55 + (c.root + i - 55) % 12 for i in QUALITIES[c.quality][:3]]
+                        out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
+                    continue
+                out.append(self.accomp.realize(pats[root], chords, t, end=end))
+        return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
+
+    def _recadence(self, ref: list[PlanChord], closed: bool, mode: str) -> list[PlanChord]:
+        """``ref`` with its last chord made a tonic (closed) or dominant (open) cadence."""
+        out = list(ref)
+        last = out[-1]
+        if closed:
+            out[-1] = PlanChord(last.start, last.end, 0, "m" if mode == "minor" else "")
+        else:
+            out[-1] = PlanChord(last.start, last.end, 7, "")
+        if len(out) > 1 and (out[-2].degree, out[-2].quality) == (out[-1].degree, out[-1].quality):
+            prev = out.pop(-2)
+            out[-1] = PlanChord(prev.start, last.end, last.degree, out[-1].quality)
+        return out
+
+    def _melodies(self, songs, sections, v, a, temperature, prim) -> list[np.ndarray]:
+        B = len(songs)
+        density = 0 if a < -0.33 else 2 if a > 0.33 else 1
+        h = self.sampler.initial_state(B)
+        if prim is not None and len(prim["tokens"]):
+            h = self._warm(h, prim, songs, density)
+        notes: list[list] = [[] for _ in range(B)]
+        done: dict[str, list] = {}  # letter -> per-row tokens of that section
+        for idx, (letter, start_bar, bars) in enumerate(sections):
+            root = letter.rstrip("'")
+            closed = letter.endswith("'") or idx == len(sections) - 1
+            end_step = (start_bar + bars) * STEPS_PER_BAR
+            rows = []
+            for b, s in enumerate(songs):
+                forced: list = []
+                if letter in done:
+                    forced = list(done[letter][b])  # a section that returns: the same melody
+                elif root in done or root + "'" in done:
+                    prev = done.get(root) or done[root + "'"]
+                    toks = prev[b]
+                    bar_idx = [i for i, t in enumerate(toks) if t == Vocab.BAR]
+                    forced = toks[: bar_idx[-1]] if len(bar_idx) > 1 else []  # all but the last bar
+                rows.append(_Row(s["chords"], start_bar, bars, density, s["mode"] == "minor", s["tonic"], closed,
+                                 forced, end_step))
+            h = self._sample_section(rows, h, songs, temperature)
+            done[letter] = [r.tokens for r in rows]
+            for b, r in enumerate(rows):
+                notes[b].extend(_decode(r.tokens, start_bar, _transpose(songs[b]["tonic"])))
+        return [np.array(n, np.int64).reshape(-1, 4) for n in notes]
+
+    def _warm(self, h, prim, songs, density):
+        """Run the network over the primer's melody events (teacher forcing) to set its state."""
+        for t, c in zip(prim["tokens"], prim["conds"]):
+            _, h = self.sampler.step(np.full(len(songs), int(t)), np.repeat(c[None], len(songs), 0), h)
+        return h
+
+    def _sample_section(self, rows: list[_Row], h: np.ndarray, songs, temperature: float) -> np.ndarray:
+        """Sample every row's events for its section (lock-step over rows); returns the new state."""
+        B = len(rows)
+        V = Vocab.SIZE
+        lo_p, hi_p = MELODY_RANGE
+        pitch_ids = np.arange(Vocab.PITCH0, Vocab.DUR0)
+        pitch_rel = pitch_ids - Vocab.PITCH0 + PITCH_LO
+        dur_steps = np.array(DURATIONS)
+        prev = np.full(B, Vocab.BAR)
+        for r in rows:
+            r.bar, r.busy = 1, max(r.busy, r.start_bar * STEPS_PER_BAR)
+            r.tokens = [Vocab.BAR]
+            if r.forced and r.forced[0] == Vocab.BAR:
+                r.forced = r.forced[1:]
+        gumbel_rng = [s["rng"] for s in songs]
+        while True:
+            active = [b for b, r in enumerate(rows) if not r.done]
+            if not active:
+                break
+            conds = np.zeros((B, COND_DIM), np.float32)
+            for b, r in enumerate(rows):
+                step = (r.start_bar + r.bar - 1) * STEPS_PER_BAR
+                if Vocab.kind(int(prev[b])) != "bar":
+                    step = r.onset
+                conds[b] = r.cond(step)
+            logits, h_new = self.sampler.step(prev, conds, h)
+            # rows already finished keep their state
+            for b in range(B):
+                if rows[b].done:
+                    h_new[:, b] = h[:, b]
+            h = h_new
+            for b in active:
+                r = rows[b]
+                bar_start = (r.start_bar + r.bar - 1) * STEPS_PER_BAR
+                last_bar = r.bar == r.bars
+                kind = Vocab.kind(int(prev[b]))
+                mask = np.full(V, -np.inf)
+                if kind in ("bar", "dur"):
+                    cadence_bar = last_bar  # every phrase ends on one long stable note
+                    if cadence_bar and r.notes_in_bar >= 1:
+                        mask[Vocab.BAR] = 0  # the phrase's final note has been written
+                    else:
+                        first = max(r.busy - bar_start, 0)
+                        last = 4 if (cadence_bar and r.notes_in_bar == 0) else STEPS_PER_BAR - 1
+                        if first <= last:
+                            mask[Vocab.POS0 + first: Vocab.POS0 + last + 1] = 0
+                        if not (cadence_bar and r.notes_in_bar == 0 and first <= last):
+                            mask[Vocab.BAR] = 0
+                elif kind == "pos":
+                    ok = (pitch_rel >= lo_p) & (pitch_rel <= hi_p)
+                    if last_bar:  # a phrase ends on a stable tone: the chord's (the tonic triad's when closed)
+                        c = r.chord_at(r.onset)
+                        pcs = {0, 3 if r.minor else 4, 7} if (r.closed or c is None) else {
+                            (c.root - r.tonic + i) % 12 for i in QUALITIES[c.quality][:3]}
+                        ok &= np.isin(pitch_rel % 12, list(pcs))
+                    mask[pitch_ids[ok]] = 0
+                else:  # after a pitch: its duration
+                    room = r.end_step - r.onset
+                    ok = dur_steps <= max(room, 1)
+                    if last_bar:
+                        ok &= dur_steps >= min(8, room)
+                    if not ok.any():
+                        ok[0] = True
+                    mask[Vocab.DUR0 + np.flatnonzero(ok)] = 0
+                if r.forced:
+                    tok = int(r.forced.pop(0))
+                    if not np.isfinite(mask[tok]):  # the repeated prefix no longer fits: sample from here
+                        r.forced = []
+                        tok = _draw(logits[b] / temperature + mask, gumbel_rng[b])
+                else:
+                    tok = _draw(logits[b] / temperature + mask, gumbel_rng[b])
+                k = Vocab.kind(tok)
+                if k == "bar":
+                    if r.bar == r.bars:
+                        r.done = True
+                        continue  # the next section feeds this BAR itself
+                    r.bar += 1
+                    r.notes_in_bar = 0
+                elif k == "pos":
+                    r.onset = bar_start + tok - Vocab.POS0
+                    r.notes_in_bar += 1
+                elif k == "dur":
+                    r.busy = r.onset + DURATIONS[tok - Vocab.DUR0]
+                r.tokens.append(tok)
+                prev[b] = tok
+        return h
+
+
+def _draw(logits: np.ndarray, rng: np.random.Generator) -> int:
+    """A sample from softmax(logits) by the Gumbel-max trick."""
+    g = rng.gumbel(size=logits.shape)
+    return int(np.argmax(logits + g))
+
+
+def _transpose(tonic: int) -> int:
+    """Semitones from the key-relative pitches (tonic C) to the song's key, staying near C."""
+    return tonic if tonic <= 5 else tonic - 12
+
+
+def _decode(tokens: list[int], start_bar: int, shift: int) -> list[tuple[int, int, int, int]]:
+    """Events of one section -> ``(start_step, duration, pitch, velocity)`` (velocity set later)."""
+    out, bar, onset, pitch = [], start_bar - 1, 0, 60
+    for t in tokens:
+        k = Vocab.kind(t)
+        if k == "bar":
+            bar += 1
+        elif k == "pos":
+            onset = bar * STEPS_PER_BAR + t - Vocab.POS0
+        elif k == "pitch":
+            pitch = t - Vocab.PITCH0 + PITCH_LO + shift
+        else:
+            out.append((onset, DURATIONS[t - Vocab.DUR0], pitch, 80))
+    return out
+
+
+def _read_primer(score) -> dict:
+    """What continuing ``score`` needs: its key, tempo, length, chords, melody line and tokens.
+
+    The melody is the track named like a melody, else the top line (the highest note at
+    each onset); the notes themselves are kept verbatim in ``score`` (ticks rescaled to
+    480 per quarter) and copied into the output by :meth:`Song.to_score`.
+    """
+    from ..chords import analyze, estimate_key
+    from .corpus import _MELODY_NAMES, _notes
+    from .melody import song_events
+    from .pop909 import PopSong
+
+    score = score.resample(TICKS_PER_QUARTER) if score.ticks_per_quarter != TICKS_PER_QUARTER else score.copy()
+    tracks = [t for t in score.tracks if not t.is_drum and len(t.notes)]
+    if not tracks:
+        raise MoodsongError("the primer has no pitched notes (empty or drums only)")
+    named = [t for t in tracks if any(n in t.name.lower() for n in _MELODY_NAMES)]
+    allnotes = np.concatenate([_notes(t, TICKS_PER_QUARTER) for t in tracks])
+    if named:
+        melody = _notes(named[0], TICKS_PER_QUARTER)
+        melody_ids = {id(named[0])}
+    else:  # the top line: the highest note starting at each step
+        order = np.lexsort((-allnotes[:, 2], allnotes[:, 0]))
+        a = allnotes[order]
+        melody = a[np.r_[True, a[1:, 0] != a[:-1, 0]]]
+        melody_ids = set()
+    end_step = int((allnotes[:, 0] + allnotes[:, 1]).max())
+    bars = max(1, -(-end_step // STEPS_PER_BAR))
+    key = estimate_key(score)
+    kname, _, kmode = key.partition(" ")
+    tonic, mode = parse_key(kname.replace("-", "b") + (" minor" if kmode == "minor" else " major")) if kname else (0, "major")
+    qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    plan, chords = [], []
+    for seg in analyze(score, per="bar").segments:
+        if seg.root is None:
+            continue
+        q = seg.suffix if seg.suffix in QUALITIES else ""
+        start, end = int(round(seg.start_q * 4)), int(round(seg.end_q * 4))
+        if end <= start:
+            continue
+        plan.append(PlanChord(start, end, (seg.root - tonic) % 12, q))
+        chords.append(Chord(start, end, seg.root, q))
+    # the melody line in the network's events, to run it over the primer before the new music
+    song = PopSong("primer", melody, melody[:0], allnotes, chords, tonic, mode, qpm, bars)
+    tokens, conds = song_events(song)
+    accompaniment = allnotes if not named else np.concatenate(
+        [_notes(t, TICKS_PER_QUARTER) for t in tracks if id(t) not in melody_ids] or [np.zeros((0, 4), np.int64)])
+    return {"score": score, "tonic": tonic, "mode": mode, "qpm": qpm, "bars": bars, "plan": plan,
+            "melody": melody, "accompaniment": accompaniment, "tokens": tokens, "conds": conds,
+            "melody_track": named[0].name if named else None}
