@@ -9,7 +9,6 @@ import torch
 
 from moodsong.ais import ais_log_partition, default_betas, exact_log_partition, free_energy
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
 
@@ -58,7 +57,8 @@ def test_ais_matches_exact_partition_function(scale):
 def test_ais_single_rbm_and_custom_base():
     W, bv, bh = _tiny(3, 16, 8, scale=0.7)
     exact = exact_log_partition(W, bv, bh)
-    res = ais_log_partition(W, bv, bh, num_chains=100, betas=300, base_visible_bias=torch.zeros(16, dtype=torch.float64),
+    res = ais_log_partition(W, bv, bh, num_chains=100, betas=300,
+                            base_visible_bias=torch.zeros(16, dtype=torch.float64),
                             generator=torch.Generator().manual_seed(1))
     assert res.log_z.shape == (1,)
     assert abs(float(res.log_z[0] - exact[0])) < 0.1

@@ -16,7 +16,8 @@ from moodsong.allocator import reuse_freed_memory
 ok = reuse_freed_memory() if sys.argv[1] == "on" else False
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
-                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks",
+                 "keepcost")]
 libc = ctypes.CDLL("libc.so.6")
 libc.mallinfo2.restype = MallInfo2
 a = np.ones(16 * 2**20)
@@ -36,7 +37,8 @@ def _glibc_has_mallinfo2() -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux") or not _glibc_has_mallinfo2(), reason="glibc only")
 def test_reuse_freed_memory_keeps_large_buffers_off_mmap():
     def run(mode):
-        out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout.split()
+        run = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
+        out = run.stdout.split()
         return out[0] == "True", int(out[1])
 
     ok_on, mapped_on = run("on")

@@ -172,7 +172,8 @@ def test_cli_render(tmp_path):
 def test_write_piece_writes_all_outputs_and_summary(tmp_path):
     from PIL import Image
 
-    chords = [(0, 4, (48, 60, 64, 67)), (4, 4, (45, 57, 60, 64)), (8, 4, (41, 57, 60, 65)), (12, 4, (43, 55, 59, 62, 65))]
+    chords = [(0, 4, (48, 60, 64, 67)), (4, 4, (45, 57, 60, 64)), (8, 4, (41, 57, 60, 65)),
+              (12, 4, (43, 55, 59, 62, 65))]
     score = make_score([(s, d, p, 80) for s, d, ps in chords for p in ps], qpm=100)
     report = write_piece(score, tmp_path / "out", "piece", renderer="midirenderer")
     assert report.midi.read_bytes()[:4] == b"MThd"
@@ -185,4 +186,5 @@ def test_write_piece_writes_all_outputs_and_summary(tmp_path):
     # MIDI round trip keeps every note.
     assert sum(len(t.notes) for t in symusic.Score(str(report.midi)).tracks) == 17
     none = write_piece(score, tmp_path / "out2", "p", audio=None, picture=False)
-    assert none.audio is None and none.png is None and sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["p.mid"]
+    assert none.audio is None and none.png is None
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["p.mid"]

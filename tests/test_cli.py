@@ -46,7 +46,8 @@ def test_python_dash_m_runs_the_same_command_line():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-m", "moodsong", "info", "--help"], capture_output=True, text=True, check=True).stdout
+    cmd = [sys.executable, "-m", "moodsong", "info", "--help"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     assert out.startswith("Usage: moodsong info") and "Example" in out
 
 

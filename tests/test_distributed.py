@@ -21,7 +21,8 @@ from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
 RBM_CASES = {
     # 97 windows in batches of 10: the last batch (7) splits 3/4, exercising uneven shares
     # the torch backend everywhere: in one process too, so that it draws DDP's random stream
-    "cd2": TrainConfig(batch_size=10, epochs=3, cd_k=2, device="cpu", eval_every=1, checkpoint_every=1, backend="torch"),
+    "cd2": TrainConfig(batch_size=10, epochs=3, cd_k=2, device="cpu", eval_every=1, checkpoint_every=1,
+                       backend="torch"),
     "pcd": TrainConfig(batch_size=10, epochs=3, cd_k=1, persistent=True, device="cpu", eval_every=1, checkpoint_every=2,
                        backend="torch"),
 }
@@ -44,9 +45,11 @@ def _pieces() -> list[np.ndarray]:
 def _train_all(out: Path, rank: int) -> None:
     """The same three runs in every process; each process saves the weights it ends with."""
     for name, tc in RBM_CASES.items():
-        model, _ = train_rbm(_corpus(), out / name, RBMConfig(num_timesteps=4, num_hidden=16), tc, progress=False, overwrite=True)
+        model, _ = train_rbm(_corpus(), out / name, RBMConfig(num_timesteps=4, num_hidden=16), tc, progress=False,
+                             overwrite=True)
         torch.save(model.state_dict(), out / f"{name}.rank{rank}.pt")
-    model, _ = train_sequence_model("wavenet", _pieces(), [], out / "wavenet", WAVENET, WAVENET_TC, progress=False, overwrite=True)
+    model, _ = train_sequence_model("wavenet", _pieces(), [], out / "wavenet", WAVENET, WAVENET_TC, progress=False,
+                                    overwrite=True)
     torch.save(model.state_dict(), out / f"wavenet.rank{rank}.pt")
 
 
@@ -79,7 +82,8 @@ def test_two_process_gloo_training_matches_single_process(tmp_path):
         one = torch.load(tmp_path / "single" / f"{name}.rank0.pt")
         for k in one:
             assert torch.equal(r0[k], r1[k]), f"{name}.{k}: ranks disagree"
-            torch.testing.assert_close(r0[k], one[k], rtol=1e-4, atol=1e-5, msg=f"{name}.{k}: DDP differs from one process")
+            torch.testing.assert_close(r0[k], one[k], rtol=1e-4, atol=1e-5,
+                                       msg=f"{name}.{k}: DDP differs from one process")
         # training moved the weights (a vacuous comparison would also pass)
         assert not torch.allclose(one[next(iter(one))], torch.zeros_like(one[next(iter(one))]))
     # only rank 0 wrote checkpoints (one set per run, no per-rank files from the library)

@@ -15,7 +15,6 @@ from moodsong.checkpoint import save_checkpoint
 from moodsong.cli import main
 from moodsong.evaluate import frame_accuracy, load_benchmark, sequence_nll
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
 
@@ -38,8 +37,10 @@ def tiny_benchmark(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model_args", [
-    ["--model", "wavenet", "--channels", "8", "--dilations", "1,2,4", "--stacks", "1", "--hidden", "16", "--epochs", "3"],
-    ["--model", "rnnrbm", "--hidden", "16", "--recurrent", "8", "--cd-k", "2", "--pretrain-epochs", "1", "--epochs", "2"],
+    ["--model", "wavenet", "--channels", "8", "--dilations", "1,2,4", "--stacks", "1", "--hidden", "16",
+     "--epochs", "3"],
+    ["--model", "rnnrbm", "--hidden", "16", "--recurrent", "8", "--cd-k", "2", "--pretrain-epochs", "1",
+     "--epochs", "2"],
 ])
 def test_train_then_evaluate_end_to_end(tiny_benchmark, tmp_path, model_args):
     path, data = tiny_benchmark
@@ -73,7 +74,8 @@ def test_evaluate_reports_user_errors_in_one_line(tiny_benchmark, tmp_path):
     bad.write_bytes(b"not a pickle")
     from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
 
-    save_checkpoint(WaveNetNADE(WaveNetConfig(channels=4, skip_channels=4, dilations=[1], nade_hidden=4)), tmp_path / "m" / "model")
+    tiny = WaveNetNADE(WaveNetConfig(channels=4, skip_channels=4, dilations=[1], nade_hidden=4))
+    save_checkpoint(tiny, tmp_path / "m" / "model")
     r = runner.invoke(main, ["evaluate", str(tmp_path / "m"), str(bad)])
     assert r.exit_code == 2 and "cannot read benchmark file" in r.output
 
@@ -108,8 +110,8 @@ def test_plain_rbm_window_likelihood_matches_exact(tiny_benchmark, tmp_path):
 
 def test_moodsong_train_model_option_trains_a_whole_piece_model(tiny_benchmark, tmp_path):
     path, _ = tiny_benchmark
-    r = CliRunner().invoke(main, ["train", str(path), "--model", "wavenet", "--out", str(tmp_path / "w"), "--epochs", "1",
-                                  "--hidden", "8", "--batch-size", "6"])
+    r = CliRunner().invoke(main, ["train", str(path), "--model", "wavenet", "--out", str(tmp_path / "w"),
+                                  "--epochs", "1", "--hidden", "8", "--batch-size", "6"])
     assert r.exit_code == 0, r.output
     meta = json.loads((tmp_path / "w" / "model.json").read_text())
     assert meta["model_type"] == "wavenet" and meta["model_config"]["nade_hidden"] == 8

@@ -88,7 +88,8 @@ def _mutants(seeds: list[bytes], n: int, seed: int) -> list[bytes]:
                                   length + int(rng.integers(1, 9)), int(rng.integers(0, 2**32))]))
             base[off : off + 4] = struct.pack(">I", new)
         elif kind == 4:  # random bytes behind a plausible header
-            hdr = b"MThd\x00\x00\x00\x06" + struct.pack(">HHH", int(rng.integers(0, 3)), int(rng.choice([0, 1, 2, 4, 0xFFFF])),
+            hdr = b"MThd\x00\x00\x00\x06" + struct.pack(">HHH", int(rng.integers(0, 3)),
+                                                         int(rng.choice([0, 1, 2, 4, 0xFFFF])),
                                                          int(rng.choice([0, 1, 96, 480, 0x7FFF, 0xE728, 0xFFFF])))
             body = rng.integers(0, 256, int(rng.integers(0, 400)), dtype=np.uint8).tobytes()
             if rng.random() < 0.5:

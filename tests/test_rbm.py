@@ -108,7 +108,8 @@ def test_persistent_cd_and_cd_k_learn_too(tmp_path):
     corpus = structured_corpus()
     data = torch.tensor(corpus.windows(2), dtype=torch.float32)
     for kw in ({"persistent": True}, {"cd_k": 3}):
-        tc = TrainConfig(lr=0.05, batch_size=10, epochs=40, validation_fraction=0.0, eval_every=40, checkpoint_every=40, **kw)
+        tc = TrainConfig(lr=0.05, batch_size=10, epochs=40, validation_fraction=0.0, eval_every=40, checkpoint_every=40,
+                         **kw)
         torch.manual_seed(0)
         pll0 = float(RBM(RBMConfig(2, 16, TINY)).pseudo_log_likelihood(data).mean())
         model, _ = train_rbm(corpus, tmp_path / str(kw), RBMConfig(2, 16, TINY), tc, progress=False)
@@ -121,7 +122,8 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
     base = dict(lr=0.05, batch_size=7, validation_fraction=0.2, eval_every=1, checkpoint_every=3, seed=3)
     full, _ = train_rbm(corpus, tmp_path / "full", mc, TrainConfig(epochs=6, **base), progress=False)
     train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=3, **base), progress=False)
-    resumed, history = train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=6, **base), resume=True, progress=False)
+    resumed, history = train_rbm(corpus, tmp_path / "part", mc, TrainConfig(epochs=6, **base), resume=True,
+                                 progress=False)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(full.state_dict().values(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b)
@@ -168,7 +170,8 @@ def test_clamped_gibbs_keeps_the_context_and_continuation_follows_it():
     mask = torch.zeros(1, 32, dtype=torch.bool)
     mask[0, :16] = True
     values = torch.bernoulli(torch.full((1, 32), 0.5), generator=torch.Generator().manual_seed(2))
-    v, _ = m.gibbs(torch.zeros(1, 32), 20, clamp_mask=mask, clamp_values=values, generator=torch.Generator().manual_seed(0))
+    v, _ = m.gibbs(torch.zeros(1, 32), 20, clamp_mask=mask, clamp_values=values,
+                   generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(v[0, :16], values[0, :16])
     # a model that copies step t to t+1 continues a primer's held pitch
     copy = RBM(RBMConfig(num_timesteps=2, num_hidden=4, pianoroll=TINY))

@@ -57,7 +57,8 @@ def test_interrupted_preparation_resumes_without_duplicates_or_gaps(midi_folder,
     assert written[0] == 2  # numbering continued after the complete shards
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-00000[01].*")} == first  # not redone
 
-    files = [f for sid in range(corpus.num_shards) for f in json.loads((out / f"shard-{sid:06d}.json").read_text())["files"]]
+    manifests = [json.loads((out / f"shard-{sid:06d}.json").read_text()) for sid in range(corpus.num_shards)]
+    files = [f for m in manifests for f in m["files"]]
     assert len(files) == len(set(files)) == N_FILES + 1  # every file exactly once, the broken one included
     assert [name for name, _ in corpus.skipped] == ["broken.mid"]
 

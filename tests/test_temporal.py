@@ -11,13 +11,12 @@ import torch
 from moodsong.ais import exact_log_partition
 from moodsong.errors import MoodsongError
 from moodsong.evaluate import sequence_nll
+from moodsong.generate import generate_frames, generate_roll
 from moodsong.models.frames import BENCHMARK_REPRESENTATION, frames_to_roll, roll_to_frames
 from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
 from moodsong.models.wavenet import CachedGenerator, WaveNetConfig, WaveNetNADE
-from moodsong.pianoroll import roll_to_notes, write_midi, midi_to_roll
-from moodsong.generate import generate_frames, generate_roll
+from moodsong.pianoroll import midi_to_roll, roll_to_notes, write_midi
 from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
@@ -132,7 +131,8 @@ def test_cached_generation_equals_full_forward():
 @pytest.mark.parametrize("make", [_tiny_wavenet, _tiny_rnnrbm])
 def test_generation_returns_n_frames_in_range_and_continues_a_primer(make, tmp_path):
     m = make()
-    m.config.representation = {"kind": "keys", "lowest_pitch": 60, "num_pitches": m.config.num_visible, "steps_per_quarter": 1}
+    m.config.representation = {"kind": "keys", "lowest_pitch": 60, "num_pitches": m.config.num_visible,
+                               "steps_per_quarter": 1}
     f = generate_frames(m, 40, seed=3, temperature=1.2)
     assert f.shape == (40, m.config.num_visible) and f.dtype == np.uint8 and set(np.unique(f)) <= {0, 1}
     assert np.array_equal(f, generate_frames(m, 40, seed=3, temperature=1.2))  # reproducible with a seed
@@ -246,7 +246,8 @@ def test_shipped_models_load_and_generate(stem):
     if not path.is_file():
         pytest.skip(f"{stem} is not shipped")
     model, meta = load_model(str(path))
-    roll = model.generate_roll(24, generator=torch.Generator().manual_seed(0), **({"gibbs_steps": 5} if stem == "jsb_rnnrbm" else {}))
+    kw = {"gibbs_steps": 5} if stem == "jsb_rnnrbm" else {}
+    roll = model.generate_roll(24, generator=torch.Generator().manual_seed(0), **kw)
     assert roll.shape == (24, model.config.pianoroll.width)
     assert roll[:, : model.config.pianoroll.num_pitches].sum() > 0  # a trained model does not fall silent
 
@@ -267,7 +268,8 @@ def test_training_with_per_piece_conditions_learns_the_condition(tmp_path):
     start = WaveNetNADE(WaveNetConfig(num_visible=4, channels=8, skip_channels=8, dilations=[1, 2], nade_hidden=8,
                                       dropout=0.0, cond_dim=2))
     seen = []
-    tc = TemporalTrainConfig(epochs=8, batch_size=4, lr=1e-2, cond_lr=3e-2, cond_dropout=0.1, patience=100, device="cpu")
+    tc = TemporalTrainConfig(epochs=8, batch_size=4, lr=1e-2, cond_lr=3e-2, cond_dropout=0.1, patience=100,
+                             device="cpu")
     model, history = train_sequence_model("wavenet", train, valid, tmp_path / "run", tc=tc, init_model=start,
                                           conditions=conds, valid_conditions=vconds, progress=False,
                                           metrics=lambda m: seen.append(1) or {"extra": 1.0})

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from test_rbm import TINY, data_and_noise, pll_and_gap, structured_corpus
 
 from moodsong.checkpoint import load_checkpoint
 from moodsong.corpus import Corpus
@@ -14,7 +15,6 @@ from moodsong.errors import MoodsongError
 from moodsong.models.rbm import RBM, RBMConfig, cd_statistics
 from moodsong.models.sparse_cd import GOLDEN, SparseCD, splitmix64_key
 from moodsong.train import TrainConfig, train_rbm
-from test_rbm import TINY, data_and_noise, pll_and_gap, structured_corpus
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
@@ -104,9 +104,10 @@ def test_shuffled_kernel_equals_dense_cd_with_the_same_permutation(persistent):
     key, ctr = int(fast.key), 10 * data.shape[1] if persistent else 0
     Wd, bd, cd = W, b, c
     orders = []
-    for epoch in range(2):
+    for _ in range(2):  # two epochs
         fast.epoch(Wf, bf, cf, 0.1, 1)
-        order = np.argsort(mix64(key, ctr, n), kind="stable")  # each epoch: n draws, windows in the order of their values
+        # each epoch: n draws, windows in the order of their values
+        order = np.argsort(mix64(key, ctr, n), kind="stable")
         ctr += n
         orders.append(order)
         for lo, hi in zip(bounds[:-1], bounds[1:]):
@@ -186,8 +187,8 @@ def test_fast_path_learns_like_the_torch_path(tmp_path, order):
     assert len(err) == 60 and np.all((err >= 0) & (err < 1))
     assert err[-10:].mean() < err[:5].mean() / 3  # negative samples come to look like the data
 
-    slow, slow_history = train_rbm(corpus, tmp_path / "torch", RBMConfig(2, 16, TINY), dataclasses.replace(tc, backend="torch"),
-                                   progress=False)  # the torch backend on the same run
+    torch_run = dataclasses.replace(tc, backend="torch")  # the torch backend on the same run
+    slow, slow_history = train_rbm(corpus, tmp_path / "torch", RBMConfig(2, 16, TINY), torch_run, progress=False)
     assert "sparse_cd" not in load_checkpoint(tmp_path / "torch" / "model")[2]
     slow_err = np.array([h["train_sample_error"] for h in slow_history])
     assert abs(err[-20:].mean() - slow_err[-20:].mean()) < 0.03
@@ -212,8 +213,7 @@ def test_fast_path_resume_reproduces_an_uninterrupted_run_and_seed_reproduces(tm
     resumed, history = run("part", 6, resume=True)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4, 5, 6]
     assert [r["train_sample_error"] for r in history] == [r["train_sample_error"] for r in hist_full]
-    for a, b, c, d in zip(full.state_dict().values(), resumed.state_dict().values(), again.state_dict().values(),
-                          other.state_dict().values()):
+    for a, b, c in zip(full.state_dict().values(), resumed.state_dict().values(), again.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
         torch.testing.assert_close(a, c, rtol=0, atol=0)
     assert not torch.equal(full.W, other.W)

@@ -129,7 +129,8 @@ def ais_log_partition(
     betas = betas.to(W.dtype).to(W.device)
     logw_all = []
     for s in range(0, N, chunk):
-        logw_all.append(_ais_chunk(W, bv[s:s + chunk], bh[s:s + chunk], base[s:s + chunk], num_chains, betas, generator))
+        part = slice(s, s + chunk)
+        logw_all.append(_ais_chunk(W, bv[part], bh[part], base[part], num_chains, betas, generator))
     logw = torch.cat(logw_all)  # (N, M), log(w) + log Z_A
     log_z = torch.logsumexp(logw, 1) - math.log(num_chains)
     # delta method on the mean of the weights, computed in log space for stability

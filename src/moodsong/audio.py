@@ -342,7 +342,8 @@ def _render_fluidsynth(score: symusic.Score, sf_path: Path, sample_rate: int, n:
     events.sort(key=lambda e: (e[0], e[1]))
 
     # Chorus off and one voice thread per core: ~2x faster, and a piano needs no chorus.
-    settings = {"synth.polyphony": 512, "synth.chorus.active": 0, "synth.cpu-cores": max(1, min(4, os.cpu_count() or 1))}
+    settings = {"synth.polyphony": 512, "synth.chorus.active": 0,
+                "synth.cpu-cores": max(1, min(4, os.cpu_count() or 1))}
     synth = fluidsynth.Synth(gain=0.2, samplerate=float(sample_rate), **settings)
     try:
         sfid = synth.sfload(str(sf_path))
@@ -389,7 +390,8 @@ def write_audio(audio: Audio, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         try:
             # Written in blocks: libsndfile 1.2's Vorbis encoder crashes on one very large write.
-            with soundfile.SoundFile(str(tmp), "w", audio.sample_rate, data.shape[1], subtype=fmt[1], format=fmt[0]) as f:
+            with soundfile.SoundFile(str(tmp), "w", audio.sample_rate, data.shape[1], subtype=fmt[1],
+                                     format=fmt[0]) as f:
                 for i in range(0, data.shape[0], 1 << 16):
                     f.write(data[i : i + (1 << 16)])
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
@@ -420,7 +422,7 @@ class AudioDevice:
             return
         proc = subprocess.run([*self.command, str(path)], capture_output=True, text=True)
         if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["exit status %d" % proc.returncode])[-1]
+            last = (proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
             raise MoodsongError(f"{self.name} could not play {path}: {last}")
 
 

@@ -80,7 +80,9 @@ def read_meta(path: str | os.PathLike) -> dict:
     return meta
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict, dict]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[torch.nn.Module, dict, dict]:
     """Load ``(model, meta, extra_tensors)``.
 
     Raises

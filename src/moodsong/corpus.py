@@ -25,9 +25,9 @@ import io
 import json
 import os
 import pickle
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -147,7 +147,10 @@ def load_polyphonic(path: str | os.PathLike) -> dict[str, list[list[tuple[int, .
         raise MoodsongError(f"{path}: no such file")
     try:
         raw = path.read_bytes()
-        data = json.loads(raw) if path.suffix.lower() == ".json" else _SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
+        if path.suffix.lower() == ".json":
+            data = json.loads(raw)
+        else:
+            data = _SafeUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except Exception as exc:
         raise MoodsongError(f"{path}: cannot read benchmark file ({exc})") from None
     if not isinstance(data, dict) or not any(k in data for k in SPLITS):
@@ -162,7 +165,9 @@ def load_polyphonic(path: str | os.PathLike) -> dict[str, list[list[tuple[int, .
     return out
 
 
-def sequences_to_pianoroll(seqs: Sequence[Sequence[Iterable[int]]], low: int = 21, num_pitches: int = 88) -> list[np.ndarray]:
+def sequences_to_pianoroll(
+    seqs: Sequence[Sequence[Iterable[int]]], low: int = 21, num_pitches: int = 88
+) -> list[np.ndarray]:
     """Benchmark sequences -> plain binary piano rolls ``(T, num_pitches)`` (default 88 keys, MIDI 21..108)."""
     rolls = []
     for seq in seqs:
@@ -175,7 +180,9 @@ def sequences_to_pianoroll(seqs: Sequence[Sequence[Iterable[int]]], low: int = 2
     return rolls
 
 
-def sequences_to_rolls(seqs: Sequence[Sequence[Iterable[int]]], config: PianoRollConfig, steps_per_frame: int = 1) -> list[np.ndarray]:
+def sequences_to_rolls(
+    seqs: Sequence[Sequence[Iterable[int]]], config: PianoRollConfig, steps_per_frame: int = 1
+) -> list[np.ndarray]:
     """Benchmark sequences -> note-state matrices.
 
     The benchmark stores only which pitches sound in each frame, not strikes;
@@ -209,7 +216,8 @@ def sequences_to_rolls(seqs: Sequence[Sequence[Iterable[int]]], config: PianoRol
 
 def _cache_key(kind: str, root: Path, files: list[Path], config: PianoRollConfig, extra: str = "") -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"format": _CACHE_FORMAT, "kind": kind, "config": config.to_dict(), "extra": extra}, sort_keys=True).encode())
+    settings = {"format": _CACHE_FORMAT, "kind": kind, "config": config.to_dict(), "extra": extra}
+    h.update(json.dumps(settings, sort_keys=True).encode())
     for f in files:
         h.update(str(f.relative_to(root) if f.is_relative_to(root) else f.name).encode())
         h.update(hashlib.sha256(f.read_bytes()).digest())

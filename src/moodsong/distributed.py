@@ -29,9 +29,10 @@ CUDA devices, gloo on CPU.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -125,7 +126,8 @@ def current() -> DistContext:
     """The context of the initialised process group, or a single-process one."""
     if not (dist.is_available() and dist.is_initialized()):
         return DistContext()
-    return DistContext(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")), dist.get_backend())
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    return DistContext(dist.get_rank(), dist.get_world_size(), local_rank, dist.get_backend())
 
 
 def shutdown() -> None:
@@ -214,7 +216,7 @@ class _LossModule(nn.Module):
 
 
 def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Module:
-    """``loss_fn(v, mask, generator=None, scale=1.0, cond=None)``: the model's training loss, under DDP when distributed.
+    """``loss_fn(v, mask, generator=None, scale=1.0, cond=None)``: the model's training loss (DDP when distributed).
 
     ``cond`` holds each piece's condition row, ``(B, cond_dim)``, for conditioned models.
 
@@ -232,7 +234,7 @@ def wrap_ddp(model: nn.Module, ctx: DistContext, device: torch.device) -> nn.Mod
 
 
 def sync_rows_(ctx: DistContext, t: torch.Tensor, n: int) -> torch.Tensor:
-    """Make rows ``:n`` of ``t`` agree on all ranks, each rank contributing its :meth:`~DistContext.batch_slice` of ``n``.
+    """Make rows ``:n`` of ``t`` agree on all ranks, each contributing its :meth:`~DistContext.batch_slice` of ``n``.
 
     Used for persistent-CD chains: each rank advances only its own rows, and a
     short last batch re-deals the rows, so they are exchanged around it.

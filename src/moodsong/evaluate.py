@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,6 @@ from .corpus import load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
 from .errors import MoodsongError
 from .models.frames import BENCHMARK_REPRESENTATION
 from .pianoroll import PianoRollConfig, song_windows
-
 
 
 def model_representation(model) -> dict:
@@ -60,7 +59,9 @@ def benchmark_frames(seqs: Sequence, representation: dict) -> list[np.ndarray]:
     return [r.astype(np.float32) for r in sequences_to_rolls(seqs, config, steps_per_frame=1)]
 
 
-def load_benchmark(path: str | os.PathLike, split: str, representation: dict = BENCHMARK_REPRESENTATION) -> list[np.ndarray]:
+def load_benchmark(
+    path: str | os.PathLike, split: str, representation: dict = BENCHMARK_REPRESENTATION
+) -> list[np.ndarray]:
     """One split of a benchmark pickle/JSON as frames; raises MoodsongError on an unknown or empty split."""
     data = load_polyphonic(path)
     if split not in data:
@@ -91,7 +92,7 @@ def _batches(seqs, batch_size):
 
 
 def _batch_cond(cond, idx, n_seqs, B, dev):
-    """The condition rows of a batch: ``cond`` is one vector for every sequence, or ``(n_seqs, C)``, one per sequence."""
+    """A batch's condition rows: ``cond`` is one vector for every sequence, or ``(n_seqs, C)``, one per sequence."""
     if cond is None:
         return None
     cond = torch.as_tensor(cond).to(dev)
@@ -149,7 +150,8 @@ def _sequence_nll(model, seqs, ais_chains, ais_betas, batch_size, cond, seed, pr
     bar.close()
     out = {"nll": total / steps, "num_steps": steps}
     if kind == "rnnrbm":
-        out.update(nll_stderr=math.sqrt(var) / steps, method=f"AIS per step: {ais_chains} chains x {ais_betas} inverse temperatures")
+        out.update(nll_stderr=math.sqrt(var) / steps,
+                   method=f"AIS per step: {ais_chains} chains x {ais_betas} inverse temperatures")
     else:
         out.update(nll_stderr=0.0, method="exact (autoregressive NADE output)")
     return out
@@ -161,12 +163,14 @@ def _window_rbm_nll(model, seqs, ais_chains, ais_betas, gen):
     if not wins:
         raise MoodsongError(f"no sequence is at least {T} steps long (the RBM's window)")
     v = torch.from_numpy(np.concatenate(wins)).to(model.W.device, model.W.dtype)
-    res = ais_log_partition(model.W, model.b_visible, model.b_hidden, num_chains=ais_chains, betas=ais_betas, generator=gen)
+    res = ais_log_partition(model.W, model.b_visible, model.b_hidden, num_chains=ais_chains, betas=ais_betas,
+                            generator=gen)
     fe = free_energy(v, model.W, model.b_visible, model.b_hidden)
     steps = v.shape[0] * T
     return {"nll": float((fe.sum() + v.shape[0] * res.log_z[0]) / steps), "num_steps": steps,
             "nll_stderr": float(res.log_z_stderr[0]) / T,
-            "method": f"AIS for one log Z: {ais_chains} chains x {ais_betas} inverse temperatures; windows of {T} steps"}
+            "method": f"AIS for one log Z: {ais_chains} chains x {ais_betas} inverse temperatures; "
+                      f"windows of {T} steps"}
 
 
 @torch.no_grad()
@@ -211,10 +215,12 @@ def frame_accuracy(model, seqs: Sequence[np.ndarray], *, samples: int = 10, gibb
             "gibbs_steps": gibbs_steps if kind == "rnnrbm" else None}
 
 
-def evaluate_model(model, seqs: Sequence[np.ndarray], *, ais_chains: int = 100, ais_betas: int = 1000, samples: int = 10,
-                   gibbs_steps: int = 25, seed: int = 0, cond: torch.Tensor | None = None, progress: bool = False) -> dict:
+def evaluate_model(model, seqs: Sequence[np.ndarray], *, ais_chains: int = 100, ais_betas: int = 1000,
+                   samples: int = 10, gibbs_steps: int = 25, seed: int = 0, cond: torch.Tensor | None = None,
+                   progress: bool = False) -> dict:
     """Both figures for one model on one split: ``{"nll", "nll_stderr", "num_steps", "method", "accuracy", ...}``."""
     out = sequence_nll(model, seqs, ais_chains=ais_chains, ais_betas=ais_betas, cond=cond, seed=seed, progress=progress)
-    out.update(frame_accuracy(model, seqs, samples=samples, gibbs_steps=gibbs_steps, cond=cond, seed=seed, progress=progress))
+    out.update(frame_accuracy(model, seqs, samples=samples, gibbs_steps=gibbs_steps, cond=cond, seed=seed,
+                              progress=progress))
     out["model_type"] = model.model_type
     return out

@@ -24,7 +24,8 @@ from .pianoroll import canonicalize
 
 #: Models shipped inside the package: name -> file stem in ``moodsong/data`` (``<stem>.json`` + ``.safetensors``).
 SHIPPED_MODELS = {
-    "pop-wavenet": "pop_wavenet",  # WaveNet-NADE on note-state frames (16th notes, 78 pitches): whole pieces; pop + EMOPIA piano
+    # WaveNet-NADE on note-state frames (16th notes, 78 pitches): whole pieces; pop + EMOPIA piano
+    "pop-wavenet": "pop_wavenet",
     "bach-rbm": "bach_rbm",  # the demo's RBM and hyperparameters, trained on the Bach chorales
     "jsb-wavenet": "jsb_wavenet",  # WaveNet-NADE on JSB Chorales (quarter notes, 88 keys): best benchmark NLL
     "jsb-rnnrbm": "jsb_rnnrbm",  # RNN-RBM on JSB Chorales
@@ -51,7 +52,8 @@ def load_model(path: str | os.PathLike | None = None, device: str = "cpu") -> tu
     path = Path(path)
     if not checkpoint_paths(path)[1].exists():
         names = ", ".join(SHIPPED_MODELS)
-        raise MoodsongError(f"{path}: no model checkpoint there (expected {checkpoint_paths(path)[1].name}; shipped models: {names})")
+        expected = checkpoint_paths(path)[1].name
+        raise MoodsongError(f"{path}: no model checkpoint there (expected {expected}; shipped models: {names})")
     model, meta, _ = load_checkpoint(path, map_location=device)
     model.eval()
     return model, meta

@@ -19,9 +19,9 @@ MIDI I/O uses symusic (a C++ parser; the whole path is 70-180x faster than the d
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import symusic
@@ -73,7 +73,8 @@ class PianoRollConfig:
 
     def __post_init__(self) -> None:
         if not (0 <= self.lowest_pitch and self.lowest_pitch + self.num_pitches <= 128 and self.num_pitches > 0):
-            raise ValueError(f"pitch range {self.lowest_pitch}..{self.lowest_pitch + self.num_pitches - 1} is not within MIDI 0..127")
+            raise ValueError(f"pitch range {self.lowest_pitch}..{self.lowest_pitch + self.num_pitches - 1} "
+                             "is not within MIDI 0..127")
         if self.steps_per_quarter <= 0:
             raise ValueError("steps_per_quarter must be positive")
 
@@ -95,7 +96,7 @@ class PianoRollConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PianoRollConfig":
+    def from_dict(cls, d: dict) -> PianoRollConfig:
         return cls(**{k: d[k] for k in ("lowest_pitch", "num_pitches", "steps_per_quarter", "include_drums") if k in d})
 
 
@@ -318,7 +319,7 @@ def write_midi(
 
 
 def roll_windows(roll: np.ndarray, num_timesteps: int, *, skip_first: bool = False) -> np.ndarray:
-    """The non-overlapping windows of ``num_timesteps`` steps of one matrix, flattened to ``(n, num_timesteps * width)``.
+    """The non-overlapping ``num_timesteps``-step windows of one matrix, flattened to ``(n, num_timesteps * width)``.
 
     The last ``len(roll) % num_timesteps`` steps are left out; a piece shorter than a window gives ``n = 0``.
     ``skip_first=True`` drops the first window too: the demo's bug, kept only for the faithful benchmark.
@@ -330,5 +331,6 @@ def roll_windows(roll: np.ndarray, num_timesteps: int, *, skip_first: bool = Fal
 
 
 def song_windows(rolls: Sequence[np.ndarray], num_timesteps: int) -> list[np.ndarray]:
-    """Per piece, its :func:`roll_windows` (the demo trained song by song); pieces shorter than a window are left out."""
+    """Per piece, its :func:`roll_windows` (the demo trained song by song); pieces shorter than a window are left out.
+    """
     return [roll_windows(r, num_timesteps) for r in rolls if r.shape[0] >= num_timesteps]

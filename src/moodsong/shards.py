@@ -42,17 +42,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from . import __version__
-from .sources import default_cache_dir, default_workers, list_inputs, parse_files, skipped_lines
 from .errors import MoodsongError
 from .fileio import atomic_path, write_text_atomic
 from .pianoroll import PianoRollConfig, roll_windows, song_windows
+from .sources import default_cache_dir, default_workers, list_inputs, parse_files, skipped_lines
 
 _SHARD_FORMAT = 1
 #: Sources with at least this many files are prepared as shards by ``load_corpus``.
@@ -69,7 +69,9 @@ def shard_key(kind: str, root: Path, files: Sequence[Path], config: PianoRollCon
     return h.hexdigest()[:32]
 
 
-def default_shard_dir(source: str, config: PianoRollConfig = PianoRollConfig(), cache_dir: str | os.PathLike | None = None) -> Path:
+def default_shard_dir(
+    source: str, config: PianoRollConfig = PianoRollConfig(), cache_dir: str | os.PathLike | None = None
+) -> Path:
     root, files, kind = list_inputs(source)
     return Path(cache_dir or default_cache_dir()) / "shards" / shard_key(kind, root, files, config)
 
@@ -100,7 +102,7 @@ def prepare_shards(
     files_per_task: int = 8,
     progress: bool = True,
     on_shard: Callable[[int, dict], None] | None = None,
-) -> "ShardedCorpus":
+) -> ShardedCorpus:
     """Parse ``source`` (a MIDI folder/file or a built-in music21 corpus) into shards, resuming if interrupted.
 
     Parameters
@@ -130,7 +132,8 @@ def prepare_shards(
     source = str(source)
     root, files, kind = list_inputs(source)
     if kind == "polyphonic":
-        raise MoodsongError(f"{source}: benchmark files are prepared in memory; sharding is for MIDI folders and built-in corpora")
+        raise MoodsongError(f"{source}: benchmark files are prepared in memory; "
+                            "sharding is for MIDI folders and built-in corpora")
     if shard_pieces < 1 or shard_mb <= 0:
         raise MoodsongError("shard size must be positive")
     key = shard_key(kind, root, files, config)
@@ -210,7 +213,8 @@ def prepare_shards(
 
     shards = []
     for sid, doc in _complete_shards(folder):
-        shards.append({"id": sid, "pieces": len(doc["names"]), "steps": int(sum(doc["lengths"])), "files": len(doc["files"])})
+        shards.append({"id": sid, "pieces": len(doc["names"]), "steps": int(sum(doc["lengths"])),
+                       "files": len(doc["files"])})
     index = {**plan, "shards": shards, "num_pieces": sum(s["pieces"] for s in shards),
              "total_steps": sum(s["steps"] for s in shards)}
     if index["num_pieces"] == 0:
@@ -222,7 +226,7 @@ def prepare_shards(
 class _LazyRolls(Sequence):
     """``corpus.rolls[i]``: a read-only memory-mapped view of piece ``i``, opened on first use."""
 
-    def __init__(self, corpus: "ShardedCorpus"):
+    def __init__(self, corpus: ShardedCorpus):
         self._c = corpus
 
     def __len__(self) -> int:
@@ -258,7 +262,8 @@ class ShardedCorpus:
         try:
             index = json.loads((self.folder / "index.json").read_text())
         except (OSError, ValueError):
-            raise MoodsongError(f"{self.folder}: not a finished sharded corpus (index.json missing or corrupt)") from None
+            raise MoodsongError(
+                f"{self.folder}: not a finished sharded corpus (index.json missing or corrupt)") from None
         self.index = index
         self.config = PianoRollConfig.from_dict(index["config"])
         self.source = index.get("source", "")
@@ -297,7 +302,7 @@ class ShardedCorpus:
         return int(self.lengths.sum())
 
     def windows(self, num_timesteps: int, *, skip_first: bool = False) -> np.ndarray:
-        """All windows in memory, as :meth:`Corpus.windows` (only for corpora that fit; train with :class:`WindowTable`)."""
+        """All windows in memory, as :meth:`Corpus.windows` (for corpora that fit; train with :class:`WindowTable`)."""
         table = WindowTable(self, range(len(self)), num_timesteps, skip_first=skip_first)
         return table.gather(np.arange(len(table)))
 
@@ -307,7 +312,8 @@ class ShardedCorpus:
 
     def summary(self) -> str:
         lines = [f"{len(self)} pieces in {self.num_shards} shard(s) at {self.folder}, {self.total_steps} steps "
-                 f"({self.config.steps_per_quarter} per quarter, pitches {self.config.lowest_pitch}..{self.config.highest_pitch})"]
+                 f"({self.config.steps_per_quarter} per quarter, "
+                 f"pitches {self.config.lowest_pitch}..{self.config.highest_pitch})"]
         return "\n".join(lines + skipped_lines(self.skipped, limit=20))
 
 

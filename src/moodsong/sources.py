@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import collections
 import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -136,7 +136,8 @@ def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray 
     if tc.order == "shuffled":  # each epoch's batches: consecutive batch_size windows of a fresh permutation
         bounds = list(range(0, len(resident), tc.batch_size))
     else:
-        bounds = [i for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist()) for i in range(a, b, tc.batch_size)]
+        songs = zip(song_start[:-1].tolist(), song_start[1:].tolist())
+        bounds = [i for a, b in songs for i in range(a, b, tc.batch_size)]
     return SparseCD(resident, bounds + [int(song_start[-1])], seed=tc.seed,
                     state=None if state is None else state.cpu().numpy(),
                     persistent_rows=tc.batch_size if tc.persistent else 0,
@@ -199,7 +200,8 @@ def train_rbm(
             log(f"resuming from epoch {start_epoch} ({checkpoint_paths(ckpt)[1]})")
     else:
         if checkpoint_paths(ckpt)[1].exists() and not overwrite:
-            raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
+            raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, "
+                                "or another --out")
         torch.manual_seed(tc.seed)
         model = RBM(mc).to(device)
     if ctx.distributed:
@@ -231,7 +233,10 @@ def train_rbm(
     if start_epoch == 0:
         # Visible biases start at the data's log-odds (Hinton's practical guide): the model begins
         # as sparse as the music instead of at 50% notes-on, and CD no longer spends epochs getting there.
-        mean = data.mean(0) if data is not None else torch.from_numpy(table.mean()).to(device=device, dtype=torch.float32)
+        if data is not None:
+            mean = data.mean(0)
+        else:
+            mean = torch.from_numpy(table.mean()).to(device=device, dtype=torch.float32)
         p = mean.clamp(1e-3, 1 - 1e-3)
         model.b_visible.copy_(torch.log(p / (1 - p)))
     meta_base = {
@@ -264,7 +269,7 @@ def train_rbm(
     # The sparse backend (auto: wherever it can run) trains a whole epoch in one compiled call.
     fast = _sparse_cd(tc, device, ctx, resident, song_start, fast_state, chains)
     chains = None if fast is not None else chains  # the kernel keeps its own
-    fast_params = None if fast is None else (model.W.data.numpy(), model.b_visible.data.numpy(), model.b_hidden.data.numpy())
+    fast_params = None if fast is None else tuple(p.data.numpy() for p in (model.W, model.b_visible, model.b_hidden))
     # Per-song batches are the same every epoch: in one process, keep each as a view of the data plus
     # its sparse (CSR) form, so the positive phase costs in proportion to the notes (~3% of the bits).
     fixed = None
@@ -272,7 +277,8 @@ def train_rbm(
         fixed = [(data[i : min(i + tc.batch_size, b)], data[i : min(i + tc.batch_size, b)].to_sparse_csr())
                  for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
                  for i in range(a, b, tc.batch_size)]
-    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc="training", unit="epoch", disable=not progress)
+    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc="training", unit="epoch",
+               disable=not progress)
     epoch = start_epoch
     try:
         for epoch in bar:
@@ -318,8 +324,9 @@ def train_rbm(
                 updates += 1
                 if updates % 16 == 1 and v0.shape[0]:  # a sample of batches is enough for a progress figure
                     err_sum += (v0 - neg).abs().mean()
+            err = err_mean if fast is not None else float(err_sum) / math.ceil(updates / 16)
             row = {"epoch": epoch + 1, "updates": updates, "seconds": round(time.perf_counter() - t0, 4),
-                   "train_sample_error": round(err_mean if fast is not None else float(err_sum) / math.ceil(updates / 16), 6)}
+                   "train_sample_error": round(err, 6)}
             if ctx.is_main and ((epoch + 1) % tc.eval_every == 0 or epoch + 1 == tc.epochs):
                 # Exact pseudo-likelihood costs V x H per window, so it runs on a fixed subset, every few epochs.
                 row.update({f"val_{k}": round(v, 6) for k, v in evaluate_rbm(model, val).items()})
@@ -333,7 +340,8 @@ def train_rbm(
         # no collective here: the other ranks may already be gone
         checkpoint(len(history) if not history else history[-1]["epoch"], sync=False)
         if log:
-            log(f"interrupted: checkpoint saved at epoch {history[-1]['epoch'] if history else start_epoch}; rerun with --resume to continue")
+            saved = history[-1]["epoch"] if history else start_epoch
+            log(f"interrupted: checkpoint saved at epoch {saved}; rerun with --resume to continue")
         raise
     finally:
         torch.set_num_threads(threads)

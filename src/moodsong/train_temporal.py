@@ -25,18 +25,18 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import distributed as _dist
+from .allocator import reuse_freed_memory
 from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from .corpus import list_inputs, load_corpus, load_polyphonic
-from .allocator import reuse_freed_memory
 from .errors import MoodsongError
 from .evaluate import BENCHMARK_REPRESENTATION, benchmark_frames, model_representation, pad_batch, sequence_nll
 from .fileio import atomic_path
@@ -44,8 +44,6 @@ from .models import TEMPORAL_MODELS, build_model
 from .models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
 from .pianoroll import midi_to_roll
 from .train import resolve_device
-
-
 
 # --------------------------------------------------------------------------- representation
 
@@ -228,17 +226,19 @@ def train_sequence_model(
         log(f"resuming {model_type} from epoch {start_epoch}")
     else:
         if checkpoint_paths(out / "model")[1].exists() and not overwrite:
-            raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, or another --out")
+            raise MoodsongError(f"{out} already holds a model; pass --resume to continue it, --force to start over, "
+                                "or another --out")
         if model_type not in TEMPORAL_MODELS:
             raise MoodsongError(f"unknown model {model_type!r} (choose from {', '.join(TEMPORAL_MODELS)})")
         if init_model is not None:
             if init_model.model_type != model_type or init_model.config.num_visible != width:
-                raise MoodsongError(f"the starting model is a {init_model.model_type} over {init_model.config.num_visible}-wide "
-                                    f"frames, not a {model_type} over {width}")
+                raise MoodsongError(f"the starting model is a {init_model.model_type} over "
+                                    f"{init_model.config.num_visible}-wide frames, not a {model_type} over {width}")
             model = init_model.to(device)
         else:
             model = build_model(model_type, mc).to(device)
-    net = _dist.wrap_ddp(model, ctx, device)  # the training loss as a module; DDP (gradient all-reduce) when distributed
+    # the training loss as a module; DDP (gradient all-reduce) when distributed
+    net = _dist.wrap_ddp(model, ctx, device)
     if ctx.distributed:
         torch.manual_seed(tc.seed + ctx.rank)  # different dropout masks per rank
     use_amp = (device.type == "cuda" and model_type == "wavenet") if amp is None else amp
@@ -265,9 +265,11 @@ def train_sequence_model(
     best = min((h["val_nll"] for h in history if "val_nll" in h), default=math.inf)
     since_best = 0
     if history:
-        best_epoch = min((h for h in history if "val_nll" in h), key=lambda h: h["val_nll"], default={"epoch": 0})["epoch"]
+        scored = (h for h in history if "val_nll" in h)
+        best_epoch = min(scored, key=lambda h: h["val_nll"], default={"epoch": 0})["epoch"]
         since_best = history[-1]["epoch"] - best_epoch
-    meta_base = {"train_config": tc.to_dict(), "source": source, "num_train_pieces": len(train), "num_val_pieces": len(valid)}
+    meta_base = {"train_config": tc.to_dict(), "source": source, "num_train_pieces": len(train),
+                 "num_val_pieces": len(valid)}
 
     valid_cond = None if valid_conditions is None else torch.as_tensor(np.stack(valid_conditions), dtype=torch.float32)
     cond_dim = getattr(model.config, "cond_dim", 0)
@@ -289,8 +291,8 @@ def train_sequence_model(
         log(f"epoch 0 (starting model): validation NLL {best:.4f} nats/step")
 
     t_start = time.perf_counter()
-    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc=f"training {model_type}", unit="epoch",
-               disable=not progress)
+    bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc=f"training {model_type}",
+               unit="epoch", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
         model.train()
@@ -345,7 +347,8 @@ def train_sequence_model(
             with atomic_path(_optim_path(out)) as tmp:
                 torch.save(opt.state_dict(), tmp)
         bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_nll=f"{val:.3f}", best=f"{best:.3f}")
-        log(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, validation NLL {val:.4f} nats/step" + (" (best)" if improved else ""))
+        log(f"epoch {epoch + 1}: train loss {row['train_loss']:.4f}, validation NLL {val:.4f} nats/step"
+            + (" (best)" if improved else ""))
         if since_best >= tc.patience:
             log(f"early stop: no better validation NLL for {tc.patience} epochs")
             break

@@ -155,7 +155,7 @@ class ConditionalRBM(nn.Module):
         return Path(path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple["ConditionalRBM", dict]:
+    def load(cls, path: str | os.PathLike) -> tuple[ConditionalRBM, dict]:
         """Read a model written by :meth:`save`; returns ``(model, metadata)``."""
         from ..checkpoint import load_checkpoint
 
@@ -276,7 +276,8 @@ def sample_roll(
             vals = torch.zeros(1, T * Wd)
             vals[:, : overlap * Wd] = prev[:, (T - overlap) * Wd :]
             v = torch.where(mask, vals, v)
-        v, pv = model.gibbs(v, c, gibbs_steps, generator=generator, clamp_mask=mask, clamp_values=vals, temperature=temperature)
+        v, pv = model.gibbs(v, c, gibbs_steps, generator=generator, clamp_mask=mask, clamp_values=vals,
+                            temperature=temperature)
         clean = v.view(T, Wd).clone()
         clean[:, :P] = ((pv.view(T, Wd)[:, :P] > 0.5) | (clean[:, P:] > 0)).float()
         new = clean if prev is None else clean[overlap:]

@@ -95,7 +95,7 @@ class FrameModelMixin:
         if primer is not None and len(primer):
             p = torch.as_tensor(np.asarray(primer, np.float32), device=dev, dtype=dt)
             if p.shape[1] != self.config.num_visible:
-                raise MoodsongError(f"primer frames are {p.shape[1]} wide but the model expects {self.config.num_visible}")
+                raise MoodsongError(f"primer frames are {p.shape[1]} wide, the model expects {self.config.num_visible}")
         c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
         was_training = self.training
         self.eval()
@@ -105,9 +105,11 @@ class FrameModelMixin:
             self.train(was_training)
         return f.cpu().numpy().astype(np.uint8)
 
-    def generate_roll(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None, **kwargs):
+    def generate_roll(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None,
+                      **kwargs) -> np.ndarray:
         """A canonical note-state matrix of ``num_steps`` new steps, continuing ``primer`` (a note-state matrix)."""
         rep = self.config.representation
         frames = roll_to_frames(primer, rep) if primer is not None and len(primer) else None
-        f = self.generate_frames(num_steps, generator=generator, temperature=temperature, primer=frames, cond=cond, **kwargs)
+        f = self.generate_frames(num_steps, generator=generator, temperature=temperature, primer=frames, cond=cond,
+                                 **kwargs)
         return frames_to_roll(f, rep)

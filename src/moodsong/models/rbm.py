@@ -23,8 +23,8 @@ them; :mod:`moodsong.ais` re-exports the first two.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable
 
 import numpy as np
 import torch
@@ -139,7 +139,7 @@ class RBMConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RBMConfig":
+    def from_dict(cls, d: dict) -> RBMConfig:
         kw = {f.name: d[f.name] for f in fields(cls) if f.name in d}
         if "pianoroll" in d:
             kw["pianoroll"] = PianoRollConfig.from_dict(d["pianoroll"])
@@ -218,7 +218,7 @@ class RBM(nn.Module):
         max_tries: int = 8,
         final: str = "mode",
     ) -> np.ndarray:
-        """A piece of ``num_steps`` steps (``uint8`` note-state matrix), grown window by window with clamped continuation.
+        """A piece of ``num_steps`` steps (``uint8`` note-state matrix), grown window by window.
 
         The demo ran one Gibbs step from all-zeros, which mostly returned noise or
         silence; here every window starts from the model's own visible marginals,

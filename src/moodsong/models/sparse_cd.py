@@ -91,7 +91,7 @@ def draws(key: int, start: int, n: int) -> np.ndarray:
 
 
 def uniforms(key: int, start: int, n: int) -> np.ndarray:
-    """Draws ``start .. start + n - 1`` of the stream ``key`` as float32 uniforms, in numpy (the kernel's own values)."""
+    """Draws ``start .. start + n - 1`` of the stream ``key`` as float32 uniforms in numpy (the kernel's values)."""
     return (draws(key, start, n) >> _S40).astype(np.float32) * _INV24
 
 
