@@ -41,6 +41,7 @@ Prints markdown tables and writes ``songs-bench.json`` (every figure, every song
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -127,10 +128,21 @@ def compose_one(q: int, seed: int, steer: bool, out_dir: Path, args) -> dict:
     return row
 
 
+@functools.lru_cache(maxsize=1)
+def estimator():
+    """The music-emotion estimator compose uses (its shipped default)."""
+    try:
+        from moodsong.compose import _estimator
+
+        return _estimator()
+    except ImportError:
+        from moodsong.emotion.music import MusicEmotionEstimator
+
+        return MusicEmotionEstimator.load_default()
+
+
 def measure_midi(row: dict, path: Path) -> None:
     import symusic
-
-    from moodsong.compose import _estimator
 
     tracks, plan = M.read_song_midi(path)
     tracks = M.crop(tracks, BARS)
@@ -162,7 +174,7 @@ def measure_midi(row: dict, path: Path) -> None:
                                                final_is_end=True, by=by) for by in ("rest", "ioi")}
     else:
         row["monophony"] = row["melody_range"] = float("nan")
-    est = _estimator().predict_score(symusic.Score(str(path)))
+    est = estimator().predict_score(symusic.Score(str(path)))
     row["estimated_quadrant"] = int(est.quadrant)
     row["hit"] = int(est.quadrant) == row["quadrant"]
 
