@@ -1,21 +1,13 @@
 """Corpora: where training music comes from, prepared once and cached.
 
-Sources
--------
-- a folder of ``.mid``/``.midi`` files (searched recursively) or a single MIDI file;
-- a built-in corpus shipped inside music21 (no download): ``bach`` (the Bach
-  chorales), ``nottingham`` (the Nottingham folk-collection sample music21
-  ships), ``ryans`` (Ryan's Mammoth Collection), ``oneills`` (O'Neill's 1850),
-  ``essen`` (Essen folk songs);
-- a polyphonic-benchmark pickle or JSON (``dict`` of ``train``/``valid``/``test``,
-  each a list of sequences of time steps, each a tuple of MIDI pitches), e.g.
-  JSB Chorales. Add ``:valid`` or ``:test`` to pick a split (default ``train``).
-
-Which files a source names and how they are parsed is :mod:`moodsong.sources`
-(shared with :mod:`moodsong.shards`). Preparation runs in its process pool with a
-progress bar. Its result is cached under a key made of the inputs' content and the
-representation settings, so a second run is instant. A file that cannot be read is
-skipped and reported; it never stops the run.
+A source is a MIDI folder or file, a built-in music21 corpus, or a polyphonic-benchmark
+file: a ``dict`` of ``train``/``valid``/``test``, each a list of sequences of time steps,
+each a tuple of MIDI pitches (e.g. JSB Chorales; add ``:valid`` or ``:test`` to pick a
+split, default ``train``). Which files a source names and how they are parsed is
+:mod:`moodsong.sources` (shared with :mod:`moodsong.shards`, listed there in full).
+Preparation runs in its process pool with a progress bar. Its result is cached under a
+key made of the inputs' content and the representation settings, so a second run is
+instant. A file that cannot be read is skipped and reported; it never stops the run.
 """
 
 from __future__ import annotations

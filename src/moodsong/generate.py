@@ -81,12 +81,17 @@ def sample_windows(
     return v
 
 
-def _generator(model: torch.nn.Module, seed: int | None) -> torch.Generator:
-    """A generator on the model's device, seeded by ``seed`` (or at random)."""
-    device = next(iter(model.state_dict().values())).device
-    gen = torch.Generator(device=device)
+def _sample(model: torch.nn.Module, method: str, num_steps: int, seed: int | None, temperature: float, **kwargs):
+    """Call ``model.<method>(num_steps, generator=..., temperature=..., **kwargs)`` with a generator seeded by ``seed``
+    (or at random) on the model's device."""
+    if temperature <= 0:
+        raise MoodsongError("temperature must be positive")
+    if not hasattr(model, method):
+        kind = getattr(model, "model_type", type(model).__name__)
+        raise MoodsongError(f"a {kind} model cannot generate ({method} is missing)")
+    gen = torch.Generator(device=next(iter(model.state_dict().values())).device)
     gen.manual_seed(int(seed) if seed is not None else int(torch.seed() % 2**62))
-    return gen
+    return getattr(model, method)(num_steps, generator=gen, temperature=temperature, **kwargs)
 
 
 def generate_roll(
@@ -118,28 +123,16 @@ def generate_roll(
     MoodsongError
         If the model cannot generate, or produced no notes at all (never returns a silent piece silently).
     """
-    if temperature <= 0:
-        raise MoodsongError("temperature must be positive")
-    if not hasattr(model, "generate_roll"):
-        raise MoodsongError(f"model type {getattr(model, 'model_type', type(model).__name__)} cannot generate")
-    roll = model.generate_roll(num_steps, generator=_generator(model, seed), temperature=temperature, primer=primer,
-                               **kwargs)
-    roll = canonicalize(np.asarray(roll))
+    roll = canonicalize(np.asarray(_sample(model, "generate_roll", num_steps, seed, temperature, primer=primer,
+                                           **kwargs)))
     if roll[:, : roll.shape[1] // 2].sum() == 0:
         raise MoodsongError("the model produced only silence; try another --seed or a higher --temperature")
     return roll
 
 
-def generate_frames(
-    model: torch.nn.Module,
-    num_steps: int,
-    *,
-    seed: int | None = None,
-    temperature: float = 1.0,
-    primer: np.ndarray | None = None,
-    cond: np.ndarray | torch.Tensor | None = None,
-    **kwargs,
-) -> np.ndarray:
+def generate_frames(model: torch.nn.Module, num_steps: int, *, seed: int | None = None, temperature: float = 1.0,
+                    primer: np.ndarray | None = None, cond: np.ndarray | torch.Tensor | None = None,
+                    **kwargs) -> np.ndarray:
     """``num_steps`` new frames (``uint8``, ``(num_steps, V)``) from a temporal model (RNN-RBM, WaveNet-NADE).
 
     The frame-level twin of :func:`generate_roll`, for the benchmark representations.
@@ -155,9 +148,4 @@ def generate_frames(
     **kwargs
         To the model's ``sample`` (``gibbs_steps`` for the RNN-RBM: Gibbs sweeps per step; ``progress``).
     """
-    if temperature <= 0:
-        raise MoodsongError("temperature must be positive")
-    if not hasattr(model, "generate_frames"):
-        raise MoodsongError(f"model type {getattr(model, 'model_type', type(model).__name__)} does not generate frames")
-    return model.generate_frames(num_steps, generator=_generator(model, seed), temperature=temperature, primer=primer,
-                                 cond=cond, **kwargs)
+    return _sample(model, "generate_frames", num_steps, seed, temperature, primer=primer, cond=cond, **kwargs)
