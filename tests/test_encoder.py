@@ -61,3 +61,21 @@ def test_corrupt_model_is_one_clear_error(tmp_path):
         (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
         with pytest.raises(MoodsongError, match="cannot read"):
             MiniLMEncoder(tmp_path)
+
+
+@needs_model
+def test_long_lists_are_cached_on_disk(tmp_path, monkeypatch):
+    from moodsong.emotion.encoder import CACHE_MIN_TEXTS, load_encoder
+
+    monkeypatch.setenv("MOODSONG_CACHE", str(tmp_path))
+    enc = load_encoder(_minilm_dir())
+    words = [f"word{i}" for i in range(CACHE_MIN_TEXTS)]
+    first = enc.encode(words)
+    files = list((tmp_path / "minilm").glob("*.npy"))
+    assert len(files) == 1
+    np.testing.assert_array_equal(enc.encode(words), first)  # read back
+    files[0].write_bytes(b"junk")  # a damaged cache file is recomputed
+    np.testing.assert_array_equal(enc.encode(words), first)
+    assert not list((tmp_path / "minilm").glob("*.tmp*"))
+    enc.encode(words[:3])
+    assert len(list((tmp_path / "minilm").glob("*.npy"))) == 1  # short lists (prompts) are not cached
