@@ -16,9 +16,10 @@ L2 normalisation); GELU is the exact erf form, with erf from Abramowitz & Stegun
 within 1e-5 per component (``tests/test_encoder.py``).
 
 Why: ``import sentence_transformers`` alone took 9.2 s of a cold 26.8 s compose
-(it pulls in transformers and torch). Measured on the 2-core machine, interleaved
-(``bench/latency.py``; figures in ``bench/README.md``): this module's import is
-~0.15 s (numpy and tokenizers), loading ~0.05 s, and one prompt encodes in ~5 ms.
+(it pulls in transformers and torch). Measured on the 2-core machine while it was
+shared (load average ~10): importing numpy, tokenizers and this module and loading
+the weights 0.45-0.75 s, one prompt 20-40 ms; quiet, a whole cold
+``moodsong emotion "<prompt>" --json`` takes 0.25-0.3 s (``bench/latency.py``).
 """
 
 from __future__ import annotations
