@@ -380,7 +380,7 @@ def test_broken_model_fails_the_job_with_a_clear_message(tmp_path):
     from moodsong.web.worker import run_job
 
     out = run_job(str(tmp_path), {"quadrant": 1, **QUICK}, model=str(tmp_path / "missing"))
-    assert out["ok"] is False and "no such checkpoint" in out["error"]
+    assert out["ok"] is False and "no such" in out["error"]  # checkpoint or model, in its own words
     out = run_job(str(tmp_path), {"quadrant": 1, "voice": "../../x.wav", **QUICK})
     assert out["ok"] is False and "bad recording" in out["error"]
 

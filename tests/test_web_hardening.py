@@ -293,7 +293,7 @@ def test_failed_jobs_over_the_api_name_no_server_path(tmp_path):
     with local(app) as c:
         r = c.post("/api/compose", json={"quadrant": 1, **QUICK})
         job = wait_done(c, r.json()["status_url"])
-        assert job["status"] == "failed" and "no such checkpoint" in job["error"], job
+        assert job["status"] == "failed" and "no such" in job["error"], job
         text = json.dumps(job)
         assert str(tmp_path) not in text and "private" not in text and "/tmp" not in text
 
@@ -409,9 +409,9 @@ def test_worker_passes_declared_fields_and_keeps_server_fields(monkeypatch, tmp_
         seen.append(request)
         raise MoodsongError("stop here")
 
-    # A composer that has grown fields (as the song generator's key/tempo/instrument will be).
+    # A composer that has grown fields (as the song generator's key, tempo and instrument names).
     grown = make_dataclass("GrownRequest", [("key", "str | None", None), ("tempo", "float | None", None),
-                                            ("instrument", "int | None", None)],
+                                            ("instrument", "str | None", None)],
                            bases=(moodsong.compose.ComposeRequest,))
     monkeypatch.setattr(moodsong.compose, "compose", fake_compose)
     monkeypatch.setattr(moodsong.compose, "ComposeRequest", grown)
@@ -421,8 +421,32 @@ def test_worker_passes_declared_fields_and_keeps_server_fields(monkeypatch, tmp_
     out = run_job(str(tmp_path), params, model="shipped")
     assert out == {"ok": False, "error": "stop here"}
     req = seen[0]
+    # The API's program number reaches a field that takes instrument names as text.
     assert (req.quadrant, req.bars, req.candidates, req.temperature, req.key, req.tempo, req.instrument) == (
-        2, 3, 2, 1.5, "D minor", 90.0, 40)
+        2, 3, 2, 1.5, "D minor", 90.0, "40")
     assert req.seed is None and not hasattr(req, "unknown")
     # Files go where the server says, named as it says; compose() writes them itself.
     assert (req.out_dir, req.stem, req.model, req.audio, req.keep) == (str(tmp_path), "piece", "shipped", "wav", 1)
+
+
+def test_worker_overrides_settings_the_composer_lacks(monkeypatch, tmp_path):
+    from dataclasses import fields
+
+    import moodsong.compose
+    from moodsong.web.worker import run_job
+
+    seen = []
+
+    def fake_compose(request):
+        seen.append(request)
+        raise MoodsongError("stop here")
+
+    # A composer without tempo and instrument: the worker must apply them itself, so it writes the files.
+    keep = [(f.name, f.type, f.default) for f in fields(moodsong.compose.ComposeRequest)
+            if f.name not in ("tempo", "instrument")]
+    monkeypatch.setattr(moodsong.compose, "ComposeRequest", make_dataclass("OlderRequest", keep))
+    monkeypatch.setattr(moodsong.compose, "compose", fake_compose)
+    run_job(str(tmp_path), {"quadrant": 1, "tempo": 90.0, **QUICK})
+    run_job(str(tmp_path), {"quadrant": 1, **QUICK})
+    assert seen[0].out_dir is None and not hasattr(seen[0], "tempo")  # written after the override
+    assert seen[1].out_dir == str(tmp_path)  # nothing to override: compose() writes the files

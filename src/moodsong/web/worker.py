@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import select
 import signal
 import sys
@@ -55,8 +56,9 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
     from ..errors import MoodsongError
 
     try:
-        declared = {f.name for f in fields(ComposeRequest)}
-        kwargs = {k: v for k, v in params.items() if k in declared and k not in SERVER_FIELDS and v is not None}
+        declared = {f.name: f.type for f in fields(ComposeRequest)}
+        kwargs = {k: _as_declared(v, declared[k]) for k, v in params.items()
+                  if k in declared and k not in SERVER_FIELDS and v is not None}
         if params.get("voice"):
             if params["voice"] not in VOICE_NAMES:
                 raise MoodsongError("bad recording name")
@@ -77,7 +79,9 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
         a = result.analysis
         out["explanation"] = a.explain() if result.source in ("prompt", "voice") else (
             f"target ({result.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}")
-        program = int(chosen.score.tracks[0].program) if len(chosen.score.tracks) else result.surface.program
+        programs = getattr(getattr(chosen, "song", None), "programs", None)  # a song: melody first
+        program = int(programs[0]) if programs else (
+            int(chosen.score.tracks[0].program) if len(chosen.score.tracks) else result.surface.program)
         out["instrument"] = {"program": program, "name": _instrument_name(program)}
         return {"ok": True, "result": out}
     except MoodsongError as exc:
@@ -85,6 +89,20 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
     except Exception:  # noqa: BLE001 - a worker must answer, whatever broke
         log.exception("compose job failed")
         return {"ok": False, "error": "internal error while composing; please try again"}
+
+
+def _as_declared(value, annotation):
+    """``value`` as the composer's field takes it: a number for a text-only field becomes its text.
+
+    The API gives ``instrument`` as a General MIDI program number; a composer whose field
+    takes instrument names (``"40"`` or ``"violin"``) gets ``"40"``. Anything else is passed as it is.
+    """
+    text = annotation if isinstance(annotation, str) else repr(annotation)
+    names = set(re.findall(r"[A-Za-z_]\w*", text))
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and "str" in names \
+            and not names & {"int", "float", "Any", "object"}:
+        return str(value)
+    return value
 
 
 def _write_with_overrides(result, job_dir: str, overrides: dict) -> None:
