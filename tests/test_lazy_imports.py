@@ -32,3 +32,22 @@ def test_help_imports_no_heavy_library(args):
     code = ("import sys\nfrom moodsong.cli import main\n"
             f"try:\n    main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass")
     assert loaded_after(code) == set()
+
+
+@pytest.mark.parametrize("module, args", [("uvicorn", ["serve"]), ("matplotlib", ["plot", "{midi}", "{out}.svg"])])
+def test_missing_optional_part_is_one_clear_line(tmp_path, module, args):
+    import symusic
+
+    midi = tmp_path / "a.mid"
+    s = symusic.Score(480)
+    t = symusic.Track("p", 0, False)
+    t.notes.append(symusic.Note(0, 480, 60, 80))
+    s.tracks.append(t)
+    s.dump_midi(str(midi))
+    args = [a.format(midi=midi, out=tmp_path / "roll") for a in args]
+    code = (f"import sys\nsys.modules[{module!r}] = None  # as if not installed\n"
+            f"from moodsong.cli import main\nmain({args!r})")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and module in lines[0] and "pip install" in lines[0], r.stderr

@@ -14,6 +14,11 @@ import click
 from ..errors import MoodsongError
 
 
+# Import name -> pip name, where they differ.
+_PIP_NAMES = {"fluidsynth": "pyfluidsynth", "faster_whisper": "faster-whisper", "sklearn": "scikit-learn",
+              "multipart": "python-multipart", "PIL": "pillow"}
+
+
 class _Group(click.Group):
     """A click group that prints :class:`MoodsongError` as one line, exit status 2."""
 
@@ -22,6 +27,16 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except MoodsongError as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(2)
+        except ModuleNotFoundError as exc:
+            # Heavy and optional parts are imported inside the commands (so that --help starts at once);
+            # a missing one is a user's set-up, said in one line. A missing moodsong module is a bug: traceback.
+            top = (exc.name or "").split(".")[0]
+            if not top or top == "moodsong":
+                raise
+            pip = _PIP_NAMES.get(top, top.replace("_", "-"))
+            click.secho(f"error: this needs the Python package {pip!r}, which is not installed "
+                        f"(pip install {pip})", fg="red", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
