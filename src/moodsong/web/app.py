@@ -544,15 +544,19 @@ def create_app(
         return request.client.host if request.client else "unknown"
 
     @app.post("/api/compose", status_code=202, response_model=JobAccepted, tags=["compose"],
-              responses={422: {"description": "Invalid request"}, 429: {"description": "Rate limited"},
+              responses={403: {"description": "Request from another site"}, 415: {"description": "Not JSON"},
+                         422: {"description": "Invalid request"}, 429: {"description": "Rate limited"},
                          503: {"description": "Queue full"}})
     async def compose_json(body: ComposeBody, request: Request) -> JobAccepted:
         """Compose from a prompt, valence/arousal or a quadrant; poll ``status_url`` for the result."""
         return submit(body.model_dump(), client_of(request))
 
     @app.post("/api/compose/voice", status_code=202, response_model=JobAccepted, tags=["compose"],
-              responses={413: {"description": "Recording too large"}, 415: {"description": "Not a WAV/FLAC/OGG file"},
-                         422: {"description": "Invalid request"}})
+              responses={403: {"description": "Request from another site"},
+                         413: {"description": "Recording too large"},
+                         415: {"description": "Not multipart/form-data, or not a WAV/FLAC/OGG file"},
+                         422: {"description": "Invalid request"}, 429: {"description": "Rate limited"},
+                         503: {"description": "Queue full"}})
     async def compose_voice(
         request: Request,
         voice: Annotated[UploadFile, File(description=f"A spoken request: WAV (FLAC, OGG also), at most {MAX_VOICE_SECONDS:g} s.")],
