@@ -1,11 +1,15 @@
-"""Compose a piece that fits a feeling: the whole pipeline as one library call.
+"""Compose a song that fits a feeling: the whole pipeline as one library call.
 
     request (prompt | voice | valence/arousal | quadrant)
       -> target emotion (text/voice analysis, or the given coordinates)
-      -> conditioning: an emotion-conditional model (WaveNet-NADE or RBM) samples several candidates
-      -> surface steering: tempo, register, mode, density, articulation, velocity, instrument
+      -> the song model (default; :mod:`moodsong.song`): a harmonic plan chosen for the emotion,
+         then a melody and an accompaniment over it, with form; several candidates in one batch
       -> selection: the music-emotion estimator scores every candidate; keep those closest to the target
-      -> outputs: MIDI + audio + piano-roll picture, chords/key/tempo report
+      -> outputs: multi-track MIDI + audio + piano-roll picture + MusicXML lead sheet, plan/key/tempo report
+
+The earlier emotion-conditional piano models (a WaveNet-NADE, default ``model="emotion-wavenet"``,
+and a conditional RBM, ``"emotion-crbm"``) stay available through ``model``; their pieces are
+surface-steered (tempo, register, mode, density, articulation, velocity, instrument).
 
 :func:`compose` is what both ``moodsong compose`` and the web server call.
 
@@ -23,9 +27,9 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import symusic
-import torch
 
 from .emotion import (
     EmotionAnalysis,
@@ -35,13 +39,20 @@ from .emotion import (
     quadrant_of,
 )
 from .emotion.music import MusicEmotion, MusicEmotionEstimator
-from .emotion.steer import SurfaceParams, apply_surface, surface_for
+from .emotion.steer import SurfaceParams, surface_for
 from .errors import MoodsongError
-from .models.conditional_rbm import ConditionalRBM, condition_vector, sample_roll
-from .models.wavenet import WaveNetNADE
+
+if TYPE_CHECKING:  # the conditional piano models need torch; the default song model does not
+    import symusic
+    import torch
+
+    from .models.conditional_rbm import ConditionalRBM
+    from .models.wavenet import WaveNetNADE
+
+    ConditionalModel = ConditionalRBM | WaveNetNADE
 
 __all__ = ["ComposeRequest", "Candidate", "ComposeResult", "compose", "load_conditional_model", "generate_candidates",
-           "sample_conditional", "default_strength"]
+           "generate_song_candidates", "sample_conditional", "default_strength", "parse_instruments", "MODEL_NAMES"]
 
 #: Stems of the shipped emotion-conditional models inside ``moodsong/data``: the default
 #: (a WaveNet-NADE whose every block and output sees the condition) and the RBM it replaced.
@@ -55,8 +66,8 @@ DEFAULT_STRENGTH = 3.0
 #: Its learned condition is subtle (EMOPIA labels whole clips); at 3 the onset rate of high-arousal targets
 #: is 3-6x that of low-arousal ones and bare hits rise from 0.25 to 0.38 (bench/emotion_compose.py).
 DEFAULT_WAVENET_STRENGTH = 3.0
-
-ConditionalModel = ConditionalRBM | WaveNetNADE
+#: Names ``model`` accepts besides a checkpoint path.
+MODEL_NAMES = {"song": None, "emotion-wavenet": DEFAULT_CONDITIONAL, "emotion-crbm": DEFAULT_CRBM}
 
 
 @dataclass
@@ -89,11 +100,26 @@ class ComposeRequest:
         ``"wav"``, ``"flac"``, ``"ogg"``, ``"mp3"`` or None.
     picture : bool
         Write the piano-roll PNG.
-    model : path, optional
-        An emotion-conditional model (a checkpoint path without suffix: a WaveNet-NADE trained with a
-        4-number quadrant condition, or a conditional RBM) instead of the shipped one.
+    model : str or path, optional
+        ``None`` or ``"song"``: the shipped song model; ``"emotion-wavenet"`` / ``"emotion-crbm"``: the
+        earlier emotion-conditional piano models; or a checkpoint path (a song model from
+        ``moodsong train-song``, a WaveNet-NADE with a 4-number quadrant condition, or a conditional RBM).
     steer : bool
-        Apply surface steering (off only for experiments on the bare model).
+        Song model: choose among the candidates with the music-emotion estimator (off: the bare
+        model, one candidate as sampled). Piano models: surface steering and selection.
+    form : str, optional
+        Song model: section letters such as ``"AABA"`` or ``"A A' B A"`` (default by length).
+    key : str, optional
+        Song model: e.g. ``"D minor"`` instead of the key the emotion chose.
+    tempo : float, optional
+        Quarter notes per minute instead of the tempo the emotion chose (20-300).
+    instrument : str, optional
+        General MIDI instrument names or program numbers, ``"MELODY[,ACCOMPANIMENT]"``,
+        e.g. ``"flute,acoustic grand piano"`` or ``"violin"``.
+    primer : path, optional
+        Song model: a MIDI file to continue; its notes are kept verbatim as the first bars.
+    leadsheet : bool
+        Song model: also write ``<stem>.musicxml`` (melody and chord symbols).
     strength : float, optional
         How far the condition is pushed: 1 is the learned conditional, more exaggerates it
         (see :func:`sample_conditional`). Default: the model's own (:func:`default_strength`).
@@ -108,7 +134,7 @@ class ComposeRequest:
     valence: float | None = None
     arousal: float | None = None
     quadrant: int | None = None
-    bars: int = 8
+    bars: int = 16
     candidates: int = 6
     keep: int = 1
     seed: int | None = None
@@ -122,6 +148,12 @@ class ComposeRequest:
     temperature: float = 1.0
     voice_backend: str = "auto"
     whisper_model: str | os.PathLike | None = None
+    form: str | None = None
+    key: str | None = None
+    tempo: float | None = None
+    instrument: str | None = None
+    primer: str | os.PathLike | None = None
+    leadsheet: bool = True
 
 
 @dataclass
@@ -136,6 +168,7 @@ class Candidate:
     steering: dict = field(default_factory=dict)
     chosen: bool = False
     score: symusic.Score | None = field(default=None, repr=False)
+    song: object = field(default=None, repr=False)  # moodsong.song.model.Song for the song model
 
     def to_dict(self) -> dict:
         est = self.estimate.to_dict()
@@ -160,6 +193,7 @@ class ComposeResult:
     surface: SurfaceParams
     candidates: list[Candidate]
     reports: list = field(default_factory=list)  # moodsong.outputs.PieceReport per kept piece
+    model_kind: str = "song"  # "song" (plan, melody, accompaniment) or "piano" (a conditional piano model)
 
     @property
     def target(self) -> tuple[float, float]:
@@ -184,7 +218,9 @@ class ComposeResult:
                 "quadrant": self.analysis.quadrant,
                 "label": self.analysis.label,
             },
-            "surface": self.surface.to_dict(),
+            "model": self.model_kind,
+            "surface": self.surface.to_dict() if self.model_kind == "piano" else None,
+            "plans": [_song_dict(c.song) for c in self.chosen if c.song is not None],
             "candidates": [c.to_dict() for c in self.candidates],
             "chosen": [c.index for c in self.chosen],
             "pieces": [
@@ -194,8 +230,9 @@ class ComposeResult:
                     "key": r.key,
                     "tempo_qpm": r.tempo_qpm,
                     "duration_s": round(r.duration_s, 2),
+                    **({"plan": _song_dict(c.song)} if c.song is not None else {}),
                 }
-                for p, r in zip(self.paths, self.reports)
+                for p, r, c in zip(self.paths, self.reports, self.chosen)
             ],
         }
 
@@ -207,11 +244,15 @@ class ComposeResult:
             lines.append(f"heard: {self.transcript!r}")
         lines.append(a.explain() if self.source in ("prompt", "voice") else (
             f"target ({self.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}"))
-        s = self.surface
-        lines.append(
-            f"steering: {s.qpm:g} qpm, {s.mode or 'free'} mode, register ~{s.register_mean:g}, "
-            f"density {s.keep_fraction:.0%}, velocity {s.velocity}, {s.instrument}"
-        )
+        if self.model_kind == "piano":
+            s = self.surface
+            lines.append(
+                f"steering: {s.qpm:g} qpm, {s.mode or 'free'} mode, register ~{s.register_mean:g}, "
+                f"density {s.keep_fraction:.0%}, velocity {s.velocity}, {s.instrument}"
+            )
+        for c in self.chosen:
+            if c.song is not None:
+                lines.append(_song_plan_text(c.song))
         lines.append(f"candidates (estimated by the music-emotion model; target V {a.valence:+.2f} A {a.arousal:+.2f}):")
         for c in self.candidates:
             e = c.estimate
@@ -223,6 +264,31 @@ class ComposeResult:
         for r in self.reports:
             lines.append(r.summary())
         return "\n".join(lines)
+
+
+def _program_name(program: int) -> str:
+    from pretty_midi.constants import INSTRUMENT_MAP
+
+    return INSTRUMENT_MAP[program] if 0 <= program < 128 else f"program {program}"
+
+
+def _song_dict(song) -> dict:
+    return {"key": song.key_name, "tempo_qpm": song.qpm, "bars": song.bars, "form": song.form,
+            "sections": [{"section": s, "start_bar": b + 1, "bars": n} for s, b, n in song.sections],
+            "chords": song.plan_dicts(), "bar_chords": song.bar_chords(),
+            "instruments": {"melody": song.programs[0], "accompaniment": song.programs[1]},
+            "primer_bars": song.primer_bars}
+
+
+def _song_plan_text(song, per_line: int = 8) -> str:
+    """The harmonic plan and form, bar by bar, for the terminal."""
+    bars = song.bar_chords()
+    sec_at = {b: s for s, b, _ in song.sections}
+    cells = [(f"[{sec_at[i]}] " if i in sec_at else "") + c for i, c in enumerate(bars)]
+    rows = [" | ".join(cells[i: i + per_line]) for i in range(0, len(cells), per_line)]
+    head = (f"plan: {song.key_name}, {song.qpm:g} qpm, {song.bars} bars, form {song.form}; "
+            f"melody {_program_name(song.programs[0])}, accompaniment {_program_name(song.programs[1])}")
+    return head + "\n" + "\n".join("      " + r for r in rows)
 
 
 # -- models ----------------------------------------------------------------------
@@ -238,6 +304,8 @@ def load_conditional_model(path: str | None = None) -> ConditionalModel:
         If the file is missing or corrupt, or holds a model that takes no emotion condition.
     """
     from .checkpoint import load_checkpoint
+    from .models.conditional_rbm import ConditionalRBM
+    from .models.wavenet import WaveNetNADE
 
     if path is None:
         from importlib import resources
@@ -255,6 +323,8 @@ def load_conditional_model(path: str | None = None) -> ConditionalModel:
 
 def default_strength(model: ConditionalModel) -> float:
     """The condition strength :func:`compose` uses for ``model`` unless told otherwise."""
+    from .models.wavenet import WaveNetNADE
+
     return DEFAULT_WAVENET_STRENGTH if isinstance(model, WaveNetNADE) else DEFAULT_STRENGTH
 
 
@@ -268,6 +338,9 @@ def sample_conditional(model: ConditionalModel, valence: float, arousal: float, 
     learned as "no particular emotion"), so s > 1 extrapolates away from neutral; for the RBM it
     scales the condition's biases (:func:`~moodsong.models.conditional_rbm.sample_roll`).
     """
+    from .models.conditional_rbm import condition_vector, sample_roll
+    from .models.wavenet import WaveNetNADE
+
     cond = condition_vector(valence, arousal)
     strength = default_strength(model) if strength is None else float(strength)
     if isinstance(model, WaveNetNADE):
@@ -333,6 +406,10 @@ def generate_candidates(
 
     Candidate ``i`` uses seed ``seed + i``; so a candidate can be regenerated alone.
     """
+    import torch
+
+    from .emotion.steer import apply_surface
+
     model = model or load_conditional_model()
     estimator = estimator or _estimator()
     surface = surface_for(valence, arousal)
@@ -360,14 +437,113 @@ def generate_candidates(
     return surface, out
 
 
+def parse_instruments(text: str) -> tuple[int, int | None]:
+    """``"flute,acoustic grand piano"`` or ``"40"`` -> General MIDI programs (melody, accompaniment or None).
+
+    A name matches a General MIDI instrument exactly (any case), else the first one that contains it
+    (``"piano"`` is Acoustic Grand Piano, ``"guitar"`` Acoustic Guitar (nylon)).
+
+    Raises
+    ------
+    MoodsongError
+        For a name no General MIDI instrument matches, or a number outside 0-127.
+    """
+    from pretty_midi.constants import INSTRUMENT_MAP
+
+    names = [n.lower() for n in INSTRUMENT_MAP]
+    out = []
+    parts = [p.strip() for p in text.split(",")]
+    if not 1 <= len(parts) <= 2 or not all(parts):
+        raise MoodsongError(f"bad instrument {text!r}: give MELODY or MELODY,ACCOMPANIMENT (General MIDI names or 0-127)")
+    for part in parts:
+        if part.isdigit():
+            if not 0 <= int(part) <= 127:
+                raise MoodsongError(f"instrument program {part} is outside 0-127")
+            out.append(int(part))
+            continue
+        low = part.lower()
+        match = names.index(low) if low in names else next((i for i, n in enumerate(names) if low in n), None)
+        if match is None:
+            raise MoodsongError(f"unknown instrument {part!r}; use a General MIDI name such as 'flute', 'violin', "
+                                f"'acoustic grand piano', or a program number 0-127")
+        out.append(match)
+    return out[0], (out[1] if len(out) > 1 else None)
+
+
+@lru_cache(maxsize=2)
+def _song_model(path: str | None = None):
+    from .song.model import SongModel
+
+    return SongModel.load(path)
+
+
+def _is_song_model(model: str | os.PathLike | None) -> bool:
+    """Whether ``ComposeRequest.model`` names the song model (the default) or a piano model."""
+    if model is None or str(model) == "song":
+        return True
+    if str(model) in MODEL_NAMES:
+        return False
+    import json
+    from pathlib import Path
+
+    stem = str(model).removesuffix(".json").removesuffix(".safetensors")
+    try:
+        doc = json.loads(Path(stem + ".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise MoodsongError(f"{model}: no such model (a name: song, emotion-wavenet, emotion-crbm; or a "
+                            f"checkpoint's .json)") from None
+    return doc.get("model_type") == "song"
+
+
+def generate_song_candidates(
+    valence: float,
+    arousal: float,
+    *,
+    spec=None,
+    count: int = 6,
+    seed: int = 0,
+    model=None,
+    primer=None,
+    estimator: MusicEmotionEstimator | None = None,
+) -> list[Candidate]:
+    """Sample ``count`` songs for a target in one batch and judge each with the estimator (nothing is written).
+
+    Parameters
+    ----------
+    spec : moodsong.song.model.SongSpec, optional
+        Length, form, key, tempo, instruments; its valence/arousal are replaced by the target.
+    model : moodsong.song.model.SongModel, optional
+        Default: the shipped one.
+    primer : symusic.Score, optional
+        A piece to continue (see :meth:`~moodsong.song.model.SongModel.generate`).
+    """
+    from dataclasses import replace
+
+    from .song.model import SongSpec
+
+    model = model or _song_model()
+    estimator = estimator or _estimator()
+    spec = replace(spec or SongSpec(), valence=valence, arousal=arousal)
+    songs = model.generate(spec, count=count, seed=seed, primer=primer)
+    target_q = quadrant_of(valence, arousal)
+    out = []
+    for i, song in enumerate(songs):
+        score = song.to_score()
+        est = estimator.predict_score(score)
+        dist = float(np.hypot(est.valence - valence, est.arousal - arousal))
+        info = {"key": song.key_name, "qpm": song.qpm, "form": song.form, "programs": list(song.programs)}
+        out.append(Candidate(i + 1, seed, est, dist, est.probabilities[target_q - 1], info, score=score, song=song))
+    return out
+
+
 def compose(request: ComposeRequest) -> ComposeResult:
     """Run the whole pipeline for one request; writes files when ``request.out_dir`` is set.
 
     Raises
     ------
     MoodsongError
-        A bad request (no/conflicting emotion source, bad prompt or audio file,
-        out-of-range numbers) or an unreadable model.
+        A bad request (no/conflicting emotion source, bad prompt, audio or primer file, unknown key,
+        instrument or form, out-of-range numbers) or an unreadable model.
     """
     if not 1 <= request.bars <= 256:
         raise MoodsongError(f"bars must be 1..256, not {request.bars}")
@@ -377,27 +553,114 @@ def compose(request: ComposeRequest) -> ComposeResult:
         raise MoodsongError(f"strength must be 0..10, not {request.strength:g}")
     if not 1 <= request.keep <= request.candidates:
         raise MoodsongError(f"keep must be 1..candidates ({request.candidates}), not {request.keep}")
+    if request.tempo is not None and not 20 <= request.tempo <= 300:
+        raise MoodsongError(f"tempo must be 20..300 qpm, not {request.tempo:g}")
+    song_mode = _is_song_model(request.model)
+    programs = parse_instruments(request.instrument) if request.instrument is not None else None
+    spec = primer = None
+    if song_mode:
+        from .song.model import SongSpec, parse_form, parse_key
+
+        if request.key is not None:
+            parse_key(request.key)
+        parse_form(request.form, request.bars)  # an impossible form fails before any work
+        if request.primer is not None:
+            primer = _read_primer_file(request.primer)
+        spec = SongSpec(bars=request.bars, form=request.form, key=request.key, tempo_qpm=request.tempo,
+                        temperature=request.temperature)
+    elif request.key is not None or request.form is not None or request.primer is not None:
+        raise MoodsongError("--key, --form and --primer need the song model (leave out --model)")
     analysis, source, transcript = resolve_emotion(request)
-    model = load_conditional_model(None if request.model is None else str(request.model))
     seed = int(np.random.SeedSequence().entropy % 2**31) if request.seed is None else int(request.seed)
-    surface, cands = generate_candidates(
-        analysis.valence, analysis.arousal, bars=request.bars, count=request.candidates, seed=seed,
-        model=model, steer=request.steer, strength=request.strength, temperature=request.temperature,
-    )
+    surface = surface_for(analysis.valence, analysis.arousal)
+    if song_mode:
+        from dataclasses import replace
+
+        from .song.model import INSTRUMENTS
+
+        if programs is not None:
+            default = INSTRUMENTS[quadrant_of(analysis.valence, analysis.arousal)]
+            spec = replace(spec, programs=(programs[0], default[1] if programs[1] is None else programs[1]))
+        model = _song_model(None if request.model in (None, "song") else str(request.model))
+        count = request.candidates if request.steer else 1
+        cands = generate_song_candidates(analysis.valence, analysis.arousal, spec=spec, count=count, seed=seed,
+                                         model=model, primer=primer)
+    else:
+        model = load_conditional_model(MODEL_NAMES.get(str(request.model)) and _shipped(MODEL_NAMES[str(request.model)])
+                                       or str(request.model))
+        surface, cands = generate_candidates(
+            analysis.valence, analysis.arousal, bars=request.bars, count=request.candidates, seed=seed,
+            model=model, steer=request.steer, strength=request.strength, temperature=request.temperature,
+        )
+        if request.tempo is not None or programs is not None:
+            for c in cands:
+                if c.score is not None:
+                    _override_surface(c.score, request.tempo, programs)
     usable = [c for c in cands if c.score is not None]
     if not usable:
         raise MoodsongError("every candidate came out silent; try another --seed or more --candidates")
     # Selection: most probable target quadrant first, then closest on the plane.
-    for c in sorted(usable, key=lambda c: c.distance - c.target_probability)[: request.keep]:
+    for c in sorted(usable, key=lambda c: c.distance - c.target_probability)[: min(request.keep, len(usable))]:
         c.chosen = True
-    result = ComposeResult(analysis, source, transcript, surface, cands)
+    result = ComposeResult(analysis, source, transcript, surface, cands, model_kind="song" if song_mode else "piano")
     if request.out_dir is not None:
         from .outputs import write_piece
 
         for rank, c in enumerate(result.chosen):
             stem = request.stem if rank == 0 else f"{request.stem}-{rank + 1}"
-            title = f"{analysis.label} (V {analysis.valence:+.2f}, A {analysis.arousal:+.2f}) - {c.steering.get('key', '')}, {surface.qpm:g} qpm"
-            result.reports.append(
-                write_piece(c.score, request.out_dir, stem, audio=request.audio, picture=request.picture, title=title)
-            )
+            if c.song is not None:
+                song = c.song
+                title = (f"{analysis.label} (V {analysis.valence:+.2f}, A {analysis.arousal:+.2f}) - "
+                         f"{song.key_name}, {song.qpm:g} qpm")
+                report = write_piece(c.score, request.out_dir, stem, audio=request.audio, picture=request.picture,
+                                     title=title, chords=song.bar_chords(), key=song.key_name)
+                if request.leadsheet:
+                    from pathlib import Path
+
+                    from .song.leadsheet import write_leadsheet
+
+                    report.paths["musicxml"] = write_leadsheet(song, Path(request.out_dir) / f"{stem}.musicxml",
+                                                               title=title)
+            else:
+                title = (f"{analysis.label} (V {analysis.valence:+.2f}, A {analysis.arousal:+.2f}) - "
+                         f"{c.steering.get('key', '')}, {surface.qpm:g} qpm")
+                report = write_piece(c.score, request.out_dir, stem, audio=request.audio, picture=request.picture,
+                                     title=title)
+            result.reports.append(report)
     return result
+
+
+def _shipped(stem: str) -> str:
+    from importlib import resources
+
+    return str(resources.files("moodsong") / "data" / stem)
+
+
+def _read_primer_file(path: str | os.PathLike):
+    """The primer as a symusic score, or one clear error (not MIDI, empty, drums only)."""
+    from pathlib import Path
+
+    import symusic
+
+    p = Path(path)
+    if not p.is_file():
+        raise MoodsongError(f"{p}: no such primer file")
+    try:
+        score = symusic.Score(str(p))
+    except Exception:  # symusic raises RuntimeError / ValueError on anything that is not MIDI
+        raise MoodsongError(f"{p}: not a MIDI file") from None
+    if not any(len(t.notes) and not t.is_drum for t in score.tracks):
+        raise MoodsongError(f"{p}: the primer has no pitched notes (empty or drums only)")
+    return score
+
+
+def _override_surface(score, tempo: float | None, programs: tuple[int, int | None] | None) -> None:
+    """Set the tempo and instrument of a piano model's piece (its one track takes the melody program)."""
+    import symusic
+
+    if tempo is not None:
+        score.tempos.clear()
+        score.tempos.append(symusic.Tempo(0, float(tempo)))
+    if programs is not None:
+        for t in score.tracks:
+            t.program = programs[0]

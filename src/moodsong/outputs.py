@@ -61,7 +61,7 @@ class PieceReport:
     def summary(self, per_line: int = 8) -> str:
         """Multi-line text for the terminal: files, chords, key, tempo, duration."""
         lines = []
-        for kind in ("midi", "audio", "png"):
+        for kind in ("midi", "audio", "png", "musicxml"):
             if self.paths.get(kind) is not None:
                 lines.append(f"{kind:>8}: {self.paths[kind]}")
         bars = [" | ".join(self.chords[i : i + per_line]) for i in range(0, len(self.chords), per_line)]
@@ -83,6 +83,8 @@ def write_piece(
     renderer: str = "auto",
     soundfont: str | os.PathLike | None = None,
     title: str | None = None,
+    chords: list[str] | None = None,
+    key: str | None = None,
 ) -> PieceReport:
     """Write ``<stem>.mid``, ``<stem>.<audio>`` and ``<stem>.png`` into ``out_dir`` and analyse the piece.
 
@@ -102,13 +104,15 @@ def write_piece(
         See :func:`moodsong.audio.render`.
     title : str, optional
         Picture title (default: stem, key and tempo).
+    chords, key : optional
+        What the piece is known to be (a song's plan, one entry per bar, and its key); when
+        given, they are reported instead of being recognised from the notes.
 
     Returns
     -------
     PieceReport
     """
     from .audio import load_score, render, write_audio
-    from .chords import analyze
 
     score = load_score(score)
     if sum(len(t.notes) for t in score.tracks) == 0:
@@ -125,12 +129,17 @@ def write_piece(
     with atomic_path(paths["midi"]) as tmp:
         score.dump_midi(str(tmp))
 
-    progression = analyze(score, per="bar")
+    if chords is None or key is None:
+        from .chords import analyze
+
+        progression = analyze(score, per="bar")
+        chords = progression.names if chords is None else chords
+        key = progression.key if key is None else key
     qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     report = PieceReport(
         paths=paths,
-        chords=progression.names,
-        key=progression.key,
+        chords=list(chords),
+        key=key,
         tempo_qpm=round(qpm, 2),
         duration_s=float(score.to("second").end()),
     )
@@ -142,6 +151,6 @@ def write_piece(
         from .pictures import save_pianoroll
 
         if title is None:
-            title = f"{stem}: {progression.key or 'no key'}, {qpm:g} qpm"
+            title = f"{stem}: {key or 'no key'}, {qpm:g} qpm"
         paths["png"] = save_pianoroll(score, out_dir / f"{stem}.png", title=title)
     return report

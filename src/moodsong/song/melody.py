@@ -147,7 +147,7 @@ class MelodyConfig:
     vocab_size: int = Vocab.SIZE
     cond_dim: int = COND_DIM
     embed: int = 96
-    hidden: int = 256
+    hidden: int = 192
     layers: int = 2
     dropout: float = 0.1
 

@@ -342,11 +342,14 @@ class SongModel:
         stem = Path(str(stem).removesuffix(".json").removesuffix(".safetensors"))
         try:
             doc = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
-            arrays = load_file(str(stem.with_suffix(".safetensors")))
         except (OSError, ValueError) as e:
-            raise MoodsongError(f"{stem}: not a readable song model ({e})") from None
-        if doc.get("model_type") != "song":
-            raise MoodsongError(f"{stem}: not a song model (model_type {doc.get('model_type')!r})")
+            raise MoodsongError(f"{stem}.json: not a readable song model ({e})") from None
+        if not isinstance(doc, dict) or doc.get("model_type") != "song":
+            raise MoodsongError(f"{stem}: not a song model (model_type {doc.get('model_type') if isinstance(doc, dict) else None!r})")
+        try:
+            arrays = load_file(str(stem.with_suffix(".safetensors")))
+        except Exception as e:  # safetensors raises its own SafetensorError on a corrupt file
+            raise MoodsongError(f"{stem}.safetensors: not a readable song model ({e})") from None
         weights = {k.removeprefix("melody."): v for k, v in arrays.items() if k.startswith("melody.")}
         meta = {k: v for k, v in doc.items() if k not in ("model_type", "melody", "plan")}
         return cls(ChordPlanModel.from_arrays(arrays, **doc.get("plan", {})), AccompanimentModel.from_arrays(arrays),

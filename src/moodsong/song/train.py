@@ -4,7 +4,7 @@
 POP909 folders with their annotations, or any MIDI folder, chords then recognised), fits
 the chord plan (:class:`~moodsong.song.plan.ChordPlanModel`) and the accompaniment
 patterns (:class:`~moodsong.song.accomp.AccompanimentModel`), and trains
-:class:`MelodyNet` on random 16-bar crops of every training song's melody with Adam,
+:class:`MelodyNet` on random 8-bar crops of every training song's melody with Adam,
 keeping the epoch with the lowest validation loss. After every epoch it writes the model
 (safetensors + JSON, atomically) and its optimiser state, so ``--resume`` continues a run
 that was stopped. Under ``torchrun`` each rank takes its slice of every global batch and
@@ -64,10 +64,10 @@ def masked_cross_entropy(logits: torch.Tensor, tokens: torch.Tensor, mask: torch
 class SongTrainConfig:
     """Training settings of :func:`train_song_model`."""
 
-    epochs: int = 30
+    epochs: int = 40
     batch_size: int = 32
-    crop_bars: int = 16
-    crops_per_song: int = 2
+    crop_bars: int = 8
+    crops_per_song: int = 3
     lr: float = 2e-3
     weight_decay: float = 1e-5
     grad_clip: float = 1.0

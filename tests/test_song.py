@@ -1,0 +1,276 @@
+"""The song model: plan, melody, accompaniment, form, files, controls and bad input.
+
+Most tests use a tiny song model fitted here on synthetic songs (so they run without
+../shared); the last ones go through ``compose`` with the shipped model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import symusic
+
+from moodsong.errors import MoodsongError
+from moodsong.song.accomp import AccompanimentModel
+from moodsong.song.melody import MelodyConfig, MelodySampler, Vocab, song_events
+from moodsong.song.model import SongModel, SongSpec, parse_form, parse_key
+from moodsong.song.plan import ChordPlanModel
+from moodsong.song.pop909 import Chord, PopSong, parse_chord_label
+
+torch = pytest.importorskip("torch")
+
+# I vi IV V in C major and i VI iv v... in A minor, one chord per bar.
+_MAJOR = [(0, ""), (9, "m"), (5, ""), (7, "")]
+_MINOR = [(9, "m"), (5, ""), (2, "m"), (4, "m")]
+
+
+def _song(i: int, minor: bool, bars: int = 16) -> PopSong:
+    rng = np.random.default_rng(i)
+    prog = _MINOR if minor else _MAJOR
+    chords, mel, piano = [], [], []
+    for bar in range(bars):
+        root, q = prog[bar % 4]
+        t = bar * 16
+        chords.append(Chord(t, t + 16, root, q))
+        from moodsong.song.pop909 import QUALITIES
+
+        tones = [root + iv for iv in QUALITIES[q]]
+        piano.append((t, 16, 36 + root, 70))  # bass on the root
+        for k, step in enumerate((0, 4, 8, 12)):  # broken chord above
+            piano.append((t + step, 4, 60 + tones[k % 3] % 12, 60))
+        for step in (0, 4, 8, 12):  # melody: chord tones in quarter notes
+            mel.append((t + step, 4, 72 + int(rng.choice(tones)) % 12, 90))
+    arr = lambda x: np.array(x, np.int64)  # noqa: E731
+    return PopSong(f"{i:03d}", arr(mel), arr(mel)[:0], arr(piano), chords, tonic=9 if minor else 0,
+                   mode="minor" if minor else "major", qpm=100.0, num_bars=bars)
+
+
+@pytest.fixture(scope="module")
+def songs():
+    return [_song(i, minor=i % 2 == 1) for i in range(12)]
+
+
+@pytest.fixture(scope="module")
+def model(songs):
+    from moodsong.song.train import MelodyNet
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest and deterministic
+    cfg = MelodyConfig(embed=16, hidden=32, layers=1, dropout=0.0)
+    torch.manual_seed(0)
+    net = MelodyNet(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    data = [song_events(s) for s in songs]
+    n = max(len(t) for t, _ in data)
+    T = torch.zeros(len(data), n, dtype=torch.long)
+    C = torch.zeros(len(data), n, data[0][1].shape[1])
+    M = torch.zeros(len(data), n, dtype=torch.bool)
+    for i, (t, c) in enumerate(data):
+        T[i, : len(t)], C[i, : len(t)], M[i, : len(t)] = torch.from_numpy(t), torch.from_numpy(c), True
+    losses = []
+    for _ in range(60):
+        loss = net.loss(T, C, M)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    torch.set_num_threads(threads)
+    weights = {k: v.detach().numpy() for k, v in net.state_dict().items()}
+    m = SongModel(ChordPlanModel(min_context=2).fit(songs), AccompanimentModel().fit(songs), cfg, weights)
+    m.losses = losses
+    m.net = net
+    return m
+
+
+def test_chord_labels_fold_onto_known_qualities():
+    assert parse_chord_label("F#:min7/b7") == (6, "m7")
+    assert parse_chord_label("Bb:maj6") == (10, "")
+    assert parse_chord_label("C:sus4(b7)") == (0, "sus4")
+    assert parse_chord_label("N") is None
+
+
+def test_melody_learns(model):
+    # a melody of chord tones in quarter notes is easy: the loss must fall far below uniform (ln V)
+    assert model.losses[-1] < 0.5 * model.losses[0]
+    assert model.losses[0] > 0.8 * np.log(Vocab.SIZE)
+
+
+def test_numpy_sampler_matches_torch(model, songs):
+    toks, conds = song_events(songs[0])
+    with torch.no_grad():
+        ref = model.net(torch.from_numpy(toks[None]), torch.from_numpy(conds[None]))[0].numpy()
+    s = MelodySampler(model.melody_weights, model.melody_config)
+    h = s.initial_state(1)
+    out = []
+    for t, c in zip(toks, conds):
+        logits, h = s.step(np.array([t]), c[None], h)
+        out.append(logits[0])
+    np.testing.assert_allclose(np.array(out), ref, atol=1e-4)
+
+
+def test_plan_follows_valence(model):
+    rng = np.random.default_rng(0)
+    bright = [model.plan.plan_valence(model.plan.sample_phrase(4, "major", 0.9, 0, rng)) for _ in range(20)]
+    dark = [model.plan.plan_valence(model.plan.sample_phrase(4, "minor", -0.9, 0, rng)) for _ in range(20)]
+    assert np.mean(bright) > np.mean(dark) + 0.5
+    closed = model.plan.sample_phrase(4, "major", 0.5, 0, rng, ending="closed")
+    assert (closed[-1].degree, closed[-1].quality) == (0, "")
+    assert closed[0].start == 0 and closed[-1].end == 4 * 16
+    assert all(a.end == b.start for a, b in zip(closed, closed[1:]))
+
+
+def _bar_agreement(song) -> float:
+    from moodsong.chords import analyze
+
+    acc = song.to_score()
+    acc.tracks = [t for t in acc.tracks if t.name == "Accompaniment"]
+    heard = analyze(acc, per="bar").segments
+    plan = song.bar_chords()
+    ok = 0
+    for seg, planned in zip(heard, plan):
+        first = planned.split()[0]
+        want = parse_key(first.rstrip("m7ajsu42o+ø") or "C")[0]
+        ok += seg.root == want
+    return ok / len(plan)
+
+
+def test_song_follows_plan_form_and_is_singable(model):
+    songs = model.generate(SongSpec(0.6, 0.5, bars=16), count=3, seed=4)
+    for song in songs:
+        assert song.form == "A A' B A'"
+        assert song.bars == 16
+        # the accompaniment is heard as the planned chords
+        assert _bar_agreement(song) >= 0.8
+        mel = song.melody
+        assert len(mel) >= 8
+        # one voice: no note starts before the previous one ends
+        order = np.argsort(mel[:, 0])
+        assert np.all(mel[order][1:, 0] >= (mel[order][:-1, 0] + mel[order][:-1, 1]))
+        assert np.ptp(mel[:, 2]) <= 24
+        # the closing A' repeats the first A' (a section that returns is the same music)
+        first = mel[(mel[:, 0] >= 4 * 16) & (mel[:, 0] < 8 * 16)].copy()
+        last = mel[(mel[:, 0] >= 12 * 16)].copy()
+        first[:, 0] += 8 * 16
+        np.testing.assert_array_equal(first[:, :3], last[:, :3])
+        # the piece ends on a long tonic-triad note
+        final = mel[np.argmax(mel[:, 0])]
+        assert final[1] >= 8 and (final[2] - song.tonic) % 12 in (0, 4, 7)
+
+
+def test_seed_reproduces(model):
+    a = model.generate(SongSpec(-0.5, -0.5, bars=8), count=2, seed=11)
+    b = model.generate(SongSpec(-0.5, -0.5, bars=8), count=2, seed=11)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.melody, y.melody)
+        np.testing.assert_array_equal(x.accompaniment, y.accompaniment)
+        assert x.chord_names() == y.chord_names()
+    assert a[0].mode == "minor"
+
+
+def test_overrides(model):
+    song = model.generate(SongSpec(0.8, 0.8, bars=8, key="D minor", tempo_qpm=63, programs=(40, 4)), seed=1)[0]
+    assert (song.tonic, song.mode, song.qpm, song.programs) == (2, "minor", 63.0, (40, 4))
+    score = song.to_score()
+    assert [t.name for t in score.tracks] == ["Melody", "Accompaniment"]
+    assert [t.program for t in score.tracks] == [40, 4]
+    assert score.key_signatures[0].key == -1 and score.key_signatures[0].tonality == 1
+    assert [m.text for m in score.markers] == song.chord_names()
+    assert score.tempos[0].qpm == pytest.approx(63)
+
+
+def test_long_form_returns(model):
+    song = model.generate(SongSpec(0.3, 0.3, bars=64), seed=2)[0]
+    assert song.form == "A A' B A' C C' B A'"
+    assert song.bars == 64
+    names = song.bar_chords()
+    # each B and each A' are the same chords wherever they return
+    assert names[16:24] == names[48:56] and names[8:16] == names[24:32] == names[56:64]
+
+
+def test_forms_and_keys_parse():
+    assert parse_form("AABA", 16) == (["A", "A", "B", "A"], 4)
+    assert parse_form("A A' B A", 32) == (["A", "A'", "B", "A"], 8)
+    assert parse_key("F#m") == (6, "minor") and parse_key("Bb major") == (10, "major")
+    with pytest.raises(MoodsongError, match="equal"):
+        parse_form("ABC", 16)
+    with pytest.raises(MoodsongError, match="form"):
+        parse_form("A1B", 16)
+    with pytest.raises(MoodsongError, match="unknown key"):
+        parse_key("H major")
+
+
+def test_save_load_roundtrip(model, tmp_path):
+    model.save(tmp_path / "song")
+    back = SongModel.load(tmp_path / "song.json")
+    a = model.generate(SongSpec(0.2, -0.4, bars=8), seed=5)[0]
+    b = back.generate(SongSpec(0.2, -0.4, bars=8), seed=5)[0]
+    np.testing.assert_array_equal(a.melody, b.melody)
+    np.testing.assert_array_equal(a.accompaniment, b.accompaniment)
+    (tmp_path / "bad.json").write_text('{"model_type": "rbm"}')
+    with pytest.raises(MoodsongError, match="not a song model"):
+        SongModel.load(tmp_path / "bad")
+    (tmp_path / "song.safetensors").write_bytes(b"broken")
+    with pytest.raises(MoodsongError, match="not a readable song model"):
+        SongModel.load(tmp_path / "song")
+
+
+def test_leadsheet_reopens_with_same_chords(model, tmp_path):
+    from music21 import converter, harmony
+
+    from moodsong.song.leadsheet import m21_figure, write_leadsheet
+
+    song = model.generate(SongSpec(-0.6, 0.4, bars=8), seed=3)[0]
+    path = write_leadsheet(song, tmp_path / "s.musicxml")
+    sheet = converter.parse(str(path))
+    figures = [c.figure for c in sheet.recurse().getElementsByClass(harmony.ChordSymbol)]
+    assert figures == [harmony.ChordSymbol(m21_figure(n)).figure for n in song.chord_names()]
+    notes = [n for n in sheet.recurse().notes if not isinstance(n, harmony.ChordSymbol)]
+    assert len(notes) >= len(song.melody)  # notes over a bar line are split and tied
+
+
+def _primer(tmp_path, drums=False, empty=False):
+    s = symusic.Score(480)
+    t = symusic.Track("Melody", 0, drums)
+    if not empty:
+        for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62]):
+            t.notes.append(symusic.Note(i * 480, 470, p, 77))
+    s.tracks.append(t)
+    path = tmp_path / "primer.mid"
+    s.dump_midi(str(path))
+    return path
+
+
+def test_primer_is_continued_verbatim(model, tmp_path):
+    path = _primer(tmp_path)
+    primer = symusic.Score(str(path))
+    song = model.generate(SongSpec(0.5, 0.0, bars=8), seed=1, primer=primer)[0]
+    assert song.primer_bars == 2 and song.bars == 10
+    out = song.to_score()
+    mel = [n for n in out.tracks[0].notes]
+    kept = [(n.time, n.duration, n.pitch, n.velocity) for n in mel if n.time < 2 * 4 * 480]
+    assert kept == [(i * 480, 470, p, 77) for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62])]
+    assert any(n.time >= 2 * 4 * 480 for n in mel)  # and the new music follows
+
+
+def test_bad_primers_get_one_clear_error(tmp_path):
+    from moodsong.compose import _read_primer_file
+
+    (tmp_path / "x.mid").write_text("not midi")
+    with pytest.raises(MoodsongError, match="not a MIDI file"):
+        _read_primer_file(tmp_path / "x.mid")
+    with pytest.raises(MoodsongError, match="no pitched notes"):
+        _read_primer_file(_primer(tmp_path, drums=True))
+    with pytest.raises(MoodsongError, match="no such"):
+        _read_primer_file(tmp_path / "missing.mid")
+
+
+def test_instruments_parse():
+    from moodsong.compose import parse_instruments
+
+    assert parse_instruments("flute") == (73, None)
+    assert parse_instruments("violin, Acoustic Grand Piano") == (40, 0)
+    assert parse_instruments("12,4") == (12, 4)
+    with pytest.raises(MoodsongError, match="unknown instrument"):
+        parse_instruments("kazooka")
+    with pytest.raises(MoodsongError, match="0-127"):
+        parse_instruments("200")
