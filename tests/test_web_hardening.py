@@ -150,6 +150,7 @@ def test_worker_stops_mid_job_when_the_server_end_closes(tiny_model, tmp_path):
 
 
 @linux_only
+@pytest.mark.slow  # a worker process starts and loads torch: ~3-7 s on 2 busy cores
 def test_worker_ends_a_job_past_its_own_limit(tiny_model, tmp_path):
     w = _Worker(tiny_model, 1, warmup=False, job_limit_s=1.0)
     try:
@@ -287,6 +288,7 @@ def test_failed_voice_job_names_no_server_path(tmp_path, monkeypatch):
     assert str(tmp_path) not in out["error"] and "voice.wav" not in out["error"]
 
 
+@pytest.mark.slow  # a worker process starts and loads torch: ~3-7 s on 2 busy cores
 def test_failed_jobs_over_the_api_name_no_server_path(tmp_path):
     secret = tmp_path / "private" / "models" / "mine"
     app = create_app(results_dir=tmp_path / "results", rate_limit=0, model=str(secret), warm_start=False)

@@ -213,9 +213,9 @@ class HostPolicy:
         if bind_host is not None:
             if bind_host in _WILDCARD_BINDS:
                 self.any_ip = True
-                with contextlib.suppress(OSError):
+                with contextlib.suppress(OSError):  # (no getfqdn: a DNS lookup could stall start-up)
                     me = socket.gethostname().lower()
-                    self.names |= {me, f"{me}.local", socket.getfqdn().lower()}
+                    self.names |= {me, f"{me}.local"}
             else:
                 self.names.add(_host_name(bind_host))
         self.cors_origins = {o.rstrip("/").lower() for o in cors_origins}
