@@ -253,6 +253,10 @@ class ComposeResult:
         for c in self.chosen:
             if c.song is not None:
                 lines.append(_song_plan_text(c.song))
+                f = c.steering.get("plan_followed")
+                if f:
+                    note = "" if f["fraction"] >= 0.8 else "  (the notes stray from the plan; see --json 'differ')"
+                    lines.append(f"      the accompaniment is heard as the plan in {f['agree']} of {f['bars']} bars{note}")
         lines.append(f"candidates (estimated by the music-emotion model; target V {a.valence:+.2f} A {a.arousal:+.2f}):")
         for c in self.candidates:
             e = c.estimate
@@ -437,7 +441,7 @@ def generate_candidates(
     return surface, out
 
 
-def parse_instruments(text: str) -> tuple[int, int | None]:
+def parse_instruments(text: str | int) -> tuple[int, int | None]:
     """``"flute,acoustic grand piano"`` or ``"40"`` -> General MIDI programs (melody, accompaniment or None).
 
     A name matches a General MIDI instrument exactly (any case), else the first one that contains it
@@ -452,6 +456,7 @@ def parse_instruments(text: str) -> tuple[int, int | None]:
 
     names = [n.lower() for n in INSTRUMENT_MAP]
     out = []
+    text = str(text)
     parts = [p.strip() for p in text.split(",")]
     if not 1 <= len(parts) <= 2 or not all(parts):
         raise MoodsongError(f"bad instrument {text!r}: give MELODY or MELODY,ACCOMPANIMENT (General MIDI names or 0-127)")
@@ -602,6 +607,8 @@ def compose(request: ComposeRequest) -> ComposeResult:
     # Selection: most probable target quadrant first, then closest on the plane.
     for c in sorted(usable, key=lambda c: c.distance - c.target_probability)[: min(request.keep, len(usable))]:
         c.chosen = True
+        if c.song is not None:
+            c.steering["plan_followed"] = _plan_followed(c.song, c.score)
     result = ComposeResult(analysis, source, transcript, surface, cands, model_kind="song" if song_mode else "piano")
     if request.out_dir is not None:
         from .outputs import write_piece
@@ -628,6 +635,19 @@ def compose(request: ComposeRequest) -> ComposeResult:
                                      title=title)
             result.reports.append(report)
     return result
+
+
+def _plan_followed(song, score) -> dict:
+    """How many bars' accompaniment chord recognition hears as the planned chord (reported, never hidden)."""
+    from .song.metrics import compare_plan
+
+    acc = score.copy()
+    acc.tracks = [t for t in acc.tracks if t.name != "Melody"]
+    plan = [(int(c.start), name) for c, name in zip(song.plan, song.chord_names())]
+    rows = compare_plan(acc, plan)
+    agree = sum(r.agree for r in rows)
+    return {"bars": len(rows), "agree": int(agree), "fraction": round(agree / max(len(rows), 1), 3),
+            "differ": [{"bar": r.bar + 1, "planned": r.planned, "heard": r.heard} for r in rows if not r.agree][:16]}
 
 
 def _shipped(stem: str) -> str:

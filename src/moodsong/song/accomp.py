@@ -123,8 +123,8 @@ class AccompanimentModel:
             raise ValueError("no accompaniment patterns")
         order = np.argsort(self.onsets_, kind="stable")
         q = (np.clip(arousal, -1, 1) + 1) / 2  # 0 calm .. 1 excited
-        lo = int(np.clip(q - 0.2, 0, 0.8) * len(order))
-        hi = max(lo + 1, int(np.clip(q + 0.2, 0.2, 1.0) * len(order)))
+        lo = int(np.clip(q - 0.25, 0, 0.8) * len(order))
+        hi = max(lo + 1, int(np.clip(q + 0.05, 0.2, 1.0) * len(order)))
         return int(order[rng.integers(lo, hi)])
 
     def realize(self, pattern: int, chords: list, bar_start: int, velocity_scale: float = 1.0,

@@ -12,8 +12,8 @@ accompaniment patterns; see :mod:`moodsong.song.plan`, :mod:`moodsong.song.melod
    (tilted by valence) and the one whose brightness is closest to the target is kept.
 3. Melody: the GRU samples the events of every phrase over its plan, all candidates in
    one batch, under constraints that make it singable: one voice, a range of at most
-   22 semitones, and every phrase ending on a long chord tone (the tonic triad at a
-   closed cadence).
+   21 semitones (:data:`MELODY_RANGE`), and every phrase ending on a long chord tone (the
+   tonic triad at a closed cadence).
 4. Accompaniment: a learned one-bar pattern per section (busier at higher arousal; a
    return of a section reuses its pattern), re-voiced over each bar's chords; the last
    bar holds the final chord.
@@ -50,7 +50,9 @@ _KEY_ALIASES = {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#": 0,
 _MAJOR_TONICS = (0, 2, 3, 5, 7, 8, 10)
 _MINOR_TONICS = (9, 11, 0, 2, 4, 5, 7)
 _TEMPLATE = ("A", "A'", "B", "A'", "C", "C'", "B", "A'")
-MELODY_RANGE = (57, 79)  # key-relative pitches the melody may use (A3..G5 in C): 22 semitones
+#: MIDI pitches the melody may use, C4..A5 (21 semitones): POP909's melodies sit at C4..Bb5
+#: (5th-95th percentile, median C5).
+MELODY_RANGE = (60, 81)
 #: General MIDI programs of melody and accompaniment per quadrant (distinct timbres).
 INSTRUMENTS = {1: (73, 0), 2: (40, 0), 3: (71, 0), 4: (11, 4)}
 
@@ -373,6 +375,14 @@ class SongModel:
         """
         if not 1 <= spec.bars <= 256:
             raise MoodsongError(f"bars must be 1..256, not {spec.bars}")
+        from threadpoolctl import threadpool_limits
+
+        # The network's matrices are tiny: BLAS threads only add hand-over costs (one step of
+        # 6 candidates: 1.2 ms on one thread, 40 ms on two threads of a busy 2-core machine).
+        with threadpool_limits(1, user_api="blas"):
+            return self._generate(spec, count, seed, primer)
+
+    def _generate(self, spec: SongSpec, count: int, seed: int, primer) -> list[Song]:
         rngs = [np.random.default_rng([seed, i]) for i in range(count)]
         prim = _read_primer(primer) if primer is not None else None
         letters, phrase = parse_form(spec.form, spec.bars)
@@ -386,7 +396,8 @@ class SongModel:
             else:
                 mode = "minor" if v < 0 else "major"
                 tonic = int(rng.choice(_MINOR_TONICS if mode == "minor" else _MAJOR_TONICS))
-            qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else round(100 + 32 * a))
+            # tempo as the piano models' steering sets it (EMOPIA's calm clips are slow): ~56 .. 136 qpm
+            qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else round(96 + 34 * a + 6 * v))
             songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm)})
         offset_bars = prim["bars"] if prim is not None else 0
         sections, t = [], offset_bars
@@ -408,12 +419,15 @@ class SongModel:
         programs = spec.programs or INSTRUMENTS[quadrant]
         for s, mel in zip(songs, melodies):
             acc = self._accompaniment(s, sections, a)
-            vel_scale = 0.85 + 0.25 * (a + 1) / 2
+            # loudness follows arousal: melody ~72 + 26 a on beats (+6), accompaniment ~10 softer,
+            # keeping the learned pattern's own accents
             mel_notes = mel.copy()
             if len(mel_notes):
                 accent = np.where(mel_notes[:, 0] % 4 == 0, 6, 0)
-                mel_notes[:, 3] = np.clip(np.round((78 + 18 * a) + accent), 30, 120)
-            acc[:, 3] = np.clip(np.round(acc[:, 3] * vel_scale), 20, 115) if len(acc) else acc[:, 3]
+                mel_notes[:, 3] = np.clip(np.round((69 + 26 * a) + accent), 25, 120)
+            if len(acc):
+                scale = (62 + 24 * a) / max(float(acc[:, 3].mean()), 1.0)
+                acc[:, 3] = np.clip(np.round(acc[:, 3] * scale), 15, 115)
             if prim is not None:
                 mel_notes = np.concatenate([prim["melody"], mel_notes]) if len(mel_notes) else prim["melody"]
                 acc = np.concatenate([prim["accompaniment"], acc]) if len(acc) else prim["accompaniment"]
@@ -440,7 +454,7 @@ class SongModel:
                 else:
                     cands = [self.plan.sample_phrase(bars, s["mode"], v, a, rng, context=context,
                                                      ending="closed" if closed else ("open" if root == "A" else "free"))
-                             for _ in range(6)]
+                             for _ in range(4)]
                     target = 1.0 * v  # brightness scale of ChordPlanModel.plan_valence
                     phrase = min(cands, key=lambda p: abs(self.plan.plan_valence(p) - target))
                     phrase = [PlanChord(c.start, c.end, c.degree, c.quality) for c in phrase]
@@ -496,7 +510,7 @@ class SongModel:
 
     def _melodies(self, songs, sections, v, a, temperature, prim) -> list[np.ndarray]:
         B = len(songs)
-        density = 0 if a < -0.33 else 2 if a > 0.33 else 1
+        density = 0 if a < -0.2 else 2 if a > 0.2 else 1
         h = self.sampler.initial_state(B)
         if prim is not None and len(prim["tokens"]):
             h = self._warm(h, prim, songs, density)
@@ -521,7 +535,7 @@ class SongModel:
             h = self._sample_section(rows, h, songs, temperature)
             done[letter] = [r.tokens for r in rows]
             for b, r in enumerate(rows):
-                notes[b].extend(_decode(r.tokens, start_bar, _transpose(songs[b]["tonic"])))
+                notes[b].extend(_decode(r.tokens, start_bar, songs[b]["tonic"]))
         return [np.array(n, np.int64).reshape(-1, 4) for n in notes]
 
     def _warm(self, h, prim, songs, density):
@@ -534,7 +548,6 @@ class SongModel:
         """Sample every row's events for its section (lock-step over rows); returns the new state."""
         B = len(rows)
         V = Vocab.SIZE
-        lo_p, hi_p = MELODY_RANGE
         pitch_ids = np.arange(Vocab.PITCH0, Vocab.DUR0)
         pitch_rel = pitch_ids - Vocab.PITCH0 + PITCH_LO
         dur_steps = np.array(DURATIONS)
@@ -579,7 +592,7 @@ class SongModel:
                         if not (cadence_bar and r.notes_in_bar == 0 and first <= last):
                             mask[Vocab.BAR] = 0
                 elif kind == "pos":
-                    ok = (pitch_rel >= lo_p) & (pitch_rel <= hi_p)
+                    ok = (pitch_rel + r.tonic >= MELODY_RANGE[0]) & (pitch_rel + r.tonic <= MELODY_RANGE[1])
                     if last_bar:  # a phrase ends on a stable tone: the chord's (the tonic triad's when closed)
                         c = r.chord_at(r.onset)
                         pcs = {0, 3 if r.minor else 4, 7} if (r.closed or c is None) else {
@@ -622,11 +635,6 @@ def _draw(logits: np.ndarray, rng: np.random.Generator) -> int:
     """A sample from softmax(logits) by the Gumbel-max trick."""
     g = rng.gumbel(size=logits.shape)
     return int(np.argmax(logits + g))
-
-
-def _transpose(tonic: int) -> int:
-    """Semitones from the key-relative pitches (tonic C) to the song's key, staying near C."""
-    return tonic if tonic <= 5 else tonic - 12
 
 
 def _decode(tokens: list[int], start_bar: int, shift: int) -> list[tuple[int, int, int, int]]:

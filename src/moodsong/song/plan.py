@@ -17,7 +17,8 @@ How a plan follows the emotion
   to bright (major, major seventh); then the candidate whose duration-weighted brightness
   is closest to the target wins (:meth:`ChordPlanModel.plan_valence`).
 - Harmonic rhythm: arousal picks the tempo class whose chord durations are sampled (fast
-  songs change chord every half bar more often).
+  songs change chord every half bar more often), and tilts the odds of a half-bar change by
+  ``exp(1.2 * arousal)``.
 
 Phrases end on a cadence: an open phrase on the dominant (V, or IV), a closed one and the
 piece on the tonic.
@@ -46,6 +47,9 @@ _NAMES_SHARP = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 _NAMES_FLAT = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 _FLAT_KEYS = {("major", 5), ("major", 10), ("major", 3), ("major", 8), ("major", 1), ("minor", 2), ("minor", 7),
               ("minor", 0), ("minor", 5), ("minor", 10)}
+
+
+_BRIGHT_TOKENS = np.array([BRIGHTNESS[q] for _ in range(12) for q in QUALITY_NAMES])
 
 
 def quality_index(q: str) -> int:
@@ -178,8 +182,7 @@ class ChordPlanModel:
     # -- sampling -------------------------------------------------------------------
 
     def _tilt(self, valence: float) -> np.ndarray:
-        b = np.array([BRIGHTNESS[q] for _ in range(12) for q in QUALITY_NAMES])
-        return self.tilt * valence * b
+        return self.tilt * valence * _BRIGHT_TOKENS
 
     def next_logits(self, mode: int, context: list[int], valence: float) -> np.ndarray:
         """Log-probabilities of the next chord token after ``context`` (tilted by valence)."""
@@ -198,7 +201,7 @@ class ChordPlanModel:
 
     def sample_phrase(self, bars: int, mode: str, valence: float, arousal: float, rng: np.random.Generator,
                       context: list[int] | None = None, ending: str = "closed", start: int = 0,
-                      tries: int = 24) -> list[PlanChord]:
+                      tries: int = 12) -> list[PlanChord]:
         """A plan for one phrase of ``bars`` bars starting at step ``start``.
 
         ``ending`` is ``"closed"`` (last chord the tonic), ``"open"`` (a dominant or
@@ -212,16 +215,24 @@ class ChordPlanModel:
         tempo = 0 if arousal < -0.25 else 2 if arousal > 0.25 else 1
         rhythm = self.rhythm_[tempo, 1:3] + 1.0  # half-bar or whole-bar changes inside a phrase
         rhythm = rhythm / rhythm.sum()
+        # and arousal tilts it further: calmer plans hold chords longer
+        half = 1.0 / (1.0 + np.exp(-(np.log(rhythm[0] / rhythm[1]) + 1.2 * arousal)))
+        rhythm = np.array([half, 1.0 - half])
         best, best_lp = None, -np.inf
+        cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
         for _ in range(tries):
             ctx = list(context or [])
             halves_left = 2 * bars
             seq, lp = [], 0.0
             while halves_left > 0:
-                logits = self.next_logits(m, ctx, valence)
-                tok = int(rng.choice(NUM_TOKENS, p=np.exp(logits)))
+                key = tuple(ctx[-2:])
+                if key not in cache:
+                    lg = self.next_logits(m, ctx, valence)
+                    cache[key] = (lg, np.cumsum(np.exp(lg)))
+                logits, cdf = cache[key]
+                tok = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), NUM_TOKENS - 1)
                 lp += logits[tok]
-                h = 1 + int(rng.choice(2, p=rhythm))
+                h = 1 if rng.random() < rhythm[0] else 2
                 if halves_left == 1 or (halves_left - h) % 2 == 1 and halves_left - h <= 1:
                     h = halves_left if halves_left <= 2 else h
                 h = min(h, halves_left)
