@@ -487,6 +487,8 @@ class ComposerPool:
         self._waiters = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="moodsong-wait")
 
     def _spawn(self) -> _Worker:
+        # Called on the event loop's thread only: Linux's parent-death signal fires when the *thread*
+        # that started a worker ends, and that thread lives as long as the server.
         w = _Worker(self.model, self._threads_per_worker, self.warmup, job_limit_s=self.timeout_s + self.WORKER_GRACE_S,
                     scratch_dir=self.scratch_dir)
         self._all.append(w)
