@@ -11,7 +11,6 @@ names refused.
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import os
 import re
@@ -19,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import make_dataclass
 from pathlib import Path
@@ -396,6 +394,10 @@ def test_host_policy_for_a_server_on_every_interface():
     narrow = HostPolicy(bind_host="10.1.2.3")
     assert narrow.host_ok("10.1.2.3:8000") and not narrow.host_ok("10.1.2.4")
     assert HostPolicy(["*"]).host_ok("anything.example")
+    # Behind a proxy that sends its own Host: the public name the operator gave is a trusted Origin.
+    proxied = HostPolicy(["music.example.org"])
+    assert proxied.host_ok("127.0.0.1:8000") and proxied.origin_ok("https://music.example.org", "127.0.0.1:8000", None)
+    assert not proxied.origin_ok("https://evil.example", "127.0.0.1:8000", "cross-site")
 
 
 # -- the worker passes the composer's own fields through ------------------------------------------------------
