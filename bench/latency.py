@@ -1,0 +1,188 @@
+"""Whole-process latency of moodsong's commands, next to the previous release (issue 13).
+
+Each command runs as a fresh process (``python -m moodsong ...``), several times,
+interleaved with the same command from the previous release: a git worktree of
+``--previous`` (default ed94e64, the commit before issue 13's changes) imported
+through ``PYTHONPATH``, with the same interpreter and packages. Interleaving
+(now, previous, now, previous, ...) spreads the noise of a shared machine over
+both sides. Reported: the median wall time and peak memory (RSS of the child
+process) of each side, and the ratio now / previous.
+
+Usage::
+
+    python bench/latency.py                       # every case, 5 runs each
+    python bench/latency.py --runs 3 --only help,emotion,plot
+    python bench/latency.py --list
+
+``compose-warm`` composes inside one process after a first, untimed song (the
+model and the text encoder already loaded) and reports the second song's time.
+``compose-parts`` is everything a cold compose does except generating: the
+prompt's emotion, the estimator's judgement of one 8-bar piece, and writing it
+(MIDI, WAV, PNG, chords and key), i.e. what the generator must leave room for.
+The web (``bench/web_load.py``) and the training run (``bench/train_rbm.py``) have
+their own scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = "I want a song that expresses hope and wonder"
+
+WARM_COMPOSE = """
+import sys, time
+from moodsong.compose import ComposeRequest, compose
+out = sys.argv[1]
+compose(ComposeRequest(prompt={prompt!r}, bars=8, candidates=6, seed=0, out_dir=out))
+t = time.perf_counter()
+compose(ComposeRequest(prompt={prompt!r}, bars=8, candidates=6, seed=1, out_dir=out))
+print("SECONDS", time.perf_counter() - t)
+""".format(prompt=PROMPT)
+
+
+# Everything compose does around the generator, in one cold process: the prompt's emotion, the estimator's
+# judgement of a piece, and writing it (MIDI, WAV, PNG, chords and key). Its time is the budget left by the
+# 3 s compose target to the generator.
+COMPOSE_PARTS = """
+import sys
+from moodsong.audio import load_score
+from moodsong.emotion.music import MusicEmotionEstimator
+from moodsong.emotion.text import analyze_text
+from moodsong.outputs import write_piece
+analyze_text({prompt!r})
+score = load_score(sys.argv[1])
+MusicEmotionEstimator.load_default().predict_score(score)
+write_piece(score, sys.argv[2], "song", audio="wav", picture=True)
+""".format(prompt=PROMPT)
+
+
+def cases(midi: Path) -> dict[str, list[str]]:
+    """Name -> arguments after ``python``; ``{out}`` is a fresh temporary folder per run."""
+    m = [sys.executable, "-m", "moodsong"]
+    return {
+        "help": m + ["--help"],
+        "compose-help": m + ["compose", "--help"],
+        "train-help": m + ["train", "--help"],
+        "generate-help": m + ["generate", "--help"],
+        "emotion-zh": m + ["emotion", "一首悲伤缓慢的歌", "--json"],
+        "emotion-en": m + ["emotion", PROMPT, "--json"],
+        "chords": m + ["chords", str(midi)],
+        "plot": m + ["plot", str(midi), "{out}/roll.png"],
+        "compose-parts": [sys.executable, "-c", COMPOSE_PARTS, str(midi), "{out}"],
+        "compose": m + ["compose", PROMPT, "--out", "{out}"],
+        "compose-warm": [sys.executable, "-c", WARM_COMPOSE, "{out}"],
+    }
+
+
+def worktree(rev: str) -> Path:
+    """A detached git worktree of ``rev`` under the temporary folder (made once)."""
+    path = Path(tempfile.gettempdir()) / f"moodsong-{rev}"
+    if not (path / "src" / "moodsong").is_dir():
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True,
+                       capture_output=True)
+    return path
+
+
+def run_once(argv: list[str], src: Path) -> tuple[float, str]:
+    """Run one whole process in a fresh folder; ``(wall seconds, stdout)``. Raises on a non-zero exit."""
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [a.replace("{out}", tmp) for a in argv]
+        env = dict(os.environ, PYTHONPATH=str(src))
+        t = time.perf_counter()
+        proc = subprocess.run(argv, capture_output=True, env=env, cwd=tmp)
+        wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.decode()[-500:]}")
+    return wall, proc.stdout.decode(errors="replace")
+
+
+def measure(name: str, argv: list[str], sides: dict[str, Path], runs: int) -> dict:
+    """Interleaved runs of one case on every side; the first run of each side warms caches and is dropped."""
+    times: dict[str, list[float]] = {s: [] for s in sides}
+    for i in range(runs + 1):
+        for side, src in sides.items():
+            wall, out = run_once(argv, src)
+            if name == "compose-warm":
+                wall = float(out.rsplit("SECONDS", 1)[1].split()[0])
+            if i > 0:
+                times[side].append(wall)
+            print(f"  {name:14s} {side:8s} run {i}: {wall:7.3f} s{'  (warm-up)' if i == 0 else ''}", flush=True)
+    med = {s: statistics.median(v) for s, v in times.items()}
+    return {"name": name, "command": " ".join(argv), "runs": runs, "seconds": times, "median_s": med,
+            "ratio_now_over_previous": med["now"] / med["previous"] if med.get("previous") else None}
+
+
+def peak_rss(argv: list[str], src: Path) -> float:
+    """Peak RSS (MB) of one run, measured alone (RUSAGE_CHILDREN keeps the maximum over all children)."""
+    code = ("import resource, subprocess, sys, os\n"
+            "subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)")
+    with tempfile.TemporaryDirectory() as tmp:
+        argv = [a.replace("{out}", tmp) for a in argv]
+        env = dict(os.environ, PYTHONPATH=str(src))
+        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=env, cwd=tmp)
+    return float(out.stdout.strip() or 0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=5, help="timed runs per side (after one warm-up run each)")
+    ap.add_argument("--previous", default="ed94e64", help="git revision of the previous release")
+    ap.add_argument("--only", default=None, help="comma-separated case names (see --list)")
+    ap.add_argument("--midi", default=None, help="MIDI file for chords/plot (default: a generated 8-bar piece)")
+    ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    ap.add_argument("--list", action="store_true")
+    args = ap.parse_args()
+
+    midi = Path(args.midi) if args.midi else Path(tempfile.gettempdir()) / "moodsong-latency.mid"
+    if not args.midi and not midi.exists():
+        subprocess.run([sys.executable, "-m", "moodsong", "generate", "--bars", "8", "--seed", "1", "--audio", "none",
+                        "--no-picture", "--out", str(midi.parent), "--name", midi.stem], check=True,
+                       capture_output=True, env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    all_cases = cases(midi)
+    if args.list:
+        for k, v in all_cases.items():
+            print(f"{k:14s} {' '.join(v)[:120]}")
+        return
+    names = args.only.split(",") if args.only else list(all_cases)
+    sides = {"now": ROOT / "src", "previous": worktree(args.previous) / "src"}
+    print(f"now: {ROOT} ({subprocess.run(['git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}"
+          f" + working tree); previous: {args.previous}; {args.runs} runs each, interleaved; "
+          f"load average {os.getloadavg()[0]:.1f}", flush=True)
+    results = []
+    for name in names:
+        try:
+            r = measure(name, all_cases[name], sides, args.runs)
+        except RuntimeError as exc:  # one broken case (e.g. a model not shipped yet) must not end the run
+            print(f"  {name}: {exc}", flush=True)
+            results.append({"name": name, "command": " ".join(all_cases[name]), "error": str(exc)[:300]})
+            continue
+        if name != "compose-warm":
+            r["peak_rss_mb"] = {s: peak_rss(all_cases[name], src) for s, src in sides.items()}
+        results.append(r)
+    print("\n| case | now: median s | previous: median s | now / previous | peak RSS now / previous (MB) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in results:
+        if "error" in r:
+            print(f"| {r['name']} | failed | | | |")
+            continue
+        rss = r.get("peak_rss_mb")
+        print(f"| {r['name']} | {r['median_s']['now']:.2f} | {r['median_s']['previous']:.2f} | "
+              f"{r['ratio_now_over_previous']:.2f} | "
+              + (f"{rss['now']:.0f} / {rss['previous']:.0f}" if rss else "-") + " |")
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+
+
+if __name__ == "__main__":
+    main()
