@@ -11,6 +11,7 @@ frame (one time step, a row of bits) means:
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
 
 import numpy as np
@@ -73,18 +74,14 @@ class FrameModelMixin:
     """The generation interface of a temporal model (what :func:`moodsong.generate.generate_roll` calls).
 
     ``config.representation`` must be set; ``sample(num_steps, primer=, cond=,
-    temperature=, generator=)`` must return frames. Every moodsong model has a
+    temperature=, generator=)`` must return frames, and ``sample_batch(num_steps,
+    generators, ...)`` a batch of them (for :meth:`generate_rolls`). Every moodsong model has a
     ``generate_roll(num_steps, *, generator, temperature, primer, ...)`` method
     returning a note-state matrix; the RBM's grows windows (:meth:`moodsong.models.rbm.RBM.generate_roll`).
     """
 
-    def generate_frames(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None,
-                        **kwargs) -> np.ndarray:
-        """``num_steps`` new frames (``uint8``, ``(num_steps, V)``) continuing ``primer`` (frames ``(T0, V)``).
-
-        ``cond`` is the conditioning (emotion) vector of length ``cond_dim``; other keywords go to
-        ``sample`` (e.g. ``gibbs_steps`` for the RNN-RBM, ``progress``).
-        """
+    def _frame_inputs(self, primer, cond):
+        """Primer frames ``(T0, V)`` and a condition as tensors on the model's device and dtype (or ``None``)."""
         import torch
 
         from ..errors import MoodsongError
@@ -97,12 +94,28 @@ class FrameModelMixin:
             if p.shape[1] != self.config.num_visible:
                 raise MoodsongError(f"primer frames are {p.shape[1]} wide, the model expects {self.config.num_visible}")
         c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
+        return p, c
+
+    @contextlib.contextmanager
+    def _evaluating(self):
+        """Eval mode (no dropout) for sampling, then back to the mode the model was in."""
         was_training = self.training
         self.eval()
         try:
-            f = self.sample(num_steps, primer=p, cond=c, temperature=temperature, generator=generator, **kwargs)
+            yield
         finally:
             self.train(was_training)
+
+    def generate_frames(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None,
+                        **kwargs) -> np.ndarray:
+        """``num_steps`` new frames (``uint8``, ``(num_steps, V)``) continuing ``primer`` (frames ``(T0, V)``).
+
+        ``cond`` is the conditioning (emotion) vector of length ``cond_dim``; other keywords go to
+        ``sample`` (e.g. ``gibbs_steps`` for the RNN-RBM, ``progress``).
+        """
+        p, c = self._frame_inputs(primer, cond)
+        with self._evaluating():
+            f = self.sample(num_steps, primer=p, cond=c, temperature=temperature, generator=generator, **kwargs)
         return f.cpu().numpy().astype(np.uint8)
 
     def generate_roll(self, num_steps: int, *, generator=None, temperature: float = 1.0, primer=None, cond=None,
@@ -113,3 +126,17 @@ class FrameModelMixin:
         f = self.generate_frames(num_steps, generator=generator, temperature=temperature, primer=frames, cond=cond,
                                  **kwargs)
         return frames_to_roll(f, rep)
+
+    def generate_rolls(self, num_steps: int, generators, *, temperature: float = 1.0, primer=None, cond=None,
+                       **kwargs) -> list[np.ndarray]:
+        """Batched :meth:`generate_roll` (through the model's ``sample_batch``): one matrix per generator.
+
+        ``cond`` is one condition vector for all pieces or an ``(N, cond_dim)`` array; ``primer``
+        a note-state matrix every piece continues. Piece ``i`` equals ``generate_roll`` with ``generators[i]``.
+        """
+        rep = self.config.representation
+        frames = roll_to_frames(primer, rep) if primer is not None and len(primer) else None
+        p, c = self._frame_inputs(frames, cond)
+        with self._evaluating():
+            f = self.sample_batch(num_steps, generators, primer=p, cond=c, temperature=temperature, **kwargs)
+        return [frames_to_roll(x, rep) for x in f.cpu().numpy()]

@@ -314,27 +314,6 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
             out[:, t] = v.cpu()
         return out.to(dev)
 
-    def generate_rolls(self, num_steps: int, generators: Sequence[torch.Generator | None], *,
-                       temperature: float = 1.0, primer=None, cond=None) -> list[np.ndarray]:
-        """Batched :meth:`generate_roll`: one canonical note-state matrix per generator.
-
-        ``cond`` is one condition vector for all pieces or an ``(N, cond_dim)`` array; ``primer``
-        a note-state matrix every piece continues.
-        """
-        from .frames import frames_to_roll, roll_to_frames
-
-        rep = self.config.representation
-        dev, dt = self.nade_W.device, self.nade_W.dtype
-        p = torch.as_tensor(roll_to_frames(primer, rep), device=dev, dtype=dt) if primer is not None and len(primer) else None
-        c = None if cond is None else torch.as_tensor(np.asarray(cond, np.float32), device=dev, dtype=dt)
-        was_training = self.training
-        self.eval()
-        try:
-            f = self.sample_batch(num_steps, generators, primer=p, cond=c, temperature=temperature)
-        finally:
-            self.train(was_training)
-        return [frames_to_roll(x, rep) for x in f.cpu().numpy()]
-
 
 class CachedGenerator:
     """Step-by-step inference that keeps, per layer, only the inputs its dilated convolution still needs.
