@@ -50,6 +50,7 @@ import torch
 
 from moodsong.corpus import load_corpus
 from moodsong.models.rbm import RBM, RBMConfig
+from moodsong.pianoroll import song_windows
 from moodsong.shards import WindowTable
 from moodsong.train import TrainConfig, split_pieces, train_rbm
 
@@ -245,8 +246,7 @@ def mode_b(corpus, ref_epochs: int, max_epochs: int, chunk: int) -> None:
     train_idx, val_idx = split_pieces(corpus, 0.1, 0)
     val_table = WindowTable(corpus, val_idx, T)
     val = torch.from_numpy(val_table.gather(np.arange(min(len(val_table), 128)))).float()
-    songs = [torch.from_numpy(np.asarray(corpus.rolls[i][: (corpus.rolls[i].shape[0] // T) * T]).reshape(-1, T * corpus.config.width)).float()
-             for i in train_idx if corpus.rolls[i].shape[0] >= T]
+    songs = [torch.from_numpy(w).float() for w in song_windows([corpus.rolls[i] for i in train_idx], T)]
     print(f"\nmode (b): {len(songs)} training songs, {len(val)} held-out windows from {len(val_idx)} held-out songs")
 
     def pll(W, bv, bh) -> float:
