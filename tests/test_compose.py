@@ -215,7 +215,7 @@ def test_compose_writes_outputs_and_is_reproducible(tmp_path):
     piece = d["pieces"][0]
     for kind in ("midi", "audio", "png"):
         assert (tmp_path / "a" / piece["paths"][kind].split("/")[-1]).stat().st_size > 0
-    assert piece["chords"] and piece["key"] and piece["tempo_qpm"] == res.surface.qpm
+    assert piece["chords"] and piece["key"] and piece["tempo_qpm"] == piece["plan"]["tempo_qpm"]
     # The chosen candidate is the best by the selection rule.
     best = min(res.candidates, key=lambda c: c.distance - c.target_probability)
     assert res.chosen[0] is best
@@ -244,8 +244,9 @@ def test_cli_compose_prints_understanding_and_outputs(tmp_path):
          "--candidates", "2", "--seed", "1", "--audio", "none"],
     )
     assert r.exit_code == 0, r.output
-    for word in ("target", "steering", "candidates", "chords", "key", "tempo"):
+    for word in ("target", "plan:", "form", "candidates", "chords", "key", "tempo", "musicxml"):
         assert word in r.output
+    assert r.output.index("plan:") < r.output.index("candidates")  # the plan is shown before the notes
     assert (tmp_path / "moodsong.mid").is_file() and (tmp_path / "moodsong.png").is_file()
     r = CliRunner().invoke(main, ["compose", "--quadrant", "1", "--out", str(tmp_path), "--bars", "2",
                                   "--candidates", "2", "--seed", "1", "--audio", "none", "--no-picture", "--json"])
@@ -300,3 +301,59 @@ def test_temperature_reaches_the_sampler():
         return 0 if c.score is None else sum(len(tr.notes) for tr in c.score.tracks)  # None: (almost) silent
 
     assert notes(2.5) > notes(1.0) > notes(0.5)
+
+
+# -- the song model through compose ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_compose_song_files_plan_and_emotion(tmp_path):
+    """The default (song) model: multi-track MIDI with markers, a lead sheet, a followed plan, the target quadrant."""
+    import symusic
+    from music21 import converter, harmony
+
+    agree = []
+    for q in (1, 3):
+        res = compose(ComposeRequest(quadrant=q, seed=q, out_dir=tmp_path / str(q), audio=None, picture=False))
+        d = res.to_dict()
+        plan = d["pieces"][0]["plan"]
+        assert d["model"] == "song" and plan["bars"] == 16 and plan["form"] == "A A' B A'"
+        assert plan["key"].endswith("major" if q == 1 else "minor")
+        score = symusic.Score(str(tmp_path / str(q) / "moodsong.mid"))
+        assert [t.name for t in score.tracks] == ["Melody", "Accompaniment"]
+        assert [m.text for m in score.markers] == [c["chord"] for c in plan["chords"]]
+        assert score.time_signatures[0].numerator == 4 and len(score.key_signatures) == 1
+        sheet = converter.parse(str(tmp_path / str(q) / "moodsong.musicxml"))
+        assert len(sheet.recurse().getElementsByClass(harmony.ChordSymbol)) == len(plan["chords"])
+        chosen = res.chosen[0]
+        assert chosen.estimate.quadrant == q
+        agree.append(chosen.steering["plan_followed"]["fraction"])
+    assert np.mean(agree) >= 0.8
+
+
+@pytest.mark.slow
+def test_compose_song_controls_and_bad_input(tmp_path):
+    res = compose(ComposeRequest(quadrant=2, bars=8, candidates=2, seed=3, key="D minor", tempo=150,
+                                 instrument="violin,electric piano 1", form="AB"))
+    song = res.chosen[0].song
+    assert (song.key_name, song.qpm, song.programs, song.form) == ("D minor", 150.0, (40, 4), "A B")
+    again = compose(ComposeRequest(quadrant=2, bars=8, candidates=2, seed=3, key="D minor", tempo=150,
+                                   instrument="violin,electric piano 1", form="AB"))
+    np.testing.assert_array_equal(song.melody, again.chosen[0].song.melody)
+    for kwargs, msg in (({"key": "Q major"}, "unknown key"), ({"instrument": "kazooka"}, "unknown instrument"),
+                        ({"form": "ABC"}, "cannot be split"), ({"primer": str(tmp_path / "none.mid")}, "no such"),
+                        ({"model": "emotion-wavenet", "key": "C major"}, "need the song model")):
+        out = tmp_path / msg.replace(" ", "_")
+        with pytest.raises(MoodsongError, match=msg):
+            compose(ComposeRequest(quadrant=1, out_dir=out, **kwargs))
+        assert not out.exists()  # nothing half-written
+    r = CliRunner().invoke(main, ["compose", "--quadrant", "1", "--key", "H dur", "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "unknown key" in r.output
+
+
+@pytest.mark.slow
+def test_compose_piano_models_stay_available(tmp_path):
+    res = compose(ComposeRequest(quadrant=1, bars=2, candidates=1, seed=1, model="emotion-wavenet", tempo=90,
+                                 instrument="flute"))
+    assert res.model_kind == "piano" and res.chosen[0].score.tempos[0].qpm == pytest.approx(90, abs=1e-3)
+    assert res.chosen[0].score.tracks[0].program == 73

@@ -6,17 +6,20 @@ accompaniment patterns; see :mod:`moodsong.song.plan`, :mod:`moodsong.song.melod
 :meth:`SongModel.generate` writes songs for a target valence/arousal:
 
 1. Form: phrases of 4 bars (8 from 32 bars on) named by letters, by default
-   ``A A' B A'`` extended as ``A A' B A' C C' B A'``; a primed letter repeats its phrase
-   with a closed (tonic) cadence, and a letter that comes back is the same music again.
+   ``A A' B A'`` extended as ``A A' B A' C C' B A'``; a primed letter repeats its phrase's
+   chords with a closed (tonic) cadence, and a letter that comes back has the same chords
+   and opens with the same melody (a share of it note for note, drawn per song), then goes
+   on anew.
 2. Plan: for each new phrase, several progressions are sampled from the chord n-grams
    (tilted by valence) and the one whose brightness is closest to the target is kept.
 3. Melody: the GRU samples the events of every phrase over its plan, all candidates in
    one batch, under constraints that make it singable: one voice, a range of at most
    21 semitones (:data:`MELODY_RANGE`), and every phrase ending on a long chord tone (the
    tonic triad at a closed cadence).
-4. Accompaniment: a learned one-bar pattern per section (busier at higher arousal; a
-   return of a section reuses its pattern), re-voiced over each bar's chords; the last
-   bar holds the final chord.
+4. Accompaniment: a learned run of one-bar patterns per section letter (consecutive bars
+   of one real arrangement; busier at higher arousal; B, C... from the same arrangement;
+   a return of a section plays its run again), re-voiced over each bar's chords; the
+   last bar holds the final chord.
 
 The emotion reaches the music through the mode and chord qualities (valence), the
 harmonic rhythm, tempo, melody density, pattern density and loudness (arousal). Nothing
@@ -322,7 +325,7 @@ class SongModel:
         if meta:
             self.meta.update(meta)
         doc = {"model_type": "song", "melody": self.melody_config.to_dict(),
-               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt}, **self.meta}
+               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt, "hold": self.plan.hold}, **self.meta}
         write_text_atomic(stem.with_suffix(".json"), json.dumps(doc, indent=1, default=float))
         return stem
 
@@ -398,7 +401,13 @@ class SongModel:
                 tonic = int(rng.choice(_MINOR_TONICS if mode == "minor" else _MAJOR_TONICS))
             # tempo as the piano models' steering sets it (EMOPIA's calm clips are slow): ~56 .. 136 qpm
             qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else round(96 + 34 * a + 6 * v))
-            songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm)})
+            # a song's own style, drawn per candidate: how adventurous its chords are, how much of a
+            # returning phrase's melody comes back note for note, how often a return changes its
+            # accompaniment. POP909's songs spread widely on all three (per-piece pitch-class entropy
+            # 2.46-2.91 bits and bar repetition 0.41-0.83, 10th-90th percentile of the first 32 bars).
+            style = {"plan_temperature": float(rng.uniform(0.6, 1.5)), "keep": float(rng.uniform(0.25, 1.0)),
+                     "vary": float(rng.uniform(0.0, 1.0))}
+            songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm), "style": style})
         offset_bars = prim["bars"] if prim is not None else 0
         sections, t = [], offset_bars
         for letter in letters:
@@ -419,14 +428,16 @@ class SongModel:
         programs = spec.programs or INSTRUMENTS[quadrant]
         for s, mel in zip(songs, melodies):
             acc = self._accompaniment(s, sections, a)
-            # loudness follows arousal: melody ~72 + 26 a on beats (+6), accompaniment ~10 softer,
-            # keeping the learned pattern's own accents
+            # loudness follows arousal: the melody ~73 + 20 a (+6 on beats, a singer's unevenness of
+            # +-6), the accompaniment ~6 softer keeping the pianist's own accents. (POP909's arrangements
+            # average velocity 83 whatever their mood; EMOPIA's calm clips are much softer.)
             mel_notes = mel.copy()
             if len(mel_notes):
                 accent = np.where(mel_notes[:, 0] % 4 == 0, 6, 0)
-                mel_notes[:, 3] = np.clip(np.round((69 + 26 * a) + accent), 25, 120)
+                wobble = s["rng"].normal(0, 6, len(mel_notes))
+                mel_notes[:, 3] = np.clip(np.round(73 + 20 * a + accent + wobble), 25, 120)
             if len(acc):
-                scale = (62 + 24 * a) / max(float(acc[:, 3].mean()), 1.0)
+                scale = (67 + 20 * a) / max(float(acc[:, 3].mean()), 1.0)
                 acc[:, 3] = np.clip(np.round(acc[:, 3] * scale), 15, 115)
             if prim is not None:
                 mel_notes = np.concatenate([prim["melody"], mel_notes]) if len(mel_notes) else prim["melody"]
@@ -453,7 +464,8 @@ class SongModel:
                     phrase = self._recadence(ref, closed, s["mode"])
                 else:
                     cands = [self.plan.sample_phrase(bars, s["mode"], v, a, rng, context=context,
-                                                     ending="closed" if closed else ("open" if root == "A" else "free"))
+                                                     ending="closed" if closed else ("open" if root == "A" else "free"),
+                                                     temperature=s["style"]["plan_temperature"])
                              for _ in range(4)]
                     target = 1.0 * v  # brightness scale of ChordPlanModel.plan_valence
                     phrase = min(cands, key=lambda p: abs(self.plan.plan_valence(p) - target))
@@ -477,12 +489,19 @@ class SongModel:
         """One learned pattern per section letter (B, C, ... a little busier), the last bar held."""
         rng, chords = s["rng"], s["chords"]
         end = max(st + b for _, st, b in sections) * STEPS_PER_BAR
-        pats: dict[str, int] = {}
+        runs: dict[str, int] = {}
         out = []
+        first_song = None
         for idx, (letter, start_bar, bars) in enumerate(sections):
             root = letter.rstrip("'")
-            if root not in pats:
-                pats[root] = self.accomp.choose(a + (0.0 if root == "A" else 0.3), rng)
+            if root not in runs:  # A: a run that suits the arousal; B, C...: another run of the same arrangement
+                run = self.accomp.choose_run(a + (0.0 if root == "A" else 0.3), rng, song=first_song,
+                                             exclude=runs.get("A"))
+                runs[root] = run
+                if first_song is None:
+                    first_song = int(self.accomp.runs_[run, 2])
+            elif rng.random() < s["style"]["vary"]:  # a return, played differently this time
+                runs[root] = self.accomp.choose_run(a, rng, song=first_song, exclude=runs[root])
             for bar in range(start_bar, start_bar + bars):
                 t = bar * STEPS_PER_BAR
                 if idx == len(sections) - 1 and bar == start_bar + bars - 1:
@@ -492,7 +511,7 @@ class SongModel:
                         upper = [55 + (c.root + i - 55) % 12 for i in QUALITIES[c.quality][:3]]
                         out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
                     continue
-                out.append(self.accomp.realize(pats[root], chords, t, end=end))
+                out.append(self.accomp.realize(self.accomp.run_pattern(runs[root], bar - start_bar), chords, t, end=end))
         return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
 
     def _recadence(self, ref: list[PlanChord], closed: bool, mode: str) -> list[PlanChord]:
@@ -523,13 +542,16 @@ class SongModel:
             rows = []
             for b, s in enumerate(songs):
                 forced: list = []
-                if letter in done:
-                    forced = list(done[letter][b])  # a section that returns: the same melody
-                elif root in done or root + "'" in done:
-                    prev = done.get(root) or done[root + "'"]
+                prev = done.get(letter) or done.get(root) or done.get(root + "'")
+                if prev is not None:
+                    # a section that returns (or its variant) opens with the same melody, its first
+                    # half note for note, and goes on anew: recognisable, not a copy
                     toks = prev[b]
                     bar_idx = [i for i, t in enumerate(toks) if t == Vocab.BAR]
-                    forced = toks[: bar_idx[-1]] if len(bar_idx) > 1 else []  # all but the last bar
+                    keep = max(1, round(bars * songs[b]["style"]["keep"]))
+                    if letter not in done:  # a variant (A' after A) writes at least its cadence bar anew
+                        keep = min(keep, bars - 1)
+                    forced = list(toks[: bar_idx[keep] + 1]) if keep < len(bar_idx) else list(toks)
                 rows.append(_Row(s["chords"], start_bar, bars, density, s["mode"] == "minor", s["tonic"], closed,
                                  forced, end_step))
             h = self._sample_section(rows, h, songs, temperature)

@@ -119,6 +119,10 @@ class ChordPlanModel:
         Second-order contexts seen fewer times back off to first order.
     tilt : float
         How strongly valence tilts chord choice towards bright or dark qualities.
+    hold : float
+        Log-odds against a half-bar chord change, on top of the learned harmonic rhythm: a bar
+        with two chords is heard as one chord or the other, and POP909's annotations change chord
+        at the half bar often (2 of 3 chord spans) partly because they mark anticipations.
 
     Attributes (after :meth:`fit`)
     ------------------------------
@@ -132,9 +136,10 @@ class ChordPlanModel:
         Counts of chord lengths 1..4 half bars (index 1-4; 0 unused) per tempo class.
     """
 
-    def __init__(self, min_context: int = 8, tilt: float = 1.5):
+    def __init__(self, min_context: int = 8, tilt: float = 1.5, hold: float = 2.5):
         self.min_context = min_context
         self.tilt = tilt
+        self.hold = hold
 
     def fit(self, songs: list[PopSong]) -> ChordPlanModel:
         self.bigram_ = np.zeros((2, NUM_TOKENS, NUM_TOKENS))
@@ -201,11 +206,11 @@ class ChordPlanModel:
 
     def sample_phrase(self, bars: int, mode: str, valence: float, arousal: float, rng: np.random.Generator,
                       context: list[int] | None = None, ending: str = "closed", start: int = 0,
-                      tries: int = 12) -> list[PlanChord]:
+                      tries: int = 12, temperature: float = 1.0) -> list[PlanChord]:
         """A plan for one phrase of ``bars`` bars starting at step ``start``.
 
         ``ending`` is ``"closed"`` (last chord the tonic), ``"open"`` (a dominant or
-        subdominant) or ``"free"``. Up to ``tries`` samples are drawn; the most probable
+        subdominant) or ``"free"``; ``temperature`` below 1 keeps to the commonest chords. Up to ``tries`` samples are drawn; the most probable
         one with the right ending wins; if none has it, the last chord is replaced by the
         cadence chord (and the plan says so through its chords, nothing hidden).
         """
@@ -216,7 +221,7 @@ class ChordPlanModel:
         rhythm = self.rhythm_[tempo, 1:3] + 1.0  # half-bar or whole-bar changes inside a phrase
         rhythm = rhythm / rhythm.sum()
         # and arousal tilts it further: calmer plans hold chords longer
-        half = 1.0 / (1.0 + np.exp(-(np.log(rhythm[0] / rhythm[1]) + 1.2 * arousal)))
+        half = 1.0 / (1.0 + np.exp(-(np.log(rhythm[0] / rhythm[1]) + 1.2 * arousal - self.hold)))
         rhythm = np.array([half, 1.0 - half])
         best, best_lp = None, -np.inf
         cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
@@ -227,7 +232,8 @@ class ChordPlanModel:
             while halves_left > 0:
                 key = tuple(ctx[-2:])
                 if key not in cache:
-                    lg = self.next_logits(m, ctx, valence)
+                    lg = self.next_logits(m, ctx, valence) / temperature
+                    lg = lg - np.logaddexp.reduce(lg)
                     cache[key] = (lg, np.cumsum(np.exp(lg)))
                 logits, cdf = cache[key]
                 tok = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), NUM_TOKENS - 1)
