@@ -106,10 +106,49 @@ def test_neutral_default_with_message():
     assert a.to_dict()["neutral"] is True
 
 
-@pytest.mark.parametrize("bad", ["", "   \n", "12345 !!", "Привет, как дела", "こんにちは"])
+@pytest.mark.parametrize("bad", ["", "   \n", "12345 !!", "Привет, как дела", "こんにちは", "😀🎵!!", "?!..."])
 def test_empty_or_unreadable_is_clear_error(bad):
     with pytest.raises(MoodsongError):
         analyze_text(bad, use_model=False)
+
+
+def test_other_languages_are_named_in_the_error():
+    with pytest.raises(MoodsongError, match="English and Chinese"):
+        analyze_text("Привет, как дела", use_model=False)
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+@pytest.mark.parametrize("word", ["agility", "serendipity", "autumn", "deadline", "table"])
+def test_every_real_word_gets_a_reading(word):
+    a = analyze_text(word)
+    assert not a.neutral and a.keywords and a.keywords[0].source == "word model", a.explain()
+    assert (a.valence, a.arousal) != (0.0, 0.0)
+
+
+# Images without feeling words (from bench/data/imagery_dev.tsv, the development set; the held-out
+# imagery set is only read by bench/text_words.py).
+IMAGERY = [
+    ("a bomb ticking in the basement", 2),
+    ("running from the police", 2),
+    ("a faded photograph of my late mother", 3),
+    ("the last leaf on a dead tree", 3),
+    ("our team lifting the cup", 1),
+    ("a long bath with lavender", 4),
+]
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+@pytest.mark.parametrize("prompt,quadrant", IMAGERY)
+def test_imagery_without_feeling_words(prompt, quadrant):
+    a = analyze_text(prompt)
+    assert a.quadrant == quadrant and any(k.source == "word model" for k in a.keywords), a.explain()
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_word_head_keeps_negation_and_intensity():
+    plain, negated = analyze_text("a funeral march"), analyze_text("not a funeral march")
+    assert plain.valence < 0 and negated.valence > plain.valence
+    assert analyze_text("a very gloomy attic").valence <= analyze_text("a slightly gloomy attic").valence
 
 
 def test_chinese_negation_and_intensity():
