@@ -9,12 +9,15 @@ from . import main
 
 @main.command("train-song")
 @click.argument("source", type=click.Path(exists=True))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for model.json/.safetensors and the optimiser state.")
-@click.option("--epochs", default=None, type=int, help="Upper bound on epochs (default 40); early stopping may end sooner.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder for model.json/.safetensors and the optimiser state.")
+@click.option("--epochs", default=None, type=int,
+              help="Upper bound on epochs (default 40); early stopping may end sooner.")
 @click.option("--lr", default=None, type=float, help="AdamW learning rate (default 2e-3).")
 @click.option("--batch-size", default=None, type=int, help="8-bar crops per update (default 32).")
 @click.option("--hidden", default=None, type=int, help="GRU units per layer (default 192).")
-@click.option("--patience", default=None, type=int, help="Epochs without a better validation loss before stopping (default 6).")
+@click.option("--patience", default=None, type=int,
+              help="Epochs without a better validation loss before stopping (default 6).")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch.")
@@ -48,7 +51,8 @@ def train_song(source, out, epochs, lr, batch_size, hidden, patience, seed, devi
     if (Path(out) / "model.json").exists() and not (resume or force):
         raise MoodsongError(f"{out} already holds a model; use --resume to continue or --force to start over")
     cfg = SongTrainConfig(seed=seed)
-    changes = {k: v for k, v in dict(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience).items() if v is not None}
+    given = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "patience": patience}
+    changes = {k: v for k, v in given.items() if v is not None}
     cfg = replace(cfg, **changes)
     if hidden is not None:
         cfg.melody = replace(cfg.melody, hidden=hidden)

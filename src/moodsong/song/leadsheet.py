@@ -35,7 +35,7 @@ def write_leadsheet(song, path: str | os.PathLike, title: str | None = None) -> 
     Path
         The written file (``.musicxml``).
     """
-    from music21 import harmony, key, meter, metadata, note, stream, tempo
+    from music21 import harmony, key, metadata, meter, note, stream, tempo
 
     part = stream.Part(id="melody")
     part.partName = "Melody"

@@ -325,7 +325,8 @@ class SongModel:
         if meta:
             self.meta.update(meta)
         doc = {"model_type": "song", "melody": self.melody_config.to_dict(),
-               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt, "hold": self.plan.hold}, **self.meta}
+               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt, "hold": self.plan.hold},
+               **self.meta}
         write_text_atomic(stem.with_suffix(".json"), json.dumps(doc, indent=1, default=float))
         return stem
 
@@ -350,7 +351,8 @@ class SongModel:
         except (OSError, ValueError) as e:
             raise MoodsongError(f"{stem}.json: not a readable song model ({e})") from None
         if not isinstance(doc, dict) or doc.get("model_type") != "song":
-            raise MoodsongError(f"{stem}: not a song model (model_type {doc.get('model_type') if isinstance(doc, dict) else None!r})")
+            kind = doc.get("model_type") if isinstance(doc, dict) else None
+            raise MoodsongError(f"{stem}: not a song model (model_type {kind!r})")
         try:
             arrays = load_file(str(stem.with_suffix(".safetensors")))
         except Exception as e:  # safetensors raises its own SafetensorError on a corrupt file
@@ -391,7 +393,7 @@ class SongModel:
         letters, phrase = parse_form(spec.form, spec.bars)
         v, a = float(np.clip(spec.valence, -1, 1)), float(np.clip(spec.arousal, -1, 1))
         songs = []
-        for i, rng in enumerate(rngs):
+        for rng in rngs:
             if spec.key is not None:
                 tonic, mode = parse_key(spec.key)
             elif prim is not None:
@@ -511,7 +513,8 @@ class SongModel:
                         upper = [55 + (c.root + i - 55) % 12 for i in QUALITIES[c.quality][:3]]
                         out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
                     continue
-                out.append(self.accomp.realize(self.accomp.run_pattern(runs[root], bar - start_bar), chords, t, end=end))
+                pattern = self.accomp.run_pattern(runs[root], bar - start_bar)
+                out.append(self.accomp.realize(pattern, chords, t, end=end))
         return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
 
     def _recadence(self, ref: list[PlanChord], closed: bool, mode: str) -> list[PlanChord]:
@@ -705,7 +708,8 @@ def _read_primer(score) -> dict:
     bars = max(1, -(-end_step // STEPS_PER_BAR))
     key = estimate_key(score)
     kname, _, kmode = key.partition(" ")
-    tonic, mode = parse_key(kname.replace("-", "b") + (" minor" if kmode == "minor" else " major")) if kname else (0, "major")
+    tonic, mode = (parse_key(kname.replace("-", "b") + (" minor" if kmode == "minor" else " major")) if kname
+                   else (0, "major"))
     qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     plan, chords = [], []
     for seg in analyze(score, per="bar").segments:

@@ -86,7 +86,8 @@ class PlanChord:
 
     def to_dict(self, tonic: int, mode: str) -> dict:
         return {"bar": self.start // STEPS_PER_BAR + 1, "beat": (self.start % STEPS_PER_BAR) // 4 + 1,
-                "beats": (self.end - self.start) / 4, "chord": chord_name(self.degree + tonic, self.quality, tonic, mode)}
+                "beats": (self.end - self.start) / 4,
+                "chord": chord_name(self.degree + tonic, self.quality, tonic, mode)}
 
 
 def _token(degree: int, quality: str) -> int:
@@ -154,14 +155,14 @@ class ChordPlanModel:
                 continue
             self.start_[m, seq[0][0]] += 1
             tempo = int(np.searchsorted(TEMPO_EDGES, song.qpm, side="right"))
-            for tok, halves in seq:
+            for _, halves in seq:
                 self.rhythm_[tempo, min(halves, 4)] += 1
             for (a, _), (b, _) in zip(seq, seq[1:]):
                 self.bigram_[m, a, b] += 1
             for (a, _), (b, _), (c, _) in zip(seq, seq[1:], seq[2:]):
                 tri.setdefault((m, a, b), np.zeros(NUM_TOKENS))[c] += 1
             for ch in song.chords:  # chords sounding at the end of a 4-bar phrase
-                if ch.start < (ch.end // (4 * STEPS_PER_BAR)) * 4 * STEPS_PER_BAR <= ch.end and ch.end % (4 * STEPS_PER_BAR) == 0:
+                if ch.end % (4 * STEPS_PER_BAR) == 0 and ch.start < ch.end:
                     self.cadence_[m, _token(ch.root - song.tonic, ch.quality)] += 1
         self.trigram_ = {k: v for k, v in tri.items() if v.sum() >= self.min_context}
         return self
@@ -181,7 +182,8 @@ class ChordPlanModel:
         self = cls(**params)
         self.bigram_, self.start_ = a["plan.bigram"].astype(float), a["plan.start"].astype(float)
         self.cadence_, self.rhythm_ = a["plan.cadence"].astype(float), a["plan.rhythm"].astype(float)
-        self.trigram_ = {tuple(k): c.astype(float) for k, c in zip(a["plan.trigram_keys"].tolist(), a["plan.trigram_counts"])}
+        keys, counts = a["plan.trigram_keys"].tolist(), a["plan.trigram_counts"]
+        self.trigram_ = {tuple(k): c.astype(float) for k, c in zip(keys, counts)}
         return self
 
     # -- sampling -------------------------------------------------------------------
@@ -210,9 +212,10 @@ class ChordPlanModel:
         """A plan for one phrase of ``bars`` bars starting at step ``start``.
 
         ``ending`` is ``"closed"`` (last chord the tonic), ``"open"`` (a dominant or
-        subdominant) or ``"free"``; ``temperature`` below 1 keeps to the commonest chords. Up to ``tries`` samples are drawn; the most probable
-        one with the right ending wins; if none has it, the last chord is replaced by the
-        cadence chord (and the plan says so through its chords, nothing hidden).
+        subdominant) or ``"free"``; ``temperature`` below 1 keeps to the commonest chords.
+        Up to ``tries`` samples are drawn; the most probable one with the right ending wins;
+        if none has it, the last chord is replaced by the cadence chord (and the plan says so
+        through its chords, nothing hidden).
         """
         m = int(mode == "minor")
         tonic_tok = _token(0, "m" if m else "")

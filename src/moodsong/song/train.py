@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -207,7 +207,8 @@ def train_song_model(
         if improved:
             best, bad = (v if v == v else best), 0
             if ctx.is_main:
-                model = SongModel(plan, accomp, config.melody, {k: t.detach().cpu().numpy() for k, t in net.state_dict().items()})
+                weights = {k: t.detach().cpu().numpy() for k, t in net.state_dict().items()}
+                model = SongModel(plan, accomp, config.melody, weights)
                 model.save(stem, meta={"training": {"epochs_done": epoch + 1, "best_valid_loss": v, "history": history,
                                                     "train_songs": len(train_songs), "valid_songs": len(valid_songs),
                                                     "crop_bars": config.crop_bars, "lr": config.lr,
