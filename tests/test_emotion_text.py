@@ -112,9 +112,15 @@ def test_empty_or_unreadable_is_clear_error(bad):
         analyze_text(bad, use_model=False)
 
 
-def test_other_languages_are_named_in_the_error():
+@pytest.mark.parametrize("other", ["Привет, как дела", "je suis très triste", "te quiero mucho", "ich bin traurig"])
+def test_other_languages_are_named_in_the_error(other):
     with pytest.raises(MoodsongError, match="English and Chinese"):
-        analyze_text("Привет, как дела", use_model=False)
+        analyze_text(other, use_model=False)
+
+
+@pytest.mark.parametrize("word", ["agility", "abusiveness", "courageousness", "dauntless", "bamboozle", "idk"])
+def test_real_words_are_not_refused(word):
+    analyze_text(word, use_model=False)  # rare, derived and slang words are English too
 
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")

@@ -66,6 +66,20 @@ INTENSIFIERS_EN = {
     "slightly": 0.5, "somewhat": 0.6, "little": 0.6, "bit": 0.6, "mildly": 0.5, "kinda": 0.6,
     "rather": 0.8, "fairly": 0.8, "barely": 0.4, "less": 0.6, "faintly": 0.5, "gently": 0.7,
 }
+# Endings that derive a word from a stem ("courage" -> "courageousness"), for the English check.
+_DERIVATIONAL_SUFFIXES = ("ness", "nesses", "ly", "ily", "s", "es", "ies", "ed", "d", "ing", "er", "ers", "ity",
+                          "ities", "ish", "ise", "ised", "ize", "ized", "less", "ful", "ment", "ments", "able",
+                          "ably", "ist", "ists", "ism", "ive", "ous", "al", "ally", "ation", "ations", "ier", "iest")
+# Function words of other languages written in Latin letters (Spanish, French, German, Italian,
+# Portuguese, Dutch): a prompt made of them is another language, not unknown English.
+_FOREIGN_FUNCTION_WORDS = frozenset(
+    """el los las una es muy yo te quiero mucho estoy triste feliz cancion canción por para que
+    le les des est et je suis tres très une du au avec pour pas chanson heureux heureuse
+    der das und ist ich nicht ein eine mit zu sehr lied traurig glücklich
+    il gli che di non sono io ciao canzone felice
+    eu voce você uma musica música não sou muito
+    een het ik ben niet zeer liedje""".split()
+)
 # Words that end a negation's reach.
 SCOPE_BREAKERS = frozenset("but though although yet however while whereas . , ; : ! ?".split())
 # Words never taken as keywords through the vector route: requests and music talk.
@@ -309,8 +323,8 @@ class WordHead:
     Ridge regressions trained by :mod:`moodsong.emotion.train_words` on VADER's rated
     words (valence), moodsong's seed lexicon and its coarse word ratings (valence and
     arousal), with neutral filler words. Held-out words (20 %, by a hash of the word):
-    valence r 0.80 on 1,440 VADER words; arousal r 0.78 on 106 lexicon/rating words
-    (one rater, so partly circular). ``unit = clip((raw - center) * gain)``: ``center``
+    valence r 0.80 on 1,440 VADER words; arousal r 0.80 on 147 lexicon/rating words
+    (one rater, the authors of the model: partly circular). ``unit = clip((raw - center) * gain)``: ``center``
     is the raw reading of neutral words, ``gain`` = 0.35 / sd of the raw readings, so
     both dimensions spread alike.
     """
@@ -444,13 +458,25 @@ class TextEmotionAnalyzer:
 
         def known(w: str) -> bool:
             base = w.split("'")[0]
-            return (len(w) == 1 or w in vocab or w in lex or base in vocab or self._lookup_en(w) is not None
-                    or base in _dictionary_words())
+            if len(w) == 1 or w in vocab or w in lex or base in vocab or self._lookup_en(w) is not None:
+                return True
+            words_ = _dictionary_words()
+            # Derived forms the dictionaries lack ("abusiveness", "courageousness"): a known stem.
+            return base in words_ or any(
+                base.endswith(suf) and (base[: -len(suf)] in words_ or base[: -len(suf)] in vocab)
+                for suf in _DERIVATIONAL_SUFFIXES if len(base) - len(suf) >= 3
+            )
 
-        if sum(map(known, words)) / len(words) < 0.5:
+        # Another language in Latin letters: mostly its function words, or few known words and its
+        # accented letters. Plain unknown words (slang, rare or new words) still get a reading.
+        foreign = sum(w in _FOREIGN_FUNCTION_WORDS for w in words)
+        few_known = sum(map(known, words)) / len(words) < 0.5
+        if (foreign >= 2 and foreign / len(words) >= 0.4) or (
+            few_known and (foreign or any(ord(ch) > 127 and ch.isalpha() for ch in text))
+        ):
             raise MoodsongError(
                 f"cannot read {text!r}: moodsong reads English and Chinese (中文) prompts, "
-                "and few of these words are English"
+                "and this looks like another language"
             )
 
     def _lookup_en(self, tok: str) -> tuple[float, float, float, float] | None:
