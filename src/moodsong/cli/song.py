@@ -58,5 +58,5 @@ def train_song(source, out, epochs, lr, batch_size, hidden, patience, seed, devi
         cfg.melody = replace(cfg.melody, hidden=hidden)
     train, valid, skipped = load_songs(source)
     click.echo(f"{len(train)} training songs, {len(valid)} validation songs, {len(skipped)} skipped")
-    stem = train_song_model(train, valid, out, cfg, resume=resume, device=device, log=click.echo)
+    stem, _ = train_song_model(train, valid, out, cfg, resume=resume, device=device, log=click.echo)
     click.echo(f"model: {stem}.json")

@@ -8,8 +8,8 @@ its own grid (ticks per quarter), and what has no annotation is recognised:
 - the melody is the track named like a melody (``melody``, ``vocal``, ``lead``, ``voice``,
   ``MELODY``), else the non-drum track with the highest mean pitch whose notes rarely
   overlap; everything else that is not a drum track is the accompaniment;
-- chords, one per half bar, by :func:`moodsong.chords.analyze` per beat (the chord of the
-  half bar's first beat); the key by :func:`moodsong.chords.estimate_key`;
+- chords, one per bar, by :func:`moodsong.chords.analyze` (a single beat holds too few
+  notes to tell a chord's quality); the key by :func:`moodsong.chords.estimate_key`;
 - only pieces in 4/4 are kept; every 10th file (by sorted path) is the validation split.
 """
 
@@ -87,14 +87,14 @@ def song_from_midi(path: str | os.PathLike) -> PopSong:
     name, _, mode = key.partition(" ")
     parsed = parse_chord_label(f"{name.replace('-', 'b')}:maj") if name else None
     tonic = parsed[0] if parsed else 0
-    prog = analyze(score, per="beat")
+    prog = analyze(score, per="bar")
     chords = []
     for seg in prog.segments:
         start = int(round(seg.start_q * 4))
-        if seg.root is None or start % 8:
+        if seg.root is None:
             continue
         q = seg.suffix if seg.suffix in ("", "m", "7", "maj7", "m7", "o", "+", "ø7", "o7", "sus4", "sus2") else ""
-        chords.append(Chord(start, start + 8, seg.root, q))
+        chords.append(Chord(start, start + STEPS_PER_BAR, seg.root, q))
     qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     last = max(int(melody[:, 0].max()) if len(melody) else 0, int(piano[:, 0].max()) if len(piano) else 0)
     return PopSong(path.stem, melody, piano[:0], piano, chords, tonic, "minor" if mode == "minor" else "major",

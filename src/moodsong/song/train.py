@@ -122,11 +122,16 @@ def train_song_model(
     device: str = "auto",
     log: Callable[[str], None] | None = print,
     progress: bool = True,
-) -> Path:
-    """Fit plan and accompaniment, train the melody network; returns the checkpoint stem path.
+) -> tuple[Path, MelodyNet]:
+    """Fit plan and accompaniment, train the melody network.
 
-    The checkpoint ``out/model`` (``model.safetensors`` + ``model.json``) is loadable by
-    :meth:`moodsong.song.model.SongModel.load`.
+    Returns
+    -------
+    stem : Path
+        The checkpoint ``out/model`` (``model.safetensors`` + ``model.json``), loadable by
+        :meth:`moodsong.song.model.SongModel.load` (it holds the best epoch).
+    net : MelodyNet
+        The network as it ended (the last epoch; on every rank the same).
     """
     from .. import distributed
     from ..fileio import atomic_path
@@ -224,4 +229,4 @@ def train_song_model(
             log(f"stopping: no improvement for {bad} epochs")
             break
     ctx.barrier()
-    return stem
+    return stem, net
