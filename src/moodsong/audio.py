@@ -265,7 +265,6 @@ def _read_bytes(path: Path, mtime: float) -> bytes:
 
 def _render_midirenderer(score: symusic.Score, sf_path: Path, sample_rate: int, n: int, total_s: float) -> np.ndarray:
     import soundfile
-    from scipy.signal import resample_poly
 
     midirenderer, _ = _midirenderer_module()
     # rustysynth stops at the last MIDI event, so a marker at the end of the tail
@@ -281,9 +280,68 @@ def _render_midirenderer(score: symusic.Score, sf_path: Path, sample_rate: int, 
     if data.shape[1] == 1:
         data = np.repeat(data, 2, axis=1)
     if native_rate != sample_rate:  # rustysynth renders at 48 kHz
-        g = gcd(sample_rate, native_rate)
-        data = resample_poly(data, sample_rate // g, native_rate // g, axis=0).astype(np.float32)
+        data = resample_poly(data, sample_rate, native_rate).astype(np.float32)
     return data[:, :2]
+
+
+def _lowpass_taps(up: int, down: int) -> tuple[np.ndarray, int]:
+    """scipy's ``resample_poly`` filter: ``firwin(20 * max + 1, 1 / max, window=("kaiser", 5.0)) * up``.
+
+    A windowed sinc with its cutoff at the lower of the two Nyquist frequencies, scaled to unit gain at DC
+    and multiplied by ``up`` (the zeros inserted between input samples). Returns the taps and the half length.
+    """
+    max_rate = max(up, down)
+    half_len = 10 * max_rate
+    m = np.arange(-half_len, half_len + 1, dtype=np.float64)
+    cutoff = 1.0 / max_rate  # relative to the Nyquist frequency
+    h = cutoff * np.sinc(cutoff * m) * np.kaiser(m.size, 5.0)
+    return h * (up / h.sum()), half_len
+
+
+def resample_poly(x: np.ndarray, rate_out: int, rate_in: int) -> np.ndarray:
+    """Resample ``x`` (samples along axis 0, channels along axis 1) from ``rate_in`` to ``rate_out`` Hz.
+
+    The same polyphase filter as ``scipy.signal.resample_poly(x, up, down, axis=0)`` (zero padding), in
+    numpy: importing ``scipy.signal`` took 1.2-2.6 s on the 2-core machine, longer than the rest of
+    writing a piece's audio. Output sample ``k`` sits at input time ``k * down / up`` and is the sum of
+    the input around it weighted by the low-pass taps; grouped by phase (``k mod up``), the inputs of one
+    phase form a strided view and each phase is one matrix-vector product. 35 s of stereo audio, 48 ->
+    44.1 kHz: 0.05 s (scipy 0.06-0.09 s), equal to scipy's to 1e-6 (``tests/test_audio_resample.py``).
+
+    Returns float64 of shape ``(ceil(n * up / down), channels)``.
+    """
+    from numpy.lib.stride_tricks import as_strided
+
+    g = gcd(rate_out, rate_in)
+    up, down = rate_out // g, rate_in // g
+    x = np.asarray(x, dtype=np.float64)
+    squeeze = x.ndim == 1
+    if squeeze:
+        x = x[:, None]
+    n_in, channels = x.shape
+    if up == down:
+        return x.copy()[:, 0] if squeeze else x.copy()
+    n_out = -(-n_in * up // down)
+    h, half_len = _lowpass_taps(up, down)
+    taps = -(-h.size // up)  # taps per phase
+    padded = np.zeros(taps * up)
+    padded[: h.size] = h
+    # phases[p, q] = h[p + (taps - 1 - q) * up]: phase p's taps, oldest input first.
+    phases = np.ascontiguousarray(padded.reshape(taps, up).T[:, ::-1])
+    # y[k] = sum_i x[i] h[k * down + half_len - i * up]; the newest input of output k is
+    # i = (k * down + half_len) // up, so x is padded with `taps` zeros in front and enough behind.
+    newest = ((n_out - 1) * down + half_len) // up
+    xp = np.zeros((channels, taps + max(n_in, newest + 1) + 1))
+    xp[:, taps : taps + n_in] = x.T
+    s_channel, s_sample = xp.strides
+    y = np.empty((channels, n_out))
+    for r in range(min(up, n_out)):
+        count = len(range(r, n_out, up))
+        t = r * down + half_len
+        windows = as_strided(xp[:, t // up + 1 :], shape=(channels, count, taps),
+                             strides=(s_channel, down * s_sample, s_sample), writeable=False)  # fmt: skip
+        y[:, r::up] = windows @ phases[t % up]
+    return y[0] if squeeze else y.T
 
 
 def _seconds_to_tick(score: symusic.Score, seconds: float) -> int:
