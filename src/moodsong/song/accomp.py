@@ -11,7 +11,7 @@ note below G3, are not kept.
 
 To realise a pattern over a planned chord, each note becomes the same role of the new
 chord at the pitch nearest to where it was played (a role the chord lacks, such as a
-seventh over a triad, doubles the root), kept within C2..G5. Only chord tones are written, so
+seventh over a triad, doubles the root), kept within D2..G5. Only chord tones are written, so
 chord recognition on the accompaniment reads back the plan.
 
 Patterns are kept as *runs*: consecutive qualifying bars of one arrangement (at least
@@ -33,7 +33,7 @@ __all__ = ["AccompanimentModel", "MAX_NOTES"]
 
 MAX_NOTES = 32  # notes kept per pattern bar (POP909's busiest bars have more; the first 32 by onset)
 BASS_BELOW = 55  # a pattern must have a note below G3
-LOWEST, HIGHEST = 36, 79  # realised notes stay within C2..G5
+LOWEST, HIGHEST = 38, 79  # realised notes stay within D2..G5 (POP909 piano: lowest note D2 median, highest B4)
 
 
 def _role(interval: int, quality: str) -> int | None:

@@ -14,7 +14,7 @@ accompaniment patterns; see :mod:`moodsong.song.plan`, :mod:`moodsong.song.melod
    (tilted by valence) and the one whose brightness is closest to the target is kept.
 3. Melody: the GRU samples the events of every phrase over its plan, all candidates in
    one batch, under constraints that make it singable: one voice, a range of at most
-   21 semitones (:data:`MELODY_RANGE`), and every phrase ending on a long chord tone (the
+   21 semitones (:data:`MELODY_SPAN`), and every phrase ending on a long chord tone (the
    tonic triad at a closed cadence).
 4. Accompaniment: a learned run of one-bar patterns per section letter (consecutive bars
    of one real arrangement; busier at higher arousal; B, C... from the same arrangement;
@@ -53,9 +53,10 @@ _KEY_ALIASES = {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "B#": 0,
 _MAJOR_TONICS = (0, 2, 3, 5, 7, 8, 10)
 _MINOR_TONICS = (9, 11, 0, 2, 4, 5, 7)
 _TEMPLATE = ("A", "A'", "B", "A'", "C", "C'", "B", "A'")
-#: MIDI pitches the melody may use, C4..A5 (21 semitones): POP909's melodies sit at C4..Bb5
-#: (5th-95th percentile, median C5).
-MELODY_RANGE = (60, 81)
+#: The melody's range: 21 semitones from a lowest note drawn per song in A3..D4 (so at most
+#: A3..F#5 .. D4..B5). POP909's melodies sit at C4..Bb5 (5th-95th percentile, median C5), their
+#: lowest note in the first 32 bars at G3..G4 (10th-90th percentile).
+MELODY_SPAN = 21
 #: General MIDI programs of melody and accompaniment per quadrant (distinct timbres).
 INSTRUMENTS = {1: (73, 0), 2: (40, 0), 3: (71, 0), 4: (11, 4)}
 
@@ -268,6 +269,7 @@ class _Row:
     closed: bool  # the phrase ends on the tonic triad
     forced: list  # tokens to emit before sampling (a repeated phrase's prefix)
     end_step: int  # no note may sound past this step
+    melody_low: int = 60  # lowest MIDI pitch the melody may use
     tokens: list = field(default_factory=list)
     bar: int = 0  # bars opened so far (the first BAR is fed at the start)
     busy: int = 0  # absolute step until which the last note sounds
@@ -408,7 +410,7 @@ class SongModel:
             # accompaniment. POP909's songs spread widely on all three (per-piece pitch-class entropy
             # 2.46-2.91 bits and bar repetition 0.41-0.83, 10th-90th percentile of the first 32 bars).
             style = {"plan_temperature": float(rng.uniform(0.6, 1.5)), "keep": float(rng.uniform(0.25, 1.0)),
-                     "vary": float(rng.uniform(0.0, 1.0))}
+                     "vary": float(rng.uniform(0.0, 1.0)), "melody_low": int(rng.integers(57, 63))}
             songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm), "style": style})
         offset_bars = prim["bars"] if prim is not None else 0
         sections, t = [], offset_bars
@@ -509,7 +511,7 @@ class SongModel:
                 if idx == len(sections) - 1 and bar == start_bar + bars - 1:
                     c = next((c for c in chords if c.start <= t < c.end), None)
                     if c is not None:  # the final chord, held: root in the bass, the triad above
-                        bass = 36 + (c.root - 36) % 12
+                        bass = 38 + (c.root - 38) % 12
                         upper = [55 + (c.root + i - 55) % 12 for i in QUALITIES[c.quality][:3]]
                         out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
                     continue
@@ -556,7 +558,7 @@ class SongModel:
                         keep = min(keep, bars - 1)
                     forced = list(toks[: bar_idx[keep] + 1]) if keep < len(bar_idx) else list(toks)
                 rows.append(_Row(s["chords"], start_bar, bars, density, s["mode"] == "minor", s["tonic"], closed,
-                                 forced, end_step))
+                                 forced, end_step, s["style"]["melody_low"]))
             h = self._sample_section(rows, h, songs, temperature)
             done[letter] = [r.tokens for r in rows]
             for b, r in enumerate(rows):
@@ -617,7 +619,8 @@ class SongModel:
                         if not (cadence_bar and r.notes_in_bar == 0 and first <= last):
                             mask[Vocab.BAR] = 0
                 elif kind == "pos":
-                    ok = (pitch_rel + r.tonic >= MELODY_RANGE[0]) & (pitch_rel + r.tonic <= MELODY_RANGE[1])
+                    lo = r.melody_low
+                    ok = (pitch_rel + r.tonic >= lo) & (pitch_rel + r.tonic <= lo + MELODY_SPAN)
                     if last_bar:  # a phrase ends on a stable tone: the chord's (the tonic triad's when closed)
                         c = r.chord_at(r.onset)
                         pcs = {0, 3 if r.minor else 4, 7} if (r.closed or c is None) else {
