@@ -100,7 +100,8 @@ def test_page_schema_and_headers(client):
     r = client.get("/")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     for needle in ('id="prompt"', 'id="record"', 'id="pad"', 'id="player"', 'id="roll"', 'id="midi-link"',
-                   'id="progress"', 'name="viewport"'):
+                   'id="progress"', 'name="viewport"', 'id="key"', 'id="form"', 'id="melody"', 'id="accompaniment"',
+                   'id="primer"', 'id="plan"', 'id="leadsheet-link"'):
         assert needle in r.text
     assert r.headers["x-content-type-options"] == "nosniff"
     assert "default-src 'self'" in r.headers["content-security-policy"]
@@ -111,10 +112,12 @@ def test_page_schema_and_headers(client):
         text = f.read_text(encoding="utf-8")
         assert not re.search(r"""["'(=]\s*(https?:)?//""", text), f.name
     schema = client.get("/openapi.json").json()
-    for path in ("/api/compose", "/api/compose/voice", "/api/results/{job_id}", "/api/results/{job_id}/{name}"):
+    for path in ("/api/compose", "/api/compose/voice", "/api/compose/primer", "/api/results/{job_id}",
+                 "/api/results/{job_id}/{name}"):
         assert path in schema["paths"]
     body = schema["components"]["schemas"]["ComposeBody"]["properties"]
     assert '"maxLength": 500' in json.dumps(body["prompt"]) and body["bars"]["maximum"] == 32
+    assert body["bars"]["default"] == 16 and {"key", "form", "instrument"} <= set(body)
     assert client.get("/docs").status_code == 404  # the CDN-based docs page is off
 
 
@@ -281,6 +284,230 @@ def test_bad_voice_uploads(client):
     assert r.status_code == 422 and "voice" in r.json()["detail"]
 
 
+# -- the song model's settings: key, form, instruments, a primer to continue, the lead sheet -------------
+
+
+def primer_midi(bars: int = 2, qpm: float | None = 100.0, drums: bool = False) -> bytes:
+    """A one-track MIDI file of ``bars`` 4/4 bars of quarter notes (a melody the composer can continue)."""
+    score = symusic.Score(480)
+    track = symusic.Track("Melody", 0, drums)
+    for i in range(bars * 4):
+        track.notes.append(symusic.Note(i * 480, 480, (60, 62, 64, 65, 67, 65, 64, 62)[i % 8], 80))
+    score.tracks.append(track)
+    if qpm is not None:
+        score.tempos.append(symusic.Tempo(0, qpm))
+    return score.dumps_midi()
+
+
+@pytest.fixture
+def recorded(tmp_path):
+    """An app on the song model whose pool only records what it is given (no worker process).
+
+    Yields ``(client, calls)``; each call is ``(params, files in the job folder when it ran)``. The
+    fake composer writes the files of a song, so results and downloads can be checked too.
+    """
+    app = create_app(results_dir=tmp_path / "results", rate_limit=0, warm_start=False)
+    calls = []
+
+    async def run(job_dir, params, on_start=None):
+        calls.append((dict(params), sorted(p.name for p in Path(job_dir).iterdir())))
+        for name in ("piece.mid", "piece.wav", "piece.png"):
+            (Path(job_dir) / name).write_bytes(b"x")
+        (Path(job_dir) / "piece.musicxml").write_text('<?xml version="1.0"?><score-partwise/>')
+        return {"ok": True, "result": {"plan": {"key": params.get("key") or "C major", "bar_chords": ["C"]}}}
+
+    app.state.pool.run = run
+    with local(app) as c:
+        yield c, calls
+
+
+def test_song_settings_and_primer_reach_the_composer(recorded):
+    client, calls = recorded
+    r = client.post("/api/compose", json={"quadrant": 2, "key": "D minor", "form": "A A' B A", "bars": 16,
+                                          "instrument": "flute,acoustic grand piano", "tempo": 90})
+    assert r.status_code == 202, r.text
+    job = wait_done(client, r.json()["status_url"])
+    assert job["status"] == "done" and job["result"]["plan"]["key"] == "D minor"
+    params, _ = calls[-1]
+    assert (params["key"], params["form"], params["instrument"], params["tempo"]) == (
+        "D minor", "A A' B A", "flute,acoustic grand piano", 90)
+    # A program number is still accepted (as before), and the default length is 16 bars.
+    assert client.post("/api/compose", json={"quadrant": 1, "instrument": 40}).status_code == 202
+    assert calls[-1][0]["instrument"] == "40" and calls[-1][0]["bars"] == 16
+
+    # The lead sheet is listed and served as MusicXML, for download.
+    files = job["result"]["files"]
+    assert files["musicxml"].endswith("/piece.musicxml")
+    sheet = client.get(files["musicxml"])
+    assert sheet.status_code == 200 and "score-partwise" in sheet.text
+    assert sheet.headers["content-type"] == "application/vnd.recordare.musicxml+xml"
+    assert "attachment" in sheet.headers["content-disposition"]
+
+    # A primer upload: saved under a fixed name for the composer, its bars counted, deleted afterwards.
+    r = client.post("/api/compose/primer", files={"primer": ("../../my idea.mid", primer_midi(3), "audio/midi")},
+                    data={"prompt": "keep it going, but sadder", "key": "E minor", "form": "AB", "bars": "8",
+                          "instrument": "violin,cello", "seed": "4"})
+    assert r.status_code == 202, r.text
+    job = wait_done(client, r.json()["status_url"])
+    params, seen = calls[-1]
+    assert seen == ["primer.mid"] and params["primer"] == "primer.mid" and params["primer_bars"] == 3
+    assert (params["prompt"], params["key"], params["form"], params["bars"], params["instrument"], params["seed"]) == (
+        "keep it going, but sadder", "E minor", "AB", 8, "violin,cello", 4)
+    job_dir = client.app.state.results_dir / r.json()["id"]
+    assert not (job_dir / "primer.mid").exists()  # the upload is not kept once used
+    # The mood pad and a quadrant go through the same form, and so does a recording with a primer.
+    r = client.post("/api/compose/primer", files={"primer": ("p.mid", primer_midi(), "audio/midi")},
+                    data={"valence": "-0.5", "arousal": "0.25"})
+    assert r.status_code == 202 and calls and wait_done(client, r.json()["status_url"])["status"] == "done"
+    assert (calls[-1][0]["valence"], calls[-1][0]["arousal"]) == (-0.5, 0.25)
+    r = client.post("/api/compose/voice", files={"voice": ("v.wav", wav_bytes(), "audio/wav"),
+                                                 "primer": ("p.mid", primer_midi(), "audio/midi")},
+                    data={"key": "G major", "form": "AABA"})
+    assert r.status_code == 202, r.text
+    wait_done(client, r.json()["status_url"])
+    params, seen = calls[-1]
+    assert set(seen) == {"voice.wav", "primer.mid"} and params["key"] == "G major" and params["form"] == "AABA"
+
+
+@pytest.mark.parametrize(
+    "body, fragment",
+    [
+        ({"key": "H minor"}, "key: unknown key 'H minor'"),
+        ({"key": "D" * 17}, "key: String should have at most 16"),
+        ({"key": 2}, "key: Input should be a valid string"),
+        ({"key": ""}, "key: String should have at least 1"),
+        ({"form": "A-B!"}, "bad form 'A-B!'"),
+        ({"form": "AABA", "bars": 6}, "6 bars cannot be split into equal phrases of 2 to 16 bars (try 16 bars)"),
+        ({"form": "A" * 65}, "form: String should have at most 64"),
+        ({"instrument": "kazoo"}, "instrument: unknown instrument 'kazoo'"),
+        ({"instrument": "flute,piano,harp"}, "MELODY or MELODY,ACCOMPANIMENT"),
+        ({"instrument": "flute,300"}, "outside 0-127"),
+        ({"instrument": 128}, "instrument: a General MIDI program is 0..127"),
+        ({"instrument": True}, "instrument: give General MIDI names or program numbers"),
+        ({"instrument": "piano " * 20}, "instrument: at most 100 characters"),
+        ({"primer": "/etc/passwd"}, "primer: Extra inputs are not permitted"),
+        ({"leadsheet": False}, "leadsheet: Extra inputs are not permitted"),
+    ],
+)
+def test_bad_song_settings_are_refused_at_once(client, body, fragment):
+    r = client.post("/api/compose", json={"quadrant": 1, **body})
+    assert r.status_code == 422, r.text
+    assert fragment in r.json()["detail"]  # (the upload forms: test_bad_primer_uploads)
+
+
+def test_piano_model_takes_no_key_form_or_primer(client):
+    # The module's server composes with a piano model (a conditional RBM): a song setting gets a clear answer.
+    r = client.post("/api/compose", json={"quadrant": 1, "key": "D minor", **QUICK})
+    assert r.status_code == 422 and "piano model" in r.json()["detail"] and "key" in r.json()["detail"]
+    r = client.post("/api/compose/primer", files={"primer": ("p.mid", primer_midi(), "audio/midi")},
+                    data={"quadrant": "1", "bars": "2"})
+    assert r.status_code == 422 and "primer" in r.json()["detail"] and "piano model" in r.json()["detail"]
+    # Instrument names work with every model.
+    assert client.post("/api/compose", json={"quadrant": 1, "instrument": "violin", **QUICK}).status_code == 202
+
+
+def test_bad_primer_uploads(recorded):
+    client, calls = recorded
+
+    def post(data: bytes, **form):
+        form.setdefault("quadrant", "1")
+        return client.post("/api/compose/primer", files={"primer": ("p.mid", data, "audio/midi")}, data=form)
+
+    assert post(b"RIFF\x00\x00\x00\x00WAVEfmt ").status_code == 415  # not MIDI, by its bytes
+    assert post(b"<html>hello</html>").status_code == 415
+    r = post(b"MThd" + b"\x00" * 40)
+    assert r.status_code == 422 and "could not be read as MIDI" in r.json()["detail"]
+    r = post(primer_midi(drums=True))
+    assert r.status_code == 422 and "no pitched notes" in r.json()["detail"]
+    r = post(primer_midi(bars=33))
+    assert r.status_code == 422 and "33 bars long; the limit is 32" in r.json()["detail"]
+    r = post(primer_midi(qpm=5.0))  # its tempo is kept: at 5 qpm the piece would be hours of audio
+    assert r.status_code == 422 and "outside 40-220" in r.json()["detail"]
+    assert post(primer_midi(qpm=5.0), tempo="80").status_code == 202  # unless the request sets one
+    r = post(b"MThd" + b"\x00" * (300 * 1024))
+    assert r.status_code == 413 and "primer too large" in r.json()["detail"]
+    r = post(b"MThd" + b"\x00" * (1024 * 1024))  # refused by the body cap before it is read
+    assert r.status_code == 413 and "too large" in r.json()["detail"]
+    r = post(primer_midi(), mood="sad")
+    assert r.status_code == 422 and "mood: Extra inputs are not permitted" in r.json()["detail"]
+    r = post(primer_midi(), voice="x")  # a recording goes to /api/compose/voice
+    assert r.status_code == 422 and "voice: Extra inputs are not permitted" in r.json()["detail"]
+    r = client.post("/api/compose/primer", files=[("primer", ("a.mid", primer_midi(), "audio/midi")),
+                                                  ("primer", ("b.mid", primer_midi(), "audio/midi")),
+                                                  ("quadrant", (None, "1"))])
+    assert r.status_code == 422 and "more than once" in r.json()["detail"]
+    r = post(primer_midi(), quadrant="", prompt="")
+    assert r.status_code == 422 and "exactly one of" in r.json()["detail"]
+    r = post(primer_midi(), prompt="happy")
+    assert r.status_code == 422 and "exactly one of" in r.json()["detail"]
+    for field, bad, fragment in [("bars", "4.5", "bars"), ("bars", "0", "bars"), ("key", "Q major", "unknown key"),
+                                 ("form", "AB", "cannot be split"), ("instrument", "kazoo", "unknown instrument"),
+                                 ("valence", "2", "valence")]:
+        r = post(primer_midi(), **{field: bad, **({"bars": "5"} if field == "form" else {})})
+        assert r.status_code == 422 and fragment in r.json()["detail"], (field, r.text)
+    r = client.post("/api/compose/primer", files={"quadrant": (None, "1")})
+    assert r.status_code == 422 and "primer" in r.json()["detail"]
+    r = client.post("/api/compose/primer", data={"quadrant": "1"})  # url-encoded: no room for a file
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = client.post("/api/compose/voice", files={"voice": ("v.wav", wav_bytes(), "audio/wav"),
+                                                 "primer": ("p.mid", b"not midi", "audio/midi")})
+    assert r.status_code == 415 and "MIDI" in r.json()["detail"]
+    assert len(calls) == 1  # only the request with a tempo was composed
+    # Nothing of the refused uploads stayed on disk.
+    folders = [p for p in client.app.state.results_dir.iterdir() if p.is_dir()]
+    assert len(folders) == 1 and not list(folders[0].glob("primer*"))
+
+
+def test_worker_composes_a_song_with_the_settings_and_primer(tmp_path):
+    # In this process (no worker start-up): the worker hands every song setting to compose().
+    from moodsong.web.worker import run_job
+
+    (tmp_path / "primer.mid").write_bytes(primer_midi(2))
+    out = run_job(str(tmp_path), {"quadrant": 3, "bars": 4, "candidates": 1, "seed": 2, "key": "D minor",
+                                  "form": "AB", "instrument": "flute,cello", "tempo": 84.0, "primer": "primer.mid"})
+    assert out["ok"], out
+    res = out["result"]
+    plan = res["plan"]
+    assert (plan["key"], plan["tempo_qpm"], plan["form"], plan["primer_bars"], plan["bars"]) == ("D minor", 84, "A B", 2, 6)
+    assert [s["start_bar"] for s in plan["sections"]] == [3, 5] and len(plan["bar_chords"]) == 6
+    assert plan["instruments"] == {"melody": 73, "accompaniment": 42}
+    assert res["instruments"]["accompaniment"]["name"] == "Cello" and res["instrument"]["name"] == "Flute"
+    assert res["plan_followed"]["bars"] >= 4 and res["model"] == "song"
+    assert {"piece.mid", "piece.wav", "piece.png", "piece.musicxml"} <= {p.name for p in tmp_path.iterdir()}
+    assert str(tmp_path) not in json.dumps(res)
+    score = symusic.Score(str(tmp_path / "piece.mid"))
+    melody = next(t for t in score.tracks if t.name == "Melody")
+    assert [n.pitch for n in melody.notes][:8] == [60, 62, 64, 65, 67, 65, 64, 62]  # the primer, verbatim
+    # A bad primer that got past the server's checks is reported in the composer's words, without a path.
+    (tmp_path / "primer.mid").write_bytes(b"MThd junk")
+    out = run_job(str(tmp_path), {"quadrant": 3, "bars": 4, "candidates": 1, "primer": "primer.mid"})
+    assert not out["ok"] and "not a MIDI file" in out["error"] and str(tmp_path) not in out["error"]
+    out = run_job(str(tmp_path), {"quadrant": 3, "bars": 4, "candidates": 1, "primer": "../x.mid"})
+    assert not out["ok"] and "bad primer" in out["error"]
+
+
+@pytest.mark.slow  # a worker process starts and loads the song model and the estimator
+def test_song_from_a_primer_end_to_end(tmp_path):
+    app = create_app(results_dir=tmp_path / "results", rate_limit=0, warm_start=False)
+    with local(app) as c:
+        r = c.post("/api/compose/primer", files={"primer": ("idea.mid", primer_midi(2), "audio/midi")},
+                   data={"prompt": "a hopeful song", "bars": "8", "candidates": "2", "seed": "1", "key": "A major",
+                         "form": "A B", "instrument": "vibraphone,acoustic grand piano"})
+        assert r.status_code == 202, r.text
+        job = wait_done(c, r.json()["status_url"], timeout_s=240)
+        assert job["status"] == "done", job
+        res = job["result"]
+        plan = res["plan"]
+        assert plan["key"] == "A major" and plan["form"] == "A B" and plan["primer_bars"] == 2
+        assert plan["instruments"] == {"melody": 11, "accompaniment": 0} and len(plan["bar_chords"]) == 10
+        assert res["plan_followed"]["bars"] >= 8
+        sheet = c.get(res["files"]["musicxml"])
+        assert sheet.status_code == 200 and b"<score-partwise" in sheet.content
+        midi = symusic.Score.from_midi(c.get(res["files"]["midi"]).content)
+        assert {t.name for t in midi.tracks} >= {"Melody", "Accompaniment"}
+        assert not (c.app.state.results_dir / r.json()["id"] / "primer.mid").exists()
+
+
 # -- IDs, files and the results folder -----------------------------------------------------------
 
 
@@ -313,7 +540,7 @@ def test_unknown_ids_and_path_traversal(client, results_dir):
         if p.name == LOCK_NAME:
             continue
         assert p.is_dir() and valid_id(p.name)
-        assert {f.name for f in p.iterdir()} <= {"piece.mid", "piece.wav", "piece.png"}
+        assert {f.name for f in p.iterdir()} <= {"piece.mid", "piece.wav", "piece.png", "piece.musicxml"}
     assert sorted(f.name for f in results_dir.parent.iterdir()) == ["results", "secret.txt"]
 
 

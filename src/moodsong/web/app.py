@@ -5,15 +5,20 @@ API (schema at ``/openapi.json``):
 * ``POST /api/compose`` -- JSON body (:class:`ComposeBody`): compose from a prompt,
   valence/arousal or a quadrant. Answers ``202`` with ``{"id", "status", ...}``.
 * ``POST /api/compose/voice`` -- multipart form: a WAV/FLAC/OGG recording in
-  ``voice`` plus the same settings as form fields.
+  ``voice`` plus the same settings as form fields (and optionally a ``primer``).
+* ``POST /api/compose/primer`` -- multipart form: a MIDI file to continue in
+  ``primer`` plus the fields of the JSON body as form fields.
 * ``GET /api/results/{id}`` -- status of a job (``queued``, ``running``, ``done``,
   ``failed``) with queue position and time estimate; when done, the emotion
-  explanation, chords, key, tempo and file URLs.
-* ``GET /api/results/{id}/{file}`` -- ``piece.mid``, ``piece.wav`` or ``piece.png``.
+  explanation, the plan (key, tempo, form, chords bar by bar), chords, key,
+  tempo and file URLs.
+* ``GET /api/results/{id}/{file}`` -- ``piece.mid``, ``piece.wav``, ``piece.png``
+  or ``piece.musicxml`` (the lead sheet).
 * ``GET /api/health`` -- queue and worker counts.
 
 Safety: every input is validated (strict types, ranges, prompt length, upload
-size, type and sample rate), bad input gets a 4xx with one clear ``detail``
+size, type and sample rate; keys, forms and instruments by the composer's own
+parsers), bad input gets a 4xx with one clear ``detail``
 message, result IDs are random and checked against a fixed pattern, files come
 only from an allow-list, request bodies are size-capped and time-limited, each
 client is rate-limited and has a bounded number of pending jobs, the ``Host``
@@ -30,6 +35,7 @@ import contextlib
 import ipaddress
 import logging
 import math
+import re
 import shutil
 import socket
 import time
@@ -37,14 +43,14 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .jobs import FILES, MiB, ComposerPool, Job, JobStore, own_results_dir
+from .jobs import FILES, PRIMER_NAME, MiB, ComposerPool, Job, JobStore, own_results_dir
 
 __all__ = ["create_app", "ComposeBody", "RateLimiter"]
 
@@ -55,6 +61,11 @@ MAX_BARS = 32
 MAX_CANDIDATES = 8
 MAX_JSON_BYTES = 16 * 1024
 MAX_VOICE_SECONDS = 30.0
+#: Longest texts of the song settings: a key ("F# minor"), a form ("A A' B A' C C' B A'"), two instrument names.
+MAX_KEY_CHARS, MAX_FORM_CHARS, MAX_INSTRUMENT_CHARS = 16, 64, 100
+#: Largest primer upload (bytes) and the longest primer (4/4 bars, notes); a 32-bar piano piece is ~20 KB.
+MAX_PRIMER_BYTES = 256 * 1024
+MAX_PRIMER_BARS, MAX_PRIMER_NOTES = 32, 20000
 #: Sample rates (Hz) a recording may declare; anything else is refused before it is decoded.
 MIN_VOICE_RATE, MAX_VOICE_RATE = 8000, 192000
 #: Host names every server answers to; ``create_app(host=...)`` adds the address it is bound to.
@@ -78,16 +89,76 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    bars: int = Field(8, ge=1, le=MAX_BARS, description="Length in 4/4 bars.")
+    bars: int = Field(16, ge=1, le=MAX_BARS, description="Length in 4/4 bars (new bars, after any primer).")
     tempo: float | None = Field(None, ge=40, le=220, allow_inf_nan=False,
                                 description="Tempo in quarter notes per minute (default: chosen by the emotion).")
-    instrument: int | None = Field(None, ge=0, le=127,
-                                   description="General MIDI program 0..127 (default: chosen by the emotion).")
+    instrument: int | str | None = Field(
+        None, description="General MIDI names or program numbers, 'MELODY[,ACCOMPANIMENT]' (a program number "
+                          "0..127 alone is accepted too; default: chosen by the emotion).",
+        examples=["flute,acoustic grand piano", "40"])
+    key: str | None = Field(None, min_length=1, max_length=MAX_KEY_CHARS,
+                            description="Song model: the key, e.g. 'D minor', 'Bb major', 'F#m' (default: chosen by "
+                                        "the emotion, or the primer's).", examples=["D minor"])
+    form: str | None = Field(None, min_length=1, max_length=MAX_FORM_CHARS,
+                             description="Song model: section letters, e.g. 'AABA' or \"A A' B A'\"; bars must split "
+                                         "into equal phrases of 2-16 bars (default: by length).", examples=["AABA"])
     temperature: float | None = Field(None, ge=0.1, le=4.0, allow_inf_nan=False,
                                       description="Sampling temperature, where the composer supports it.")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Same seed and request, same piece.")
     candidates: int = Field(4, ge=1, le=MAX_CANDIDATES,
                             description="Pieces generated; the music-emotion estimator keeps the closest.")
+
+    # The composer's own parsers check the song settings here, so a bad one is answered at once (422)
+    # in the composer's words rather than failing the job later.
+
+    @field_validator("instrument", mode="before")
+    @classmethod
+    def _instrument(cls, value):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise ValueError("give General MIDI names or program numbers as text, e.g. 'flute,acoustic grand piano'")
+        if isinstance(value, int) and not 0 <= value <= 127:
+            raise ValueError("a General MIDI program is 0..127")
+        text = str(value)
+        if len(text) > MAX_INSTRUMENT_CHARS:
+            raise ValueError(f"at most {MAX_INSTRUMENT_CHARS} characters")
+        _composer_check(_parse_instruments, text)
+        return text  # as text: the composer takes names and numbers alike
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value):
+        if value is not None:
+            from moodsong.song.model import parse_key
+
+            _composer_check(parse_key, value)
+        return value
+
+    @model_validator(mode="after")
+    def _form_fits(self):
+        if self.form is not None:
+            from moodsong.song.model import parse_form
+
+            _composer_check(parse_form, self.form, self.bars)
+        return self
+
+
+def _parse_instruments(text: str):
+    from moodsong.compose import parse_instruments
+
+    return parse_instruments(text)
+
+
+def _composer_check(parse, *args) -> None:
+    """Run one of the composer's parsers; its error (one line) becomes the validation error."""
+    from moodsong.errors import MoodsongError
+
+    try:
+        parse(*args)
+    except MoodsongError as exc:
+        # The messages are written for the command line; the API's fields have no dashes.
+        raise ValueError(re.sub(r"\(try --bars (\d+)\)", r"(try \1 bars)", str(exc))) from None
 
 
 class ComposeBody(Settings):
@@ -131,8 +202,10 @@ class JobStatus(BaseModel):
     elapsed_s: float = Field(description="Seconds since the job started running (0 while queued).")
     estimate_s: float = Field(description="Expected running time in seconds.")
     error: str | None = None
-    result: dict | None = Field(None, description="When done: explanation, target, chords, key, tempo_qpm, "
-                                                  "duration_s, candidates, and files (URLs of MIDI, audio, PNG).")
+    result: dict | None = Field(None, description="When done: explanation, target, plan (song model: key, tempo_qpm, "
+                                                  "form, sections, chords, bar_chords, instruments, primer_bars), "
+                                                  "plan_followed, chords, key, tempo_qpm, duration_s, candidates, "
+                                                  "and files (URLs of MIDI, audio, PNG and the MusicXML lead sheet).")
 
 
 # -- rate limiting ---------------------------------------------------------------------
@@ -254,10 +327,10 @@ class _Guard:
     once a request has passed validation.
     """
 
-    def __init__(self, app, *, upload_cap: int, json_cap: int, body_timeout_s: float, body_deadline_s: float,
-                 request_timeout_s: float, api_limiter: RateLimiter, hosts: HostPolicy):
+    def __init__(self, app, *, upload_caps: dict[str, int], json_cap: int, body_timeout_s: float,
+                 body_deadline_s: float, request_timeout_s: float, api_limiter: RateLimiter, hosts: HostPolicy):
         self.app = app
-        self.upload_cap, self.json_cap = upload_cap, json_cap
+        self.upload_caps, self.json_cap = upload_caps, json_cap
         self.body_timeout_s, self.body_deadline_s = body_timeout_s, body_deadline_s
         self.request_timeout_s = request_timeout_s
         self.api_limiter, self.hosts = api_limiter, hosts
@@ -302,7 +375,7 @@ class _Guard:
                 return await reply(429, f"too many requests; try again in {math.ceil(wait)} s",
                                    {"Retry-After": str(math.ceil(wait))})
 
-        cap = self.upload_cap if path == "/api/compose/voice" else self.json_cap
+        cap = self.upload_caps.get(path, self.json_cap)
         declared = headers.get("content-length")
         if declared is not None:
             try:
@@ -354,13 +427,14 @@ class _Guard:
 
 
 #: The media type each compose route takes; anything else is refused with 415 before the body is read.
-_CONTENT_TYPES = {"/api/compose": "application/json", "/api/compose/voice": "multipart/form-data"}
+_CONTENT_TYPES = {"/api/compose": "application/json", "/api/compose/voice": "multipart/form-data",
+                  "/api/compose/primer": "multipart/form-data"}
 
 
 # -- the application -------------------------------------------------------------------
 
 
-def _validation_message(exc: RequestValidationError) -> str:
+def _validation_message(exc: RequestValidationError | ValidationError) -> str:
     parts = []
     for err in exc.errors():
         loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body",))
@@ -443,11 +517,19 @@ def create_app(
                         scratch_dir=store.root)
     compose_limiter = RateLimiter(rate_limit)
     tasks: set[asyncio.Task] = set()
+    song_composer: list[bool] = []  # whether the model is the song model, once known
+
+    def composer_is_song() -> bool:
+        if not song_composer:
+            song_composer.append(_is_song_model(model))
+        return song_composer[0]
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
         store.lock()  # again, when the same app is started a second time
         store.sweep_disk()
+        _load_parsers()
+        composer_is_song()
         await pool.start(eager=warm_start)
 
         async def sweeper():
@@ -483,8 +565,10 @@ def create_app(
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"])
+    form_room = 64 * 1024  # the form's other fields and multipart framing
     app.add_middleware(
-        _Guard, upload_cap=max_upload_bytes + 64 * 1024, json_cap=MAX_JSON_BYTES, body_timeout_s=body_timeout_s,
+        _Guard, upload_caps={"/api/compose/voice": max_upload_bytes + MAX_PRIMER_BYTES + form_room,
+                             "/api/compose/primer": MAX_PRIMER_BYTES + form_room}, json_cap=MAX_JSON_BYTES, body_timeout_s=body_timeout_s,
         body_deadline_s=body_deadline_s, request_timeout_s=request_timeout_s, api_limiter=RateLimiter(api_rate_limit),
         hosts=HostPolicy(allowed_hosts, bind_host=host, cors_origins=cors_origins),
     )
@@ -506,8 +590,17 @@ def create_app(
 
     # -- jobs --
 
-    def submit(params: dict, client: str, voice: bytes | None = None, voice_kind: str = "wav") -> JobAccepted:
+    def song_settings_ok(params: dict, primer: bool) -> None:
+        # key, form and primer shape the song model's plan; a piano model has none to shape.
+        asked = [name for name in ("key", "form") if params.get(name) is not None] + (["primer"] if primer else [])
+        if asked and not composer_is_song():
+            raise StarletteHTTPException(422, f"{', '.join(asked)}: this server composes with a piano model, which "
+                                              f"takes no key, form or primer (they need the song model)")
+
+    def submit(params: dict, client: str, voice: bytes | None = None, voice_kind: str = "wav",
+               primer: bytes | None = None) -> JobAccepted:
         # Only a valid request gets here, so invalid ones never use up the compose limit.
+        song_settings_ok(params, primer is not None)
         if store.pending() >= max_queue:
             raise StarletteHTTPException(503, "the composer is busy; try again in a minute", {"Retry-After": "30"})
         if max_pending_per_client and store.pending_for(client) >= max_pending_per_client:
@@ -525,6 +618,9 @@ def create_app(
             path = job.voice_path(voice_kind)
             path.write_bytes(voice)
             params["voice"] = path.name
+        if primer is not None:
+            job.primer_path().write_bytes(primer)
+            params["primer"] = PRIMER_NAME
 
         async def execute():
             try:
@@ -543,38 +639,38 @@ def create_app(
     def client_of(request: Request) -> str:
         return request.client.host if request.client else "unknown"
 
+    async def read_primer(upload: UploadFile | None, tempo: float | None) -> tuple[bytes, int] | None:
+        """The uploaded primer's bytes and its length in bars, or None; a bad upload gets its 4xx."""
+        if upload is None:
+            return None
+        data = await upload.read(MAX_PRIMER_BYTES + 1)
+        if len(data) > MAX_PRIMER_BYTES:
+            raise StarletteHTTPException(413, f"primer too large (limit {MAX_PRIMER_BYTES} bytes)")
+        if data[:4] != b"MThd":
+            raise StarletteHTTPException(415, "primer must be a standard MIDI file (.mid)")
+        return data, _check_primer(data, tempo)
+
+    compose_responses = {403: {"description": "Request from another site"}, 422: {"description": "Invalid request"},
+                         429: {"description": "Rate limited"}, 503: {"description": "Queue full"}}
+
     @app.post("/api/compose", status_code=202, response_model=JobAccepted, tags=["compose"],
-              responses={403: {"description": "Request from another site"}, 415: {"description": "Not JSON"},
-                         422: {"description": "Invalid request"}, 429: {"description": "Rate limited"},
-                         503: {"description": "Queue full"}})
+              responses={**compose_responses, 415: {"description": "Not JSON"}})
     async def compose_json(body: ComposeBody, request: Request) -> JobAccepted:
         """Compose from a prompt, valence/arousal or a quadrant; poll ``status_url`` for the result."""
         return submit(body.model_dump(), client_of(request))
 
     @app.post("/api/compose/voice", status_code=202, response_model=JobAccepted, tags=["compose"],
-              responses={403: {"description": "Request from another site"},
-                         413: {"description": "Recording too large"},
-                         415: {"description": "Not multipart/form-data, or not a WAV/FLAC/OGG file"},
-                         422: {"description": "Invalid request"}, 429: {"description": "Rate limited"},
-                         503: {"description": "Queue full"}})
+              responses={**compose_responses, 413: {"description": "Recording or primer too large"},
+                         415: {"description": "Not multipart/form-data, not a WAV/FLAC/OGG recording, "
+                                              "or a primer that is not MIDI"}})
     async def compose_voice(
         request: Request,
         voice: Annotated[UploadFile, File(description=f"A spoken request: WAV (FLAC, OGG also), at most {MAX_VOICE_SECONDS:g} s.")],
-        bars: Annotated[int, Form(ge=1, le=MAX_BARS)] = 8,
-        tempo: Annotated[float | None, Form(ge=40, le=220, allow_inf_nan=False)] = None,
-        instrument: Annotated[int | None, Form(ge=0, le=127)] = None,
-        temperature: Annotated[float | None, Form(ge=0.1, le=4.0, allow_inf_nan=False)] = None,
-        seed: Annotated[int | None, Form(ge=0, le=2**31 - 1)] = None,
-        candidates: Annotated[int, Form(ge=1, le=MAX_CANDIDATES)] = 4,
+        settings: Annotated[dict, Depends(_settings_form)],
+        primer: Annotated[UploadFile | None, File(description=_PRIMER_HELP)] = None,
     ) -> JobAccepted:
-        """Compose from a recording of someone saying what they want (multipart form)."""
-        form = await request.form()  # already parsed for the parameters; cached
-        unknown = sorted({k for k in form.keys() if k not in _VOICE_FIELDS})
-        if unknown:
-            raise StarletteHTTPException(422, f"{', '.join(unknown)}: Extra inputs are not permitted")
-        repeated = sorted({k for k in form.keys() if len(form.getlist(k)) > 1})
-        if repeated:
-            raise StarletteHTTPException(422, f"{', '.join(repeated)}: given more than once")
+        """Compose from a recording of someone saying what they want (multipart form), optionally continuing a MIDI file."""
+        await _strict_form(request, _VOICE_FIELDS)
         data = await voice.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
             raise StarletteHTTPException(413, f"recording too large (limit {max_upload_bytes} bytes)")
@@ -582,9 +678,32 @@ def create_app(
         if kind is None or (kind == "wav" and data[8:12] != b"WAVE"):
             raise StarletteHTTPException(415, "voice must be a WAV, FLAC or OGG recording")
         _check_recording(data)
-        settings = Settings(bars=bars, tempo=tempo, instrument=instrument, temperature=temperature, seed=seed,
-                            candidates=candidates)
-        return submit(settings.model_dump(), client_of(request), voice=data, voice_kind=kind)
+        checked = _validated(Settings, settings)
+        uploaded = await read_primer(primer, checked.tempo)
+        params = checked.model_dump()
+        if uploaded is not None:
+            params["primer_bars"] = uploaded[1]
+        return submit(params, client_of(request), voice=data, voice_kind=kind,
+                      primer=uploaded[0] if uploaded else None)
+
+    @app.post("/api/compose/primer", status_code=202, response_model=JobAccepted, tags=["compose"],
+              responses={**compose_responses, 413: {"description": "Primer too large"},
+                         415: {"description": "Not multipart/form-data, or a primer that is not MIDI"}})
+    async def compose_primer(
+        request: Request,
+        primer: Annotated[UploadFile, File(description=_PRIMER_HELP)],
+        settings: Annotated[dict, Depends(_settings_form)],
+        prompt: Annotated[str | None, Form(max_length=MAX_PROMPT_CHARS)] = None,
+        valence: Annotated[float | None, Form(ge=-1, le=1, allow_inf_nan=False)] = None,
+        arousal: Annotated[float | None, Form(ge=-1, le=1, allow_inf_nan=False)] = None,
+        quadrant: Annotated[int | None, Form(ge=1, le=4)] = None,
+    ) -> JobAccepted:
+        """Continue a MIDI file (multipart form): the fields of ``POST /api/compose`` as form fields, plus ``primer``."""
+        await _strict_form(request, _PRIMER_FIELDS)
+        body = _validated(ComposeBody, {**settings, "prompt": prompt, "valence": valence, "arousal": arousal,
+                                        "quadrant": quadrant})
+        data, primer_bars = await read_primer(primer, body.tempo)
+        return submit({**body.model_dump(), "primer_bars": primer_bars}, client_of(request), primer=data)
 
     @app.get("/api/results/{job_id}", response_model=JobStatus, tags=["results"],
              responses={404: {"description": "Unknown or expired ID"}})
@@ -595,10 +714,10 @@ def create_app(
         elapsed = (job.finished or now) - job.started if job.started else 0.0
         result = None
         if job.status == "done":
+            files = {"midi": "piece.mid", "audio": "piece.wav", "png": "piece.png", "musicxml": "piece.musicxml"}
             result = {**job.result, "files": {
-                "midi": f"/api/results/{job.id}/piece.mid",
-                "audio": f"/api/results/{job.id}/piece.wav",
-                "png": f"/api/results/{job.id}/piece.png",
+                kind: f"/api/results/{job.id}/{name}" for kind, name in files.items()
+                if kind != "musicxml" or store.file(job, name) is not None  # a lead sheet comes from songs only
             }}
         return JobStatus(id=job.id, status=job.status, position=store.position(job), elapsed_s=round(elapsed, 2),
                          estimate_s=store.estimate_s(job), error=job.error, result=result)
@@ -606,12 +725,12 @@ def create_app(
     @app.get("/api/results/{job_id}/{name}", tags=["results"],
              responses={200: {"content": {t: {} for t in FILES.values()}}, 404: {"description": "Unknown file"}})
     async def result_file(job_id: str, name: str) -> FileResponse:
-        """One file of a finished result: ``piece.mid``, ``piece.wav`` or ``piece.png``."""
+        """One file of a finished result: ``piece.mid``, ``piece.wav``, ``piece.png`` or ``piece.musicxml``."""
         job = _job_or_404(store, job_id)
         path = store.file(job, name)
         if path is None:
             raise StarletteHTTPException(404, f"no file {name!r} in this result (files: {', '.join(FILES)})")
-        disposition = "attachment" if name.endswith(".mid") else "inline"
+        disposition = "attachment" if name.endswith((".mid", ".musicxml")) else "inline"
         return FileResponse(path, media_type=FILES[name], filename=f"moodsong-{job.id[:8]}{Path(name).suffix}",
                             content_disposition_type=disposition)
 
@@ -639,8 +758,104 @@ def _job_or_404(store: JobStore, job_id: str) -> Job:
     return job
 
 
-#: The fields of the voice form; anything else is refused (422), like unknown JSON fields.
-_VOICE_FIELDS = frozenset({"voice", *Settings.model_fields})
+_PRIMER_HELP = (f"Song model: a MIDI file to continue (at most {MAX_PRIMER_BYTES // 1024} KiB and {MAX_PRIMER_BARS} "
+                "bars); its notes are kept as the first bars, its key and tempo unless key/tempo say otherwise.")
+
+
+async def _settings_form(
+    bars: Annotated[int, Form(ge=1, le=MAX_BARS)] = 16,
+    tempo: Annotated[float | None, Form(ge=40, le=220, allow_inf_nan=False)] = None,
+    instrument: Annotated[str | None, Form(max_length=MAX_INSTRUMENT_CHARS)] = None,
+    key: Annotated[str | None, Form(max_length=MAX_KEY_CHARS)] = None,
+    form: Annotated[str | None, Form(max_length=MAX_FORM_CHARS)] = None,
+    temperature: Annotated[float | None, Form(ge=0.1, le=4.0, allow_inf_nan=False)] = None,
+    seed: Annotated[int | None, Form(ge=0, le=2**31 - 1)] = None,
+    candidates: Annotated[int, Form(ge=1, le=MAX_CANDIDATES)] = 4,
+) -> dict:
+    """The settings of :class:`Settings` as multipart form fields (both upload routes take them)."""
+    return {"bars": bars, "tempo": tempo, "instrument": instrument, "key": key, "form": form,
+            "temperature": temperature, "seed": seed, "candidates": candidates}
+
+
+#: The fields of the upload forms; anything else is refused (422), like unknown JSON fields.
+_VOICE_FIELDS = frozenset({"voice", "primer", *Settings.model_fields})
+_PRIMER_FIELDS = frozenset({"primer", *ComposeBody.model_fields})
+
+
+async def _strict_form(request: Request, allowed: frozenset[str]) -> None:
+    """Refuse (422) form fields the route does not know and fields given more than once."""
+    fields = await request.form()  # already parsed for the parameters; cached
+    unknown = sorted({k for k in fields.keys() if k not in allowed})
+    if unknown:
+        raise StarletteHTTPException(422, f"{', '.join(unknown)}: Extra inputs are not permitted")
+    repeated = sorted({k for k in fields.keys() if len(fields.getlist(k)) > 1})
+    if repeated:
+        raise StarletteHTTPException(422, f"{', '.join(repeated)}: given more than once")
+
+
+def _validated(model: type[BaseModel], values: dict):
+    """``model(**values)``, or a 422 with the same one-line message as a bad JSON body."""
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        raise StarletteHTTPException(422, _validation_message(exc)) from None
+
+
+def _check_primer(data: bytes, tempo: float | None) -> int:
+    """The length in 4/4 bars of a primer upload (MIDI bytes); 422 for what the composer could not continue.
+
+    Its bars are composed and rendered on top of the requested ones, so they are bounded like
+    ``bars``; without a ``tempo`` the primer's own tempo is kept, so it must lie in the API's range
+    (one at 1 qpm would make an hours-long WAV).
+    """
+    import symusic
+
+    try:
+        score = symusic.Score.from_midi(data)
+    except Exception:  # noqa: BLE001 - any parser complaint means a bad upload
+        raise StarletteHTTPException(422, "primer: the file could not be read as MIDI") from None
+    tpq = int(score.ticks_per_quarter)
+    pitched = [t for t in score.tracks if not t.is_drum and len(t.notes)]
+    if not pitched or tpq <= 0:
+        raise StarletteHTTPException(422, "primer: the file has no pitched notes (empty or drums only)")
+    notes = sum(len(t.notes) for t in score.tracks)
+    if notes > MAX_PRIMER_NOTES:
+        raise StarletteHTTPException(422, f"primer: {notes} notes; the limit is {MAX_PRIMER_NOTES}")
+    end_ticks = max(int((n["time"] + n["duration"]).max()) for n in (t.notes.numpy() for t in pitched))
+    bars = max(1, math.ceil(end_ticks / (4 * tpq)))
+    if bars > MAX_PRIMER_BARS:
+        raise StarletteHTTPException(422, f"primer: it is {bars} bars long; the limit is {MAX_PRIMER_BARS} bars")
+    if tempo is None:
+        qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+        if not 40 <= qpm <= 220:
+            raise StarletteHTTPException(422, f"primer: its tempo ({qpm:.4g} qpm) is outside 40-220; give a tempo")
+    return bars
+
+
+def _is_song_model(model: str | None) -> bool:
+    """Whether the server's ``model`` is a song model (the default), which takes key, form and primer."""
+    import json
+
+    from moodsong.compose import MODEL_NAMES
+
+    if model is None or str(model) == "song":
+        return True
+    if str(model) in MODEL_NAMES:
+        return False
+    stem = str(model).removesuffix(".json").removesuffix(".safetensors")
+    try:
+        return json.loads(Path(stem + ".json").read_text(encoding="utf-8")).get("model_type") == "song"
+    except (OSError, ValueError, AttributeError):
+        return True  # an unreadable model fails each job with its own message
+
+
+def _load_parsers() -> None:
+    """Import what request validation uses (the composer's parsers, the MIDI reader) before the first request."""
+    import symusic  # noqa: F401
+    from pretty_midi import constants  # noqa: F401
+
+    from moodsong import compose  # noqa: F401
+    from moodsong.song import model  # noqa: F401
 
 
 def _check_recording(data: bytes) -> None:

@@ -47,7 +47,7 @@ try:  # advisory locks mark a results folder as in use (POSIX); without them not
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FILES", "Job", "JobStore", "ComposerPool", "new_id", "valid_id", "own_results_dir", "sweep_dead_runs",
+__all__ = ["FILES", "PRIMER_NAME", "Job", "JobStore", "ComposerPool", "new_id", "valid_id", "own_results_dir", "sweep_dead_runs",
            "scrub_paths"]
 
 log = logging.getLogger("moodsong.web")
@@ -57,11 +57,14 @@ FILES: dict[str, str] = {
     "piece.mid": "audio/midi",
     "piece.wav": "audio/wav",
     "piece.png": "image/png",
+    "piece.musicxml": "application/vnd.recordare.musicxml+xml",  # the lead sheet (song model only)
 }
 #: Result IDs: 16 random bytes, URL-safe base64 (22 characters); nothing else is ever looked up.
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{22}")
 #: A recording is saved as ``voice.<kind>`` (one of these names), which moodsong.web.worker reads.
 VOICE_NAMES = ("voice.wav", "voice.flac", "voice.ogg")
+#: An uploaded primer (a MIDI file to continue) is saved under this one name, which moodsong.web.worker reads.
+PRIMER_NAME = "primer.mid"
 #: The lock file that marks a results folder as in use by a live server (holds its pid).
 LOCK_NAME = ".moodsong.lock"
 #: Workers warm up in ``<results_dir>/.warmup-*`` so that a crash leaves nothing outside the results folder.
@@ -83,6 +86,7 @@ def scrub_paths(message: str, job_dir: str | os.PathLike | None = None) -> str:
     if job_dir is not None:
         for name in VOICE_NAMES:
             message = message.replace(os.path.join(str(job_dir), name), "the recording")
+        message = message.replace(os.path.join(str(job_dir), PRIMER_NAME), "the primer")
     return _PATH_RE.sub(lambda m: Path(m.group(0).rstrip("/\\").replace("\\", "/")).name, message)
 
 
@@ -123,6 +127,15 @@ class Job:
         if name not in VOICE_NAMES:
             raise ValueError(f"unknown recording kind {kind!r}")
         return self.dir / name
+
+    def primer_path(self) -> Path:
+        """Where the uploaded primer (MIDI) of this job goes."""
+        return self.dir / PRIMER_NAME
+
+
+def job_bars(params: dict) -> int:
+    """Bars a job writes: the new ones plus those of an uploaded primer (its notes are copied)."""
+    return int(params.get("bars", 16)) + int(params.get("primer_bars", 0))
 
 
 class JobStore:
@@ -201,7 +214,7 @@ class JobStore:
         job_id = new_id()
         job_dir = self.root / job_id
         job_dir.mkdir(mode=0o700)
-        cost = float(params.get("bars", 8)) * float(params.get("candidates", 4))
+        cost = float(job_bars(params)) * float(params.get("candidates", 4))
         job = Job(job_id, job_dir, params, client, cost)
         self.jobs[job_id] = job
         return job
@@ -241,7 +254,7 @@ class JobStore:
     @staticmethod
     def reserve_bytes(params: dict) -> int:
         """Worst-case disk use of a job while it runs, in bytes."""
-        return int(params.get("bars", 8)) * RESERVE_BYTES_PER_BAR + MiB
+        return job_bars(params) * RESERVE_BYTES_PER_BAR + MiB
 
     def disk_bytes(self) -> int:
         """Disk the results use (finished jobs: measured; others: their worst case), in bytes."""
@@ -291,7 +304,7 @@ class JobStore:
         else:
             # The worker scrubs its messages; this is the second line of defence for server paths.
             job.status, job.error = "failed", scrub_paths(str(outcome.get("error") or "composing failed"), job.dir)
-        for name in VOICE_NAMES:  # the recording is not kept once heard
+        for name in (*VOICE_NAMES, PRIMER_NAME):  # the uploads are not kept once used
             (job.dir / name).unlink(missing_ok=True)
         job.bytes = _tree_bytes(job.dir)
         self._enforce_budget()

@@ -28,19 +28,17 @@ import threading
 from dataclasses import fields
 from multiprocessing.connection import Connection
 
-from .jobs import VOICE_NAMES, WARMUP_PREFIX, scrub_paths
+from .jobs import PRIMER_NAME, VOICE_NAMES, WARMUP_PREFIX, scrub_paths
 
 __all__ = ["run_job", "serve_jobs", "watch_parent"]
 
 log = logging.getLogger("moodsong.web.worker")
 
 STEM = "piece"
-#: ComposeRequest fields the server decides: files, outputs, model, recogniser. A client value for one of
-#: these never reaches the composer, whatever the API schema lets through.
-SERVER_FIELDS = frozenset({"voice", "out_dir", "stem", "audio", "picture", "keep", "model", "voice_backend",
-                           "whisper_model"})
-#: Web settings applied to the chosen piece here while ComposeRequest does not take them itself.
-SURFACE_OVERRIDES = ("tempo", "instrument")
+#: ComposeRequest fields the server decides: files (uploads included), outputs, model, recogniser. A client
+#: value for one of these never reaches the composer, whatever the API schema lets through.
+SERVER_FIELDS = frozenset({"voice", "primer", "out_dir", "stem", "audio", "picture", "leadsheet", "keep", "model",
+                           "voice_backend", "whisper_model"})
 
 
 def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
@@ -63,15 +61,14 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
             if params["voice"] not in VOICE_NAMES:
                 raise MoodsongError("bad recording name")
             kwargs["voice"] = os.path.join(job_dir, params["voice"])
-        overrides = {k: params[k] for k in SURFACE_OVERRIDES if params.get(k) is not None and k not in declared}
-        # compose() writes the MIDI, WAV and PNG itself; only a setting it does not take yet
-        # (an override) makes the piece be changed and written here instead.
-        kwargs.update(keep=1, out_dir=None if overrides else job_dir, stem=STEM, audio="wav", picture=True,
-                      model=model)
+        if params.get("primer"):
+            if params["primer"] != PRIMER_NAME:
+                raise MoodsongError("bad primer name")
+            kwargs["primer"] = os.path.join(job_dir, PRIMER_NAME)
+        # compose() writes the MIDI, WAV, PNG and (song model) the MusicXML lead sheet itself.
+        kwargs.update(keep=1, out_dir=job_dir, stem=STEM, audio="wav", picture=True, leadsheet=True, model=model)
         result = compose(ComposeRequest(**kwargs))
         chosen = result.chosen[0]
-        if overrides:
-            _write_with_overrides(result, job_dir, overrides)
         out = result.to_dict()
         piece = out.pop("pieces")[0]
         piece.pop("paths", None)  # server paths stay on the server; the client gets URLs
@@ -83,6 +80,11 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
         program = int(programs[0]) if programs else (
             int(chosen.score.tracks[0].program) if len(chosen.score.tracks) else result.surface.program)
         out["instrument"] = {"program": program, "name": _instrument_name(program)}
+        if programs:  # the page names both parts next to the plan
+            out["instruments"] = {part: {"program": int(p), "name": _instrument_name(int(p))}
+                                  for part, p in zip(("melody", "accompaniment"), programs)}
+        # How closely the notes follow the plan, next to the plan (also in candidates[].steering).
+        out["plan_followed"] = chosen.steering.get("plan_followed")
         return {"ok": True, "result": out}
     except MoodsongError as exc:
         return {"ok": False, "error": scrub_paths(str(exc), job_dir)}
@@ -103,25 +105,6 @@ def _as_declared(value, annotation):
             and not names & {"int", "float", "Any", "object"}:
         return str(value)
     return value
-
-
-def _write_with_overrides(result, job_dir: str, overrides: dict) -> None:
-    """Set the chosen piece's tempo (qpm) and/or General MIDI program, then write its files into ``job_dir``."""
-    import symusic
-
-    from ..outputs import write_piece
-
-    score = result.chosen[0].score
-    if "tempo" in overrides:
-        score.tempos.clear()
-        score.tempos.append(symusic.Tempo(0, float(overrides["tempo"])))
-    if "instrument" in overrides:
-        for track in score.tracks:
-            track.program, track.is_drum = int(overrides["instrument"]), False
-    a = result.analysis
-    qpm = float(score.tempos[0].qpm) if len(score.tempos) else result.surface.qpm
-    title = f"{a.label} (V {a.valence:+.2f}, A {a.arousal:+.2f}) - {result.chosen[0].steering.get('key') or ''}, {qpm:g} qpm"
-    result.reports.append(write_piece(score, job_dir, STEM, audio="wav", picture=True, title=title))
 
 
 def _instrument_name(program: int) -> str:

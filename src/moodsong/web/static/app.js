@@ -1,10 +1,11 @@
-// moodsong page: send a feeling (words, voice or the mood pad), poll the job, show the piece.
+// moodsong page: send a feeling (words, voice or the mood pad), poll the job, show the plan and the piece.
 // Plain browser JavaScript, no libraries, no build step.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const form = $("compose-form");
 const state = { valence: 0.5, arousal: 0.5, recording: null, voiceBlob: null, busy: false };
+const MAX_PRIMER_BYTES = 256 * 1024;
 
 // -- source tabs ------------------------------------------------------------------------
 
@@ -142,6 +143,18 @@ $("voice-file").addEventListener("change", () => {
   if (f) { state.voiceBlob = f; $("rec-preview").hidden = true; $("rec-status").textContent = f.name; }
 });
 
+// -- a MIDI file to continue -------------------------------------------------------------
+
+function primerFile() {
+  return $("primer").files[0] || null;
+}
+$("primer").addEventListener("change", () => { $("primer-clear").hidden = !primerFile(); });
+$("primer-clear").addEventListener("click", () => {
+  $("primer").value = "";
+  $("primer-clear").hidden = true;
+  $("primer").focus();
+});
+
 // -- compose, poll, show ------------------------------------------------------------------
 
 function numberField(id) {
@@ -150,26 +163,46 @@ function numberField(id) {
 }
 
 function settings() {
-  const s = { bars: numberField("bars") ?? 8, candidates: numberField("candidates") ?? 4 };
-  for (const [key, id] of [["tempo", "tempo"], ["instrument", "instrument"], ["seed", "seed"]]) {
+  const s = { bars: numberField("bars") ?? 16, candidates: numberField("candidates") ?? 4 };
+  for (const [key, id] of [["tempo", "tempo"], ["seed", "seed"]]) {
     const v = numberField(id);
     if (v !== null) s[key] = v;
   }
+  if ($("key").value) s.key = $("key").value;
+  const formText = $("form").value.trim();
+  if (formText) s.form = formText;
+  // The API takes "MELODY[,ACCOMPANIMENT]" as General MIDI names.
+  const melody = $("melody").value, accompaniment = $("accompaniment").value;
+  if (accompaniment && !melody) throw new Error("Choose a melody instrument too, or set the accompaniment to automatic.");
+  if (melody) s.instrument = accompaniment ? `${melody},${accompaniment}` : melody;
   return s;
+}
+
+function formData(fields) {
+  const body = new FormData();
+  for (const [k, v] of Object.entries(fields)) body.append(k, String(v));
+  return body;
 }
 
 function request() {
   const s = settings();
   const kind = source();
+  const primer = primerFile();
+  if (primer && primer.size > MAX_PRIMER_BYTES) throw new Error("The MIDI file is too large (at most 256 KiB).");
   if (kind === "voice") {
     if (!state.voiceBlob) throw new Error("Record your request or choose a recording first.");
-    const body = new FormData();
+    const body = formData(s);
     body.append("voice", state.voiceBlob, "request.wav");
-    for (const [k, v] of Object.entries(s)) body.append(k, String(v));
+    if (primer) body.append("primer", primer, "primer.mid");
     return fetch("/api/compose/voice", { method: "POST", body });
   }
   const body = kind === "pad" ? { ...s, valence: state.valence, arousal: state.arousal } : { ...s, prompt: $("prompt").value.trim() };
   if (kind === "words" && !body.prompt) throw new Error("Type a feeling first, e.g. “a calm evening by the sea”.");
+  if (primer) {  // a file needs a multipart form; the fields are those of the JSON body
+    const form = formData(body);
+    form.append("primer", primer, "primer.mid");
+    return fetch("/api/compose/primer", { method: "POST", body: form });
+  }
   return fetch("/api/compose", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
 }
 
@@ -214,6 +247,59 @@ async function poll(url) {
   }
 }
 
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// The plan, bar by bar, grouped by its sections (a primer's bars first): shown above the audio.
+function showPlan(r) {
+  const plan = r.plan;
+  $("plan").hidden = !plan;
+  $("chords-label").hidden = $("chords").hidden = !!plan;  // the grid shows them
+  if (!plan) return;
+  const summary = $("plan-summary");
+  summary.replaceChildren(
+    ...[plan.key, `${plan.tempo_qpm} qpm`, `form ${plan.form}`, `${plan.bars} bars`].map((t) => el("span", "chip", t)));
+  const names = r.instruments || {};
+  const part = (p) => (names[p] && names[p].name) || `program ${plan.instruments[p]}`;
+  $("plan-instruments").textContent = `Melody: ${part("melody")} · accompaniment: ${part("accompaniment")}`;
+
+  const differ = new Map(((r.plan_followed || {}).differ || []).map((d) => [d.bar, d.heard]));
+  const groups = [];
+  const firstSection = plan.sections.length ? plan.sections[0].start_bar : plan.bar_chords.length + 1;
+  if (firstSection > 1) groups.push({ name: "primer", label: "your MIDI", start: 1, bars: firstSection - 1 });
+  for (const s of plan.sections) groups.push({ name: s.section, label: `section ${s.section}`, start: s.start_bar, bars: s.bars });
+  const grid = $("plan-grid");
+  grid.replaceChildren();
+  for (const g of groups) {
+    const row = el("div", "plan-row" + (g.name === "primer" ? " primer" : ""));
+    const last = g.start + g.bars - 1;
+    row.append(el("div", "plan-letter", g.name === "primer" ? "MIDI" : g.name));
+    const list = el("ol", "plan-bars");
+    list.setAttribute("aria-label", `${g.label}, bars ${g.start}–${last}`);
+    for (let bar = g.start; bar <= last; bar++) {
+      const cell = el("li", "plan-bar");
+      cell.append(el("span", "bar-no", String(bar)), el("span", "bar-chord", plan.bar_chords[bar - 1] || "–"));
+      if (differ.has(bar)) {
+        cell.classList.add("differs");
+        cell.title = `heard as ${differ.get(bar)}`;
+        cell.append(el("span", "visually-hidden", ` (heard as ${differ.get(bar)})`));
+      }
+      list.append(cell);
+    }
+    row.append(list);
+    grid.append(row);
+  }
+  const f = r.plan_followed;
+  $("plan-followed").textContent = f
+    ? `The accompaniment is heard as the plan in ${f.agree} of ${f.bars} bars` +
+      (f.differ && f.differ.length ? " (dashed: heard otherwise)." : ".")
+    : "";
+}
+
 function showResult(job) {
   const r = job.result;
   $("result-title").textContent = r.target && r.target.label ? `Your piece: ${r.target.label}` : "Your piece";
@@ -226,14 +312,17 @@ function showResult(job) {
   const note = a.message ? ` (${a.message})` : "";
   $("explanation").textContent =
     `${heard}Understood: ${t.label} (valence ${fmt(t.valence)}, arousal ${fmt(t.arousal)}, quadrant ${t.quadrant})${from}.${note}`;
+  showPlan(r);
   $("player").src = r.files.audio;
   $("roll").src = r.files.png;
   $("chords").textContent = (r.chords || []).join(" | ") || "–";
-  $("key").textContent = r.key || "–";
+  $("key-out").textContent = r.key || "–";
   $("tempo-out").textContent = `${r.tempo_qpm} quarter notes per minute`;
   $("duration").textContent = `${r.duration_s.toFixed(1)} s`;
   $("midi-link").href = r.files.midi;
   $("audio-link").href = r.files.audio;
+  $("leadsheet-link").hidden = !r.files.musicxml;
+  if (r.files.musicxml) $("leadsheet-link").href = r.files.musicxml;
   $("details").textContent = r.explanation || "";
   $("result").hidden = false;
 }
