@@ -1,10 +1,12 @@
 """The page in a real browser: Debian's chromium, headless, driven by Playwright, against ``moodsong serve``.
 
 The server runs as its own process (the real CLI, uvicorn, worker pool) on a
-free loopback port with a small conditional RBM made here; the browser types a
-prompt, presses Compose, and waits for a playable audio source and the piano
-roll, on a phone-sized screen. A second test records from Chromium's fake
-microphone, so the page's WAV encoder and the voice upload run for real.
+free loopback port with the shipped song model; the browser types a prompt,
+chooses a key, a form, two instruments and a MIDI file to continue, presses
+Compose, and waits for the plan (shown above the player), a playable audio
+source, the piano roll and the lead-sheet link, on a phone-sized screen. A
+second test records from Chromium's fake microphone, so the page's WAV encoder
+and the voice upload run for real.
 """
 
 from __future__ import annotations
@@ -18,9 +20,7 @@ import time
 
 import httpx
 import pytest
-import torch
-
-from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
+import symusic
 
 pytestmark = pytest.mark.slow
 sync_api = pytest.importorskip("playwright.sync_api")
@@ -39,16 +39,11 @@ if not os.path.exists(CHROMIUM):
 def server(tmp_path_factory):
     """``moodsong serve`` on a free port; yields its base URL."""
     tmp = tmp_path_factory.mktemp("browser")
-    model = ConditionalRBM(ConditionalRBMConfig(num_hidden=16))
-    with torch.no_grad():
-        model.b_visible.fill_(-3.5)
-        model.W.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
-    model.save(tmp / "crbm")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     cmd = [sys.executable, "-c", "from moodsong.cli import main; main()", "serve", "--port", str(port),
-           "--model", str(tmp / "crbm"), "--results", str(tmp / "results"), "--log-level", "warning"]
+           "--results", str(tmp / "results"), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "wb"))
     base = f"http://127.0.0.1:{port}"
     try:
@@ -101,6 +96,17 @@ def wait_for_piece(page, timeout_ms: int = 180_000) -> None:
     page.wait_for_function("() => { const i = document.querySelector('#roll'); return i.complete && i.naturalWidth > 0; }")
 
 
+def two_bar_midi(path) -> None:
+    """A two-bar melody in C (the file the user asks the song to continue)."""
+    score = symusic.Score(480)
+    track = symusic.Track("Melody", 73, False)
+    for i, pitch in enumerate((60, 62, 64, 65, 67, 65, 64, 62)):
+        track.notes.append(symusic.Note(i * 480, 480, pitch, 80))
+    score.tracks.append(track)
+    score.tempos.append(symusic.Tempo(0, 90.0))
+    score.dump_midi(str(path))
+
+
 def test_type_a_feeling_and_get_a_piece(open_page, tmp_path):
     page, errors = open_page()
     assert page.title() == "moodsong"
@@ -113,19 +119,43 @@ def test_type_a_feeling_and_get_a_piece(open_page, tmp_path):
 
     page.fill("#prompt", "a calm and peaceful evening by the sea")
     page.click("#settings summary")
-    page.fill("#bars", "2")
+    page.fill("#bars", "8")
     page.fill("#candidates", "1")
     page.fill("#seed", "5")
-    page.click("#compose")
+    page.select_option("#key", "D minor")
+    page.fill("#form", "AB")
+    page.select_option("#accompaniment", "acoustic grand piano")
+    page.click("#compose")  # an accompaniment alone is not enough: the page asks for a melody instrument
+    assert "melody instrument" in page.inner_text("#error")
+    page.select_option("#melody", "violin")
+    primer = tmp_path / "idea.mid"
+    two_bar_midi(primer)
+    page.set_input_files("#primer", str(primer))
+    assert page.is_visible("#primer-clear")
+    with page.expect_response("**/api/compose/primer") as answer:
+        page.click("#compose")
+    assert answer.value.status == 202, answer.value.text()
     page.wait_for_selector("#progress:not([hidden])", timeout=10_000)  # the progress indicator shows
     wait_for_piece(page)
 
-    assert page.is_visible("#result")
+    assert page.is_visible("#result") and not page.is_visible("#error")
     explanation = page.inner_text("#explanation")
     assert "quadrant 4" in explanation and "calm" in explanation
-    assert len(page.inner_text("#chords").split("|")) == 2
+    # The plan comes first: key, tempo, form, and the chords bar by bar in rows per section.
+    assert page.is_visible("#plan")
+    chips = page.locator("#plan-summary .chip").all_inner_texts()
+    assert chips[0] == "D minor" and chips[2] == "form A B" and chips[3] == "10 bars"
+    assert page.locator(".plan-row").count() == 3  # the primer's two bars, then A and B
+    assert page.locator(".plan-letter").all_inner_texts() == ["MIDI", "A", "B"]
+    assert page.locator(".plan-bar").count() == 10
+    assert all(t.strip() for t in page.locator(".bar-chord").all_inner_texts())
+    assert "Violin" in page.inner_text("#plan-instruments")
+    assert "heard as the plan" in page.inner_text("#plan-followed")
+    plan_box, player_box = page.locator("#plan").bounding_box(), page.locator("#player").bounding_box()
+    assert plan_box["y"] + plan_box["height"] <= player_box["y"]
     href = page.get_attribute("#midi-link", "href")
     assert href.endswith("/piece.mid") and page.get_attribute("#midi-link", "download") is not None
+    assert page.is_visible("#leadsheet-link") and page.get_attribute("#leadsheet-link", "href").endswith("/piece.musicxml")
     # Phone-sized screen: nothing sticks out sideways.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot = tmp_path / "moodsong-page.png"

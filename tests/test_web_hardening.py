@@ -433,9 +433,7 @@ def test_worker_passes_declared_fields_and_keeps_server_fields(monkeypatch, tmp_
     assert (req.out_dir, req.stem, req.model, req.audio, req.keep) == (str(tmp_path), "piece", "shipped", "wav", 1)
 
 
-def test_worker_overrides_settings_the_composer_lacks(monkeypatch, tmp_path):
-    from dataclasses import fields
-
+def test_worker_takes_uploads_only_from_the_job_folder(monkeypatch, tmp_path):
     import moodsong.compose
     from moodsong.web.worker import run_job
 
@@ -445,12 +443,11 @@ def test_worker_overrides_settings_the_composer_lacks(monkeypatch, tmp_path):
         seen.append(request)
         raise MoodsongError("stop here")
 
-    # A composer without tempo and instrument: the worker must apply them itself, so it writes the files.
-    keep = [(f.name, f.type, f.default) for f in fields(moodsong.compose.ComposeRequest)
-            if f.name not in ("tempo", "instrument")]
-    monkeypatch.setattr(moodsong.compose, "ComposeRequest", make_dataclass("OlderRequest", keep))
     monkeypatch.setattr(moodsong.compose, "compose", fake_compose)
-    run_job(str(tmp_path), {"quadrant": 1, "tempo": 90.0, **QUICK})
+    # A path in params never reaches the composer: the primer is the job folder's own file, or nothing.
+    out = run_job(str(tmp_path), {"quadrant": 1, "primer": "/etc/passwd", **QUICK})
+    assert out == {"ok": False, "error": "bad primer name"} and not seen
+    run_job(str(tmp_path), {"quadrant": 1, "primer": "primer.mid", "leadsheet": False, **QUICK})
+    assert seen[0].primer == os.path.join(str(tmp_path), "primer.mid") and seen[0].leadsheet is True
     run_job(str(tmp_path), {"quadrant": 1, **QUICK})
-    assert seen[0].out_dir is None and not hasattr(seen[0], "tempo")  # written after the override
-    assert seen[1].out_dir == str(tmp_path)  # nothing to override: compose() writes the files
+    assert seen[1].primer is None and seen[1].out_dir == str(tmp_path)  # compose() writes every file itself

@@ -262,7 +262,7 @@ function showPlan(r) {
   if (!plan) return;
   const summary = $("plan-summary");
   summary.replaceChildren(
-    ...[plan.key, `${plan.tempo_qpm} qpm`, `form ${plan.form}`, `${plan.bars} bars`].map((t) => el("span", "chip", t)));
+    ...[plan.key, `${Number(plan.tempo_qpm.toFixed(1))} qpm`, `form ${plan.form}`, `${plan.bars} bars`].map((t) => el("span", "chip", t)));
   const names = r.instruments || {};
   const part = (p) => (names[p] && names[p].name) || `program ${plan.instruments[p]}`;
   $("plan-instruments").textContent = `Melody: ${part("melody")} · accompaniment: ${part("accompaniment")}`;
