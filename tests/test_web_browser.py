@@ -128,6 +128,7 @@ def test_type_a_feeling_and_get_a_piece(open_page, tmp_path):
     page.click("#compose")  # an accompaniment alone is not enough: the page asks for a melody instrument
     assert "melody instrument" in page.inner_text("#error")
     page.select_option("#melody", "violin")
+    assert not page.is_visible("#primer-clear")  # nothing to remove yet
     primer = tmp_path / "idea.mid"
     two_bar_midi(primer)
     page.set_input_files("#primer", str(primer))
