@@ -642,8 +642,9 @@ def _plan_followed(song, score) -> dict:
 
     acc = score.copy()
     acc.tracks = [t for t in acc.tracks if t.name != "Melody"]
-    plan = [(int(c.start), name) for c, name in zip(song.plan, song.chord_names())]
-    rows = compare_plan(acc, plan)
+    first = song.primer_bars * 16  # the primer's own bars are the user's music, not the plan's realisation
+    plan = [(int(c.start), name) for c, name in zip(song.plan, song.chord_names()) if c.start >= first]
+    rows = [r for r in compare_plan(acc, plan) if r.bar >= song.primer_bars]
     agree = sum(r.agree for r in rows)
     return {"bars": len(rows), "agree": int(agree), "fraction": round(agree / max(len(rows), 1), 3),
             "differ": [{"bar": r.bar + 1, "planned": r.planned, "heard": r.heard} for r in rows if not r.agree][:16]}

@@ -5,8 +5,9 @@ block chords above it) repeated over the changing chords. :class:`AccompanimentM
 learns such patterns from real arrangements: for each bar of a training song whose chords
 change only at the bar or half bar, every piano note that is a chord tone is written as
 ``(onset step, duration in steps, role, root pitch, velocity)``, where ``role`` is its place
-in the chord (0 root, 1 third, 2 fifth, 3 seventh) and ``root pitch`` the MIDI pitch of the
-chord root in the note's octave. Bars with fewer than 70 % chord tones, or without a bass
+in the chord (0 root, 1 third, 2 fifth, 3 seventh; a short ninth or fourth above the root, a
+passing or neighbour note, is kept too) and ``root pitch`` the MIDI pitch of the chord root
+in the note's octave. Bars with fewer than 70 % chord tones, or without a bass
 note below G3, are not kept.
 
 To realise a pattern over a planned chord, each note becomes the same role of the new
@@ -33,6 +34,8 @@ __all__ = ["AccompanimentModel", "MAX_NOTES"]
 
 MAX_NOTES = 32  # notes kept per pattern bar (POP909's busiest bars have more; the first 32 by onset)
 BASS_BELOW = 55  # a pattern must have a note below G3
+PASSING = (2, 5)  # non-chord tones kept when short (<= an eighth): the ninth and the fourth above the root
+PASSING_ROLE = 10  # roles 12 and 15 are those intervals; 0-3 are chord tones
 LOWEST, HIGHEST = 38, 79  # realised notes stay within D2..G5 (POP909 piano: lowest note D2 median, highest B4)
 
 
@@ -79,6 +82,8 @@ class AccompanimentModel:
             ch = song.chords[i]
             iv = int(p - ch.root) % 12
             role = _role(iv, ch.quality)
+            if role is None and iv in PASSING and d <= 2:
+                role = PASSING_ROLE + iv  # a short ninth or fourth: a passing or neighbour note
             if role is None:
                 continue
             rows.append((int(s - b0), int(min(d, 2 * STEPS_PER_BAR)), role, int(p - iv), int(v)))
@@ -188,8 +193,14 @@ class AccompanimentModel:
             if ch is None:
                 continue
             ivs = QUALITIES[ch.quality]
-            pc = (ch.root + (ivs[role] if role < len(ivs) else 0)) % 12
-            was = int(root_pitch) + (0, 4, 7, 10)[role]  # where the pianist played it (a major-chord estimate)
+            if role >= PASSING_ROLE:
+                if ch.quality.startswith("sus") or len(ivs) < 3:
+                    continue
+                pc = (ch.root + role - PASSING_ROLE) % 12
+                was = int(root_pitch) + role - PASSING_ROLE
+            else:
+                pc = (ch.root + (ivs[role] if role < len(ivs) else 0)) % 12
+                was = int(root_pitch) + (0, 4, 7, 10)[role]  # where the pianist played it (a major-chord estimate)
             pitch = was + (pc - was + 6) % 12 - 6  # the nearest pitch of the new chord tone
             # keep the texture in the register POP909's pianists use (lowest note ~D2, highest ~B5)
             pitch = pitch + 12 if pitch < LOWEST else pitch - 12 if pitch > HIGHEST else pitch

@@ -713,7 +713,7 @@ def _read_primer(score) -> dict:
     kname, _, kmode = key.partition(" ")
     tonic, mode = (parse_key(kname.replace("-", "b") + (" minor" if kmode == "minor" else " major")) if kname
                    else (0, "major"))
-    qpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    qpm = round(float(score.tempos[0].qpm), 2) if len(score.tempos) else 120.0  # MIDI stores microseconds
     plan, chords = [], []
     for seg in analyze(score, per="bar").segments:
         if seg.root is None:
