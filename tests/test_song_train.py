@@ -75,7 +75,7 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    ctx = distributed.init_from_env("cpu")
+    assert distributed.init_from_env("cpu").world_size == world
     try:
         songs = [_song(i, minor=i % 2 == 1) for i in range(8)]
         cfg = SongTrainConfig(epochs=3, batch_size=4, melody=MelodyConfig(embed=16, hidden=32, layers=1, dropout=0.0))
