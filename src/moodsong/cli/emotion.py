@@ -15,9 +15,11 @@ from ..errors import MoodsongError
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (valence, arousal, quadrant, label, keywords, ...).")
 @click.option("--voice", type=click.Path(dir_okay=False), help="Read the request from a WAV file (speech) instead of TEXT.")
 @click.option("--backend", type=click.Choice(["auto", "pocketsphinx", "whisper"]), default="auto", show_default=True,
-              help="Speech recognizer for --voice; 'whisper' needs faster-whisper and a local model (--whisper-model).")
+              help="Speech recognizer for --voice; 'auto' is whisper when moodsong[voice] is installed (English and "
+                   "Chinese), else pocketsphinx (English).")
 @click.option("--whisper-model", type=click.Path(file_okay=False),
-              help="Folder of a local faster-whisper model (or set $MOODSONG_WHISPER_MODEL). Never downloaded.")
+              help="Folder of another local faster-whisper model (or set $MOODSONG_WHISPER_MODEL); default: the "
+                   "bundled one. Never downloaded.")
 @click.option("--no-model", is_flag=True, help="Lexicons only: skip the MiniLM sentence model (faster, less coverage).")
 def emotion(text, as_json, voice, backend, whisper_model, no_model):
     """Show what moodsong understands from a feeling: valence, arousal, quadrant, keywords.
@@ -32,7 +34,7 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
       moodsong emotion "not sad, just very calm" --json
       moodsong emotion "一首悲伤缓慢的歌"
       moodsong emotion --voice request.wav
-      moodsong emotion --voice request.wav --backend whisper --whisper-model ~/models/whisper-small
+      moodsong emotion --voice request.wav --backend pocketsphinx
     """
     from ..emotion.text import analyze_text
 

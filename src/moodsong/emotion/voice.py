@@ -427,19 +427,39 @@ def _whisper_transcribe(samples: np.ndarray, model_path, language: str | None = 
         model = _whisper_model(str(p))
     except Exception as exc:
         raise MoodsongError(f"cannot load the whisper model in {p}: {exc}") from None
+    unsure = False
     if not model.model.is_multilingual:
         language = "en"
     elif language is None:
         # Only the two languages moodsong reads compete: a request is heard as English or Chinese.
         _lang, _prob, probs = model.detect_language(samples)
-        language = "zh" if dict(probs).get("zh", 0.0) >= _ZH_MIN_PROB else "en"
-    segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
-                                       initial_prompt=_WHISPER_PROMPTS[language],
-                                       condition_on_previous_text=False)
-    text = " ".join(s.text.strip() for s in segments).strip()
+        prob = dict(probs)
+        language = "zh" if prob.get("zh", 0.0) >= _ZH_MIN_PROB else "en"
+        unsure = language == "zh" and prob.get("zh", 0.0) < prob.get("en", 0.0)
+    text = _whisper_decode(model, samples, language)
+    if unsure and _looks_hallucinated(text):
+        # English audio that detection half took for Chinese comes back as a loop of the
+        # prompt's words ("孤独、温柔、温柔、温柔"); hear it as English instead.
+        text, language = _whisper_decode(model, samples, "en"), "en"
     if language == "zh":
         text = _to_simplified(text)
     return text, language
+
+
+def _whisper_decode(model, samples: np.ndarray, language: str) -> str:
+    segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
+                                       initial_prompt=_WHISPER_PROMPTS[language],
+                                       condition_on_previous_text=False)
+    return " ".join(s.text.strip() for s in segments).strip()
+
+
+def _looks_hallucinated(text: str) -> bool:
+    """A Chinese transcript with no Han characters, or one that loops (a 2-character run 3+ times)."""
+    han = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
+    if not han:
+        return True
+    pairs = Counter("".join(han[i:i + 2]) for i in range(len(han) - 1))
+    return any(c >= 3 for c in pairs.values())
 
 
 # Traditional -> simplified characters for the feeling and request words moodsong reads; Whisper
