@@ -336,11 +336,6 @@ _WHISPER_PROMPTS = {"en": None, "zh": "我想要一首快乐、悲伤、平静�
 _ZH_MIN_PROB = 0.005
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "moodsong"
-
-
 def _bundled_multilingual() -> Path | None:
     """Folder of the multilingual Whisper base model from its two pip packages, joined once."""
     try:
@@ -352,7 +347,9 @@ def _bundled_multilingual() -> Path | None:
     parts = [d1 / "model.bin.part1", d2 / "model.bin.part2"]
     if not all(p.is_file() for p in parts):
         return None
-    out = _cache_dir() / "whisper-base"
+    from ..sources import default_cache_dir
+
+    out = default_cache_dir() / "whisper-base"
     size = sum(p.stat().st_size for p in parts)
     if (out / "model.bin").is_file() and (out / "model.bin").stat().st_size == size:
         return out
