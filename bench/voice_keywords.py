@@ -108,6 +108,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="CPU threads for the recognizers (OMP/CT2)")
     ap.add_argument("--chinese-only", action="store_true")
     ap.add_argument("--english-only", action="store_true")
+    ap.add_argument("--prompts", type=int, default=None, help="only the first N English prompts (quick runs)")
     args = ap.parse_args()
     if shutil.which("espeak-ng") is None:
         raise SystemExit("espeak-ng is not installed (Debian: apt-get install espeak-ng)")
@@ -124,7 +125,7 @@ def main() -> None:
     if not args.chinese_only:
         for spec in args.voices.split(","):
             v, speed = spec.split(":")
-            jobs += [("en", v, speed, p, p) for p in PROMPTS]
+            jobs += [("en", v, speed, p, p) for p in PROMPTS[: args.prompts]]
     if not args.english_only:
         for spec in args.zh_voices.split(","):
             v, speed = spec.split(":")
@@ -144,9 +145,9 @@ def main() -> None:
             for b in backends:
                 if lang == "zh" and b != "whisper":
                     continue
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 text = _recognize(b, wav, sph, args.whisper_model)
-                secs = time.perf_counter() - t
+                secs, cpu = time.perf_counter() - t, time.process_time() - c
                 if lang == "en":
                     words = re.findall(r"[a-z]+", text.lower())
                     hits = sum(w in words for w in spoken)
@@ -159,7 +160,8 @@ def main() -> None:
                     ok = analyze_text(text, use_model=False).quadrant == want_q
                 except Exception:  # empty or unreadable transcript
                     ok = False
-                s = stats.setdefault((lang, b), [0, 0, 0, 0, 0, 0.0, 0.0])  # n, kw, hits, q ok, spurious, s, audio s
+                # n, feeling words, heard, quadrant ok, spurious, wall s, audio s, CPU s
+                s = stats.setdefault((lang, b), [0, 0, 0, 0, 0, 0.0, 0.0, 0.0])
                 s[0] += 1
                 s[1] += len(spoken)
                 s[2] += hits
@@ -167,12 +169,14 @@ def main() -> None:
                 s[4] += spurious
                 s[5] += secs
                 s[6] += audio_s
+                s[7] += cpu
                 line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {text!r}")
             print("\n".join(line), flush=True)
     print(f"\n{'language':8s} {'backend':12s} {'prompts':>7s} {'recall':>7s} {'quadrant':>8s} {'spurious':>8s} "
-          f"{'RTF':>6s}  ({args.threads} threads)")
-    for (lang, b), (n, kw, hits, qok, spur, secs, audio) in stats.items():
-        print(f"{lang:8s} {b:12s} {n:7d} {hits / max(kw, 1):7.3f} {qok / n:8.3f} {spur:8d} {secs / audio:6.3f}")
+          f"{'RTF':>6s} {'CPU RTF':>7s}  ({args.threads} threads; RTF = wall s / audio s, CPU RTF = CPU s / audio s)")
+    for (lang, b), (n, kw, hits, qok, spur, secs, audio, cpu) in stats.items():
+        print(f"{lang:8s} {b:12s} {n:7d} {hits / max(kw, 1):7.3f} {qok / n:8.3f} {spur:8d} {secs / audio:6.3f} "
+              f"{cpu / audio:7.3f}")
 
 
 if __name__ == "__main__":
