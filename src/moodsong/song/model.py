@@ -403,8 +403,9 @@ class SongModel:
             else:
                 mode = "minor" if v < 0 else "major"
                 tonic = int(rng.choice(_MINOR_TONICS if mode == "minor" else _MAJOR_TONICS))
-            # tempo as the piano models' steering sets it (EMOPIA's calm clips are slow): ~56 .. 136 qpm
-            qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else round(96 + 34 * a + 6 * v))
+            # tempo as the piano models' steering sets it (EMOPIA's calm clips are slow), at most 128 qpm
+            # so that the default 16 bars last at least 30 s: ~56 .. 128 qpm
+            qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else min(128, round(96 + 34 * a + 6 * v)))
             # a song's own style, drawn per candidate: how adventurous its chords are, how much of a
             # returning phrase's melody comes back note for note, how often a return changes its
             # accompaniment. POP909's songs spread widely on all three (per-piece pitch-class entropy
