@@ -450,13 +450,18 @@ def _whisper_decode(model, samples: np.ndarray, language: str) -> str:
     return " ".join(s.text.strip() for s in segments).strip()
 
 
+_PROMPT_WORDS_ZH = frozenset("快乐 悲伤 平静 紧张 愤怒 孤独 温柔 充满希望".split())
+
+
 def _looks_hallucinated(text: str) -> bool:
-    """A Chinese transcript with no Han characters, or one that loops (a 2-character run 3+ times)."""
+    """A Chinese transcript with no Han characters, one that loops (a 2-character run 3+ times),
+    or one made only of the feeling words the Chinese prompt lists ("孤独、温柔、孤独、温柔")."""
     han = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
     if not han:
         return True
     pairs = Counter("".join(han[i:i + 2]) for i in range(len(han) - 1))
-    return any(c >= 3 for c in pairs.values())
+    pieces = [p for p in re.split(r"[^\u4e00-\u9fff]+", text) if p]
+    return any(c >= 3 for c in pairs.values()) or (len(pieces) >= 2 and set(pieces) <= _PROMPT_WORDS_ZH)
 
 
 # Traditional -> simplified characters for the feeling and request words moodsong reads; Whisper
