@@ -3,9 +3,10 @@
 Two kinds of evidence are mixed, and both are shown to the user:
 
 1. **Keywords.** Words that carry feeling are found with moodsong's seed lexicon
-   (``data/emotion_text/lexicon_en.json``), or, for words it lacks, through
-   MiniLM word vectors: a word close to lexicon words takes their coordinates,
-   weighted by cosine similarity. Negation ("not sad", "isn't calm") flips the
+   (``data/emotion_text/lexicon_en.json``), or, for every other content word,
+   by the word head (:class:`WordHead`: MiniLM word vector -> valence/arousal,
+   trained on VADER's and moodsong's rated words), so images and situations
+   ("autumn", "a deadline") count too. Negation ("not sad", "isn't calm") flips the
    word to the opposite side of the circumplex and damps it; intensity words
    ("very", "slightly") scale it. Tempo/energy words ("slow", "fast", "calm",
    "energetic") mostly speak about arousal, so they carry little valence weight.
@@ -82,7 +83,7 @@ _FOREIGN_FUNCTION_WORDS = frozenset(
 )
 # Words that end a negation's reach.
 SCOPE_BREAKERS = frozenset("but though although yet however while whereas . , ; : ! ?".split())
-# Words never taken as keywords through the vector route: requests and music talk.
+# Words never read by the word head: requests and music talk.
 STOPWORDS_EN = frozenset(
     """a an the and or of to in on at for with from by as is are was were be been being am it its this that these
     those i me my we our you your he she they them their his her him us do does did doing have has had having
@@ -403,7 +404,7 @@ class TextEmotionAnalyzer:
     ----------
     config : TextEmotionConfig, optional
     use_model : bool
-        Use MiniLM (sentence model and vector route for unknown words). Without it
+        Use MiniLM (sentence model and word head for words the lexicon lacks). Without it
         only the lexicons are used: fast, no torch model, less coverage.
     head_path : path, optional
         EmoBank head to use (default: the shipped one).
