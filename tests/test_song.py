@@ -76,7 +76,7 @@ def model(songs):
         losses.append(loss.item())
     torch.set_num_threads(threads)
     weights = {k: v.detach().numpy() for k, v in net.state_dict().items()}
-    m = SongModel(ChordPlanModel(min_context=2).fit(songs), AccompanimentModel().fit(songs), cfg, weights)
+    m = SongModel(ChordPlanModel(min_context=2, min_chord=1).fit(songs), AccompanimentModel().fit(songs), cfg, weights)
     m.losses = losses
     m.net = net
     return m

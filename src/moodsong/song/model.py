@@ -327,7 +327,8 @@ class SongModel:
         if meta:
             self.meta.update(meta)
         doc = {"model_type": "song", "melody": self.melody_config.to_dict(),
-               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt, "hold": self.plan.hold},
+               "plan": {"min_context": self.plan.min_context, "tilt": self.plan.tilt, "hold": self.plan.hold,
+                        "min_chord": self.plan.min_chord},
                **self.meta}
         write_text_atomic(stem.with_suffix(".json"), json.dumps(doc, indent=1, default=float))
         return stem
@@ -410,7 +411,7 @@ class SongModel:
             # returning phrase's melody comes back note for note, how often a return changes its
             # accompaniment. POP909's songs spread widely on all three (per-piece pitch-class entropy
             # 2.46-2.91 bits and bar repetition 0.41-0.83, 10th-90th percentile of the first 32 bars).
-            style = {"plan_temperature": float(rng.uniform(0.6, 1.5)), "keep": float(rng.uniform(0.25, 1.0)),
+            style = {"plan_temperature": float(rng.uniform(0.6, 1.3)), "keep": float(rng.uniform(0.25, 1.0)),
                      "vary": float(rng.uniform(0.0, 1.0)), "melody_low": int(rng.integers(57, 63))}
             songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm), "style": style})
         offset_bars = prim["bars"] if prim is not None else 0

@@ -120,6 +120,8 @@ class ChordPlanModel:
         Second-order contexts seen fewer times back off to first order.
     tilt : float
         How strongly valence tilts chord choice towards bright or dark qualities.
+    min_chord : int
+        Chords seen fewer times (as the next chord, per mode) are never sampled.
     hold : float
         Log-odds against a half-bar chord change, on top of the learned harmonic rhythm: a bar
         with two chords is heard as one chord or the other, and POP909's annotations change chord
@@ -137,8 +139,9 @@ class ChordPlanModel:
         Counts of chord lengths 1..4 half bars (index 1-4; 0 unused) per tempo class.
     """
 
-    def __init__(self, min_context: int = 8, tilt: float = 1.5, hold: float = 2.5):
+    def __init__(self, min_context: int = 8, tilt: float = 1.5, hold: float = 2.5, min_chord: int = 30):
         self.min_context = min_context
+        self.min_chord = min_chord
         self.tilt = tilt
         self.hold = hold
 
@@ -200,8 +203,12 @@ class ChordPlanModel:
             counts[context[-1]] = 0  # a change, not a repeat (repeats are merged when counting)
         else:
             counts = self.start_[mode].copy()
-        counts = counts + 1e-3 * (self.bigram_[mode].sum(0) > 0)
+        # chords the training songs use rarely (fewer than ``min_chord`` times in this mode, e.g. the
+        # 8 augmented chords of POP909) are never chosen: tilted or tempered, they would come out odd
+        known = self.bigram_[mode].sum(0) >= self.min_chord
+        counts = np.where(known, counts + 1e-3, 0.0)
         logits = np.log(np.maximum(counts, 1e-12)) + self._tilt(valence)
+        logits[~known] = -np.inf
         if context:
             logits[context[-1]] = -np.inf
         return logits - np.logaddexp.reduce(logits)
