@@ -51,7 +51,8 @@ if TYPE_CHECKING:  # the conditional piano models need torch; the default song m
     ConditionalModel = ConditionalRBM | WaveNetNADE
 
 __all__ = ["ComposeRequest", "Candidate", "ComposeResult", "compose", "load_conditional_model", "generate_candidates",
-           "generate_song_candidates", "sample_conditional", "default_strength", "parse_instruments", "MODEL_NAMES"]
+           "generate_song_candidates", "sample_conditional", "default_strength", "parse_instruments", "MODEL_NAMES",
+           "is_song_model"]
 
 #: Stems of the shipped emotion-conditional models inside ``moodsong/data``: the default
 #: (a WaveNet-NADE whose every block and output sees the condition) and the RBM it replaced.
@@ -481,7 +482,7 @@ def _song_model(path: str | None = None):
     return SongModel.load(path)
 
 
-def _is_song_model(model: str | os.PathLike | None) -> bool:
+def is_song_model(model: str | os.PathLike | None) -> bool:
     """Whether ``ComposeRequest.model`` names the song model (the default) or a piano model."""
     if model is None or str(model) == "song":
         return True
@@ -496,7 +497,7 @@ def _is_song_model(model: str | os.PathLike | None) -> bool:
     except (OSError, ValueError):
         raise MoodsongError(f"{model}: no such model (a name: song, emotion-wavenet, emotion-crbm; or a "
                             f"checkpoint's .json)") from None
-    return doc.get("model_type") == "song"
+    return isinstance(doc, dict) and doc.get("model_type") == "song"
 
 
 def generate_song_candidates(
@@ -559,7 +560,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
         raise MoodsongError(f"keep must be 1..candidates ({request.candidates}), not {request.keep}")
     if request.tempo is not None and not 20 <= request.tempo <= 300:
         raise MoodsongError(f"tempo must be 20..300 qpm, not {request.tempo:g}")
-    song_mode = _is_song_model(request.model)
+    song_mode = is_song_model(request.model)
     programs = parse_instruments(request.instrument) if request.instrument is not None else None
     spec = primer = None
     if song_mode:

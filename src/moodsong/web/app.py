@@ -834,18 +834,12 @@ def _check_primer(data: bytes, tempo: float | None) -> int:
 
 def _is_song_model(model: str | None) -> bool:
     """Whether the server's ``model`` is a song model (the default), which takes key, form and primer."""
-    import json
+    from moodsong.compose import is_song_model
+    from moodsong.errors import MoodsongError
 
-    from moodsong.compose import MODEL_NAMES
-
-    if model is None or str(model) == "song":
-        return True
-    if str(model) in MODEL_NAMES:
-        return False
-    stem = str(model).removesuffix(".json").removesuffix(".safetensors")
     try:
-        return json.loads(Path(stem + ".json").read_text(encoding="utf-8")).get("model_type") == "song"
-    except (OSError, ValueError, AttributeError):
+        return is_song_model(model)
+    except MoodsongError:
         return True  # an unreadable model fails each job with its own message
 
 
