@@ -285,7 +285,8 @@ def main() -> None:
         prev = r["median_s"].get("previous")
         print(f"| {r['name']} | {r['median_s']['now']:.2f} | " + (f"{prev:.2f}" if prev else "-") + " | "
               + (f"{r['ratio_now_over_previous']:.2f}" if prev else "-") + " | "
-              + (f"{rss['now']:.0f} / {rss.get('previous', 0):.0f}" if rss else "-") + " |")
+              + (f"{rss['now']:.0f} / {rss['previous']:.0f}" if "previous" in rss else
+                 f"{rss['now']:.0f}" if rss else "-") + " |")
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
