@@ -248,9 +248,10 @@ class ChordPlanModel:
                 logits, cdf = cache[key]
                 tok = min(int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right")), NUM_TOKENS - 1)
                 lp += logits[tok]
-                h = 1 if rng.random() < rhythm[0] else 2
-                if halves_left == 1 or (halves_left - h) % 2 == 1 and halves_left - h <= 1:
-                    h = halves_left if halves_left <= 2 else h
+                if halves_left % 2 == 1:
+                    h = 1  # a chord that began at the half bar ends with the bar: changes stay on the bar grid
+                else:
+                    h = 1 if rng.random() < rhythm[0] else 2
                 h = min(h, halves_left)
                 seq.append([tok, h])
                 ctx.append(tok)
