@@ -131,6 +131,12 @@ def test_every_real_word_gets_a_reading(word):
     assert (a.valence, a.arousal) != (0.0, 0.0)
 
 
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_possessive_reads_as_its_noun():
+    a = analyze_text("my grandmother's garden in autumn")
+    assert "grandmother" in [k.word for k in a.keywords] and a.quadrant == 4, a.explain()
+
+
 # Images without feeling words (from bench/data/imagery_dev.tsv, the development set; the held-out
 # imagery set is only read by bench/text_words.py).
 IMAGERY = [

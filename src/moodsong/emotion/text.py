@@ -498,6 +498,8 @@ class TextEmotionAnalyzer:
         for i, tok in enumerate(tokens):
             if not tok[0].isalpha() or tok in NEGATIONS_EN or tok in INTENSIFIERS_EN or tok.endswith("n't"):
                 continue
+            if tok.endswith("'s"):  # a possessive reads as its noun: "grandmother's" -> "grandmother"
+                tok = tok[:-2]
             found = self._lookup_en(tok)
             if found is not None:
                 hits.append(_Hit(tok, *found, conf=1.0, source="lexicon", index=i))
