@@ -121,7 +121,8 @@ class ChordPlanModel:
     tilt : float
         How strongly valence tilts chord choice towards bright or dark qualities.
     min_chord : int
-        Chords seen fewer times (as the next chord, per mode) are never sampled.
+        Chords seen fewer times (as the next chord, per mode) are never sampled; in a corpus of
+        fewer than ``1000 * min_chord`` chord changes the floor is 0.1 % of them (at least 1).
     hold : float
         Log-odds against a half-bar chord change, on top of the learned harmonic rhythm: a bar
         with two chords is heard as one chord or the other, and POP909's annotations change chord
@@ -205,7 +206,9 @@ class ChordPlanModel:
             counts = self.start_[mode].copy()
         # chords the training songs use rarely (fewer than ``min_chord`` times in this mode, e.g. the
         # 8 augmented chords of POP909) are never chosen: tilted or tempered, they would come out odd
-        known = self.bigram_[mode].sum(0) >= self.min_chord
+        seen = self.bigram_[mode].sum(0)
+        # a small corpus (a user's own folder) keeps every chord it has: the floor is at most 0.1 % of its changes
+        known = seen >= min(self.min_chord, max(1.0, 1e-3 * seen.sum()))
         counts = np.where(known, counts + 1e-3, 0.0)
         logits = np.log(np.maximum(counts, 1e-12)) + self._tilt(valence)
         logits[~known] = -np.inf
