@@ -21,8 +21,9 @@ def _full_tokenizer():
 
 def _texts(n: int, seed: int = 0) -> list[str]:
     words = sorted(T._lexicon("zh")["words"])
-    extra = ["我想要", "一首", "能够", "表达", "的歌", "今天", "晚上", "非常", "有点", "不是", "，", "。", "音乐", "天空",
-             "安静", "的", "了", "和", "奇迹", "希望", "慢", "快乐地", "心情", "下雨", "朋友", "abc", "123"]
+    extra = ["我想要", "一首", "能够", "表达", "的歌", "今天", "晚上", "非常", "有点", "不是", "，", "。",
+             "音乐", "天空", "安静", "的", "了", "和", "奇迹", "希望", "慢", "快乐地", "心情", "下雨", "朋友",
+             "abc", "123"]
     rng = random.Random(seed)
     return ["".join(rng.choice(words + extra) for _ in range(rng.randint(1, 8))) for _ in range(n)]
 
@@ -44,7 +45,8 @@ def test_grouped_cache_segments_like_the_whole_dictionary(fresh_jieba):
     assert isinstance(lazy.FREQ, T._LazyFreq)
     full = _full_tokenizer()
     assert lazy.total == full.total
-    prompts = ["我想要一首能够表达希望和奇迹的歌", "一首悲伤缓慢的歌", "我一点也不难过", "有点累但是很平静", *_texts(300)]
+    prompts = ["我想要一首能够表达希望和奇迹的歌", "一首悲伤缓慢的歌", "我一点也不难过", "有点累但是很平静",
+               *_texts(300)]
     for p in prompts:
         assert lazy.lcut(p) == full.lcut(p), p
         assert lazy.lcut(p, HMM=False) == full.lcut(p, HMM=False), p
