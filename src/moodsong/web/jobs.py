@@ -477,7 +477,7 @@ class ComposerPool:
     timeout_s : float
         Longest a job may run; past it the worker is killed and replaced.
     model : str, optional
-        An emotion-conditional model (checkpoint path without suffix) instead of the shipped one.
+        The composer: None or "song" (the shipped song model), "emotion-wavenet", "emotion-crbm", or a checkpoint path.
     warmup : bool
         Compose a tiny piece when a worker starts, so its first real job is fast.
     scratch_dir : path, optional

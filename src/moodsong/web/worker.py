@@ -213,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=None, help="the server's pid; the worker ends with it")
     parser.add_argument("--job-limit", type=float, default=0.0, help="seconds one job may take (0: no limit)")
     parser.add_argument("--scratch", default=None, help="folder for the warm-up piece (default: the temp folder)")
-    parser.add_argument("--model", default=None, help="emotion-conditional model checkpoint path without suffix")
+    parser.add_argument("--model", default=None, help="song (default), emotion-wavenet, emotion-crbm, or a checkpoint path")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-warmup", action="store_true", help="load models on the first job instead of at start")
     args = parser.parse_args(argv)
