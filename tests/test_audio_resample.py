@@ -63,4 +63,5 @@ def test_render_does_not_import_scipy():
         "print('scipy.signal' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    # the last line: pyfluidsynth, where installed, prints where it found its library on import
+    assert out.stdout.strip().splitlines()[-1] == "False"
