@@ -155,6 +155,20 @@ def test_song_follows_plan_form_and_is_singable(model):
         assert final[1] >= 8 and (final[2] - song.tonic) % 12 in (0, 4, 7)
 
 
+def test_closed_variant_ends_on_the_tonic(model):
+    """A' takes A's chords with a tonic cadence, also when A's second-last chord already is the tonic."""
+    from moodsong.song.plan import PlanChord
+
+    ref = [PlanChord(0, 16, 7, ""), PlanChord(16, 48, 0, "m"), PlanChord(48, 64, 5, "m")]
+    out = model._recadence(ref, closed=True, mode="minor")
+    assert [(c.start, c.end, c.degree, c.quality) for c in out] == [(0, 16, 7, ""), (16, 64, 0, "m")]
+    out = model._recadence(ref, closed=False, mode="minor")
+    assert (out[-1].degree, out[-1].quality, out[-1].end) == (7, "", 64)
+    for song in model.generate(SongSpec(-0.5, 0.2, bars=16), count=4, seed=9):
+        last = song.plan[-1]
+        assert (last.degree, last.quality, last.end) == (0, "m", 16 * 16)
+
+
 def test_seed_reproduces(model):
     a = model.generate(SongSpec(-0.5, -0.5, bars=8), count=2, seed=11)
     b = model.generate(SongSpec(-0.5, -0.5, bars=8), count=2, seed=11)

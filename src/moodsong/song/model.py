@@ -529,9 +529,10 @@ class SongModel:
             out[-1] = PlanChord(last.start, last.end, 0, "m" if mode == "minor" else "")
         else:
             out[-1] = PlanChord(last.start, last.end, 7, "")
-        if len(out) > 1 and (out[-2].degree, out[-2].quality) == (out[-1].degree, out[-1].quality):
-            prev = out.pop(-2)
-            out[-1] = PlanChord(prev.start, last.end, last.degree, out[-1].quality)
+        new = out[-1]
+        if len(out) > 1 and (out[-2].degree, out[-2].quality) == (new.degree, new.quality):
+            prev = out.pop(-2)  # the cadence chord was already sounding: one chord, held to the end
+            out[-1] = PlanChord(prev.start, new.end, new.degree, new.quality)
         return out
 
     def _melodies(self, songs, sections, v, a, temperature, prim) -> list[np.ndarray]:
