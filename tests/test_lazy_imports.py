@@ -51,3 +51,21 @@ def test_missing_optional_part_is_one_clear_line(tmp_path, module, args):
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and module in lines[0] and "pip install" in lines[0], r.stderr
+
+
+def test_package_root_exports_the_public_api_lazily():
+    """``import moodsong`` loads nothing heavy; each public name resolves to its defining module's object."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, moodsong\n"
+        "heavy = [m for m in ('torch', 'music21', 'moodsong.compose') if m in sys.modules]\n"
+        "from moodsong.compose import ComposeRequest\n"
+        "from moodsong.errors import MoodsongError\n"
+        "assert moodsong.ComposeRequest is ComposeRequest and moodsong.SongModel.__name__ == 'SongModel'\n"
+        "assert moodsong.MoodsongError is MoodsongError and set(moodsong.__all__) <= set(dir(moodsong))\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
