@@ -170,3 +170,13 @@ def test_cli_emotion_voice_json(tmp_path):
     assert d["quadrant"] == 3 and d["transcript"]["backend"] == "pocketsphinx"
     r = CliRunner().invoke(main, ["emotion", "--voice", str(tmp_path / "nope.wav")])
     assert r.exit_code == 2 and "not found" in r.output
+
+
+def test_preload_loads_the_whisper_model_once(monkeypatch, tmp_path):
+    from moodsong.emotion import voice
+
+    loaded = []
+    monkeypatch.setattr(voice, "_faster_whisper_installed", lambda: True)
+    monkeypatch.setattr(voice, "_whisper_model", lambda path: loaded.append(path))
+    assert voice.preload(tmp_path) is True and loaded == [str(tmp_path)]
+    assert voice.preload(tmp_path / "missing") is False and len(loaded) == 1

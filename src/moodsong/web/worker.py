@@ -140,6 +140,12 @@ def _warm_up(model: str | None, scratch_dir: str | None = None) -> None:
             transcribe(os.path.join(tmp, "silence.wav"))
         except Exception:  # noqa: BLE001 - voice requests will report their own errors
             pass
+        try:  # silence is refused before Whisper's model loads: load it explicitly
+            from ..emotion.voice import preload
+
+            preload()
+        except Exception:  # noqa: BLE001 - voice requests will report their own errors
+            pass
 
 
 # -- never outlive the server -----------------------------------------------------------------
