@@ -33,9 +33,18 @@ def test_numpy_forward_matches_torch():
 
 
 def test_scoring_a_piece_imports_no_torch():
-    code = ("import numpy as np\nfrom moodsong.emotion.music import MusicEmotionEstimator, NoteArrays\n"
-            "rng = np.random.default_rng(0)\n"
-            "n = NoteArrays(np.sort(rng.uniform(0, 20, 80)), rng.uniform(0.1, 1, 80), rng.integers(40, 80, 80),"
-            " rng.integers(30, 100, 80))\n"
-            "e = MusicEmotionEstimator.load_default().predict_notes(n)\nassert 1 <= e.quadrant <= 4")
+    """A fresh process scores a piece without torch, and gets what this process (torch loaded) gets."""
+    from moodsong.emotion.music import MusicEmotionEstimator
+
+    setup = ("import numpy as np\nfrom moodsong.emotion.music import MusicEmotionEstimator, NoteArrays\n"
+             "rng = np.random.default_rng(0)\n"
+             "n = NoteArrays(np.sort(rng.uniform(0, 20, 80)), rng.uniform(0.1, 1, 80), rng.integers(40, 80, 80),"
+             " rng.integers(30, 100, 80))\n")
+    scope: dict = {}
+    exec(setup, scope)
+    want = MusicEmotionEstimator.load_default().predict_notes(scope["n"])
+    code = (setup + "e = MusicEmotionEstimator.load_default().predict_notes(n)\n"
+            f"assert e.quadrant == {want.quadrant}\n"
+            f"assert np.allclose(e.probabilities, {list(map(float, want.probabilities))!r}, atol=1e-6)")
     assert loaded_after(code) == set()
+
