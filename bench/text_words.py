@@ -52,12 +52,12 @@ def imagery(use_model: bool, verbose: bool) -> float:
 
 
 def words(use_model: bool, limit: int | None) -> None:
-    from moodsong.emotion.train_words import read_ratings, read_vader, split_of
+    from moodsong.emotion.train_words import read_ratings, read_vader, word_split
     from moodsong.emotion.text import _lexicon
 
-    vader = {w: v for w, v in read_vader().items() if split_of(w) == "test"}
-    rated = {w: va[:2] for w, va in _lexicon("en")["words"].items() if split_of(w) == "test"}
-    rated.update({w: va for w, va in read_ratings().items() if split_of(w) == "test" and " " not in w})
+    vader = {w: v for w, v in read_vader().items() if word_split(w) == "test"}
+    rated = {w: va[:2] for w, va in _lexicon("en")["words"].items() if word_split(w) == "test"}
+    rated.update({w: va for w, va in read_ratings().items() if word_split(w) == "test" and " " not in w})
     sets = {"valence (VADER test words)": (sorted(vader), [vader[w] for w in sorted(vader)], 0),
             "arousal (lexicon + ratings test words, circular)": (sorted(rated), [rated[w][1] for w in sorted(rated)], 1),
             "valence (lexicon + ratings test words, circular)": (sorted(rated), [rated[w][0] for w in sorted(rated)], 0)}

@@ -47,6 +47,7 @@ import numpy as np
 
 from ..errors import MoodsongError
 from .text import DATA_DIR, SentenceEncoder, _english_vocab, _lexicon
+from .train_text import pearson
 
 WORD_HEAD_PATH = DATA_DIR / "word_head.npz"
 RATINGS_PATH = DATA_DIR / "word_ratings_en.txt"
@@ -57,7 +58,7 @@ FILLER_WEIGHT = 0.3
 VADER_SCALE = 3.2
 
 
-def split_of(word: str) -> str:
+def word_split(word: str) -> str:
     """'train', 'dev' or 'test' from a hash of the word (70/10/20), stable across runs and sources."""
     h = int(hashlib.sha1(word.encode("utf-8")).hexdigest()[:8], 16) % 100
     return "train" if h < 70 else ("dev" if h < 80 else "test")
@@ -121,7 +122,7 @@ def build_rows(seed: int = 0) -> list[dict]:
     for w in rng.sample(vocab, min(FILLER_WORDS, len(vocab))):
         rows.append(dict(word=w, v=0.0, a=None, weight=FILLER_WEIGHT, source="filler"))
     for r in rows:
-        r["split"] = split_of(r["word"])
+        r["split"] = word_split(r["word"])
     return rows
 
 
@@ -133,10 +134,6 @@ def ridge(x: np.ndarray, y: np.ndarray, w: np.ndarray, alpha: float) -> tuple[np
     a = (xc * w[:, None]).T @ xc + alpha * np.eye(x.shape[1])
     coef = np.linalg.solve(a, (xc * w[:, None]).T @ (y - my))
     return coef.astype(np.float32), float(my - mx @ coef)
-
-
-def pearson(a, b) -> float:
-    return float(np.corrcoef(np.asarray(a, float), np.asarray(b, float))[0, 1])
 
 
 def embed(words: list[str], cache: Path | None = None) -> np.ndarray:

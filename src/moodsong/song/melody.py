@@ -28,7 +28,7 @@ import numpy as np
 from .plan import QUALITY_NAMES, quality_index
 from .pop909 import STEPS_PER_BAR, PopSong
 
-__all__ = ["DURATIONS", "Vocab", "VOCAB", "MelodyConfig", "song_events", "condition_vector", "COND_DIM",
+__all__ = ["DURATIONS", "Vocab", "VOCAB", "MelodyConfig", "song_events", "melody_condition", "COND_DIM",
            "MelodySampler"]
 
 #: Note lengths the model writes, in sixteenth steps (a longer note is shortened to 32).
@@ -78,7 +78,7 @@ def density_class(notes_per_bar: float) -> int:
     return int(np.searchsorted(DENSITY_EDGES, notes_per_bar, side="right"))
 
 
-def condition_vector(root_rel: int | None, quality: str | None, bar: int, minor: bool, density: int) -> np.ndarray:
+def melody_condition(root_rel: int | None, quality: str | None, bar: int, minor: bool, density: int) -> np.ndarray:
     """The condition of one token (see :data:`COND_DIM`); ``root_rel`` None means no chord."""
     from .pop909 import QUALITIES
 
@@ -121,7 +121,7 @@ def song_events(song: PopSong, start_bar: int = 0, num_bars: int | None = None) 
         ch = song.chords[i] if i >= 0 and step < song.chords[i].end else None
         key = (-1 if ch is None else i, bar % 4)
         if key not in cache:
-            cache[key] = condition_vector(None if ch is None else (ch.root - song.tonic) % 12,
+            cache[key] = melody_condition(None if ch is None else (ch.root - song.tonic) % 12,
                                           None if ch is None else ch.quality, bar, minor, density)
         toks.append(tok)
         conds.append(cache[key])

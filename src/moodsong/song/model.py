@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import MoodsongError
 from .accomp import AccompanimentModel
-from .melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, MelodySampler, Vocab, condition_vector
+from .melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, MelodySampler, Vocab, melody_condition
 from .plan import ChordPlanModel, PlanChord, chord_name
 from .pop909 import QUALITIES, STEPS_PER_BAR, Chord
 
@@ -282,7 +282,7 @@ class _Row:
 
     def cond(self, step: int) -> np.ndarray:
         c = self.chord_at(step)
-        return condition_vector(None if c is None else (c.root - self.tonic) % 12, None if c is None else c.quality,
+        return melody_condition(None if c is None else (c.root - self.tonic) % 12, None if c is None else c.quality,
                                 step // STEPS_PER_BAR - self.start_bar, self.minor, self.density)
 
 
