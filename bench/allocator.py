@@ -1,4 +1,4 @@
-"""WaveNet-NADE training steps with and without ``moodsong.allocator.reuse_freed_memory``, in one run.
+"""WaveNet-NADE training steps with and without ``moodsong.training.allocator.reuse_freed_memory``, in one run.
 
 The setting is process-wide, so each contender runs in its own child process; rounds alternate.
 The model is the shipped ``pop_wavenet`` (64 channels, NADE 100 hidden, 156-bit note-state frames),
@@ -24,9 +24,9 @@ def child(reuse: bool, updates: int) -> dict:
     import numpy as np
     import torch
 
-    from moodsong.allocator import reuse_freed_memory
-    from moodsong.evaluate import pad_batch
-    from moodsong.generate import load_model
+    from moodsong.evaluation.likelihood import pad_batch
+    from moodsong.models.generate import load_model
+    from moodsong.training.allocator import reuse_freed_memory
 
     if reuse:
         reuse_freed_memory()

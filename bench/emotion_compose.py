@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodsong.compose import generate_candidates, load_conditional_model, sample_conditional
 from moodsong.emotion import quadrant_center
 from moodsong.emotion.music import MusicEmotionEstimator, key_estimate, score_notes
-from moodsong.pianoroll import roll_to_score
+from moodsong.pipeline import generate_candidates, load_conditional_model, sample_conditional
+from moodsong.representation.pianoroll import roll_to_score
 
 
 def bare(model, est, va, n, bars, seed, strength=None):

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodsong.ais import ais_log_partition, free_energy
-from moodsong.checkpoint import load_checkpoint
-from moodsong.evaluate import evaluate_model, load_benchmark, model_representation
+from moodsong.evaluation.ais import ais_log_partition, free_energy
+from moodsong.evaluation.likelihood import evaluate_model, load_benchmark, model_representation
+from moodsong.models.checkpoint import load_checkpoint
 from moodsong.models.frames import BENCHMARK_REPRESENTATION
 from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
 

@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodsong.checkpoint import load_checkpoint
-from moodsong.evaluate import frame_accuracy, load_benchmark, pad_batch
-from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
+from moodsong.evaluation.likelihood import frame_accuracy, load_benchmark, pad_batch
+from moodsong.models.checkpoint import load_checkpoint
+from moodsong.training.sequence import TemporalTrainConfig, train_sequence_model
 
 BASE = dict(channels=48, hidden=100, dropout=0.25, stacks=2, lr=2e-3, batch=8, transpose=6, seed=0)
 CONFIGS = {

@@ -51,7 +51,7 @@ PROMPT = "I want a song that expresses hope and wonder"
 
 WARM_COMPOSE = """
 import sys, time
-from moodsong.compose import ComposeRequest, compose
+from moodsong.pipeline import ComposeRequest, compose
 out = sys.argv[1]
 compose(ComposeRequest(prompt={prompt!r}, bars=8, candidates=6, seed=0, out_dir=out))
 t = time.perf_counter()
@@ -65,12 +65,12 @@ print("SECONDS", time.perf_counter() - t)
 # 3 s compose target to the generator.
 COMPOSE_PARTS = """
 import sys
-from moodsong.audio import load_score
+from moodsong.representation.pianoroll import read_score
 from moodsong.emotion.music import MusicEmotionEstimator
 from moodsong.emotion.text import analyze_text
-from moodsong.outputs import write_piece
+from moodsong.render.outputs import write_piece
 analyze_text({prompt!r})
-score = load_score(sys.argv[1])
+score = read_score(sys.argv[1])
 MusicEmotionEstimator.load_default().predict_score(score)
 write_piece(score, sys.argv[2], "song", audio="wav", picture=True)
 """.format(prompt=PROMPT)
@@ -92,10 +92,10 @@ def timed(owner, name, label):
             times[label] = times.get(label, 0.0) + time.perf_counter() - t
     setattr(owner, name, g)
 t = time.perf_counter()
-import moodsong.compose as C
-times["import moodsong.compose"] = time.perf_counter() - t
-import moodsong.audio as A, moodsong.pictures as P
-import moodsong.song.leadsheet as L, moodsong.song.model as SM
+import moodsong.pipeline as C
+times["import moodsong.pipeline"] = time.perf_counter() - t
+import moodsong.render.audio as A, moodsong.render.pictures as P
+import moodsong.render.leadsheet as L, moodsong.song.model as SM
 from moodsong.emotion.music import MusicEmotionEstimator as E
 from moodsong.cli import main
 for owner, name, label in [(C, "resolve_emotion", "prompt emotion (text)"), (SM.SongModel, "load", "SongModel.load"),

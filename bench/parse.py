@@ -3,7 +3,7 @@
 Paths measured (each reads the MIDI file from disk and returns a ``(T, 156)``
 ``[held | struck]`` matrix for pitches 24..101 at sixteenth-note steps):
 
-  moodsong     moodsong.pianoroll.midi_to_roll (symusic C++ parser + numpy)
+  moodsong     moodsong.representation.pianoroll.midi_to_roll (symusic C++ parser + numpy)
   pretty_midi  pretty_midi.PrettyMIDI(f), get_piano_roll sampled at sixteenth-note
                times (tick_to_time), strikes from the instruments' note onsets
   demo         the classic RBM demo's algorithm, re-implemented here on mido: walk all
@@ -40,7 +40,7 @@ import mido
 import numpy as np
 import pretty_midi
 
-from moodsong.pianoroll import PianoRollConfig, midi_to_roll
+from moodsong.representation.pianoroll import PianoRollConfig, midi_to_roll
 
 LOW, HIGH = 24, 102  # the demo's pitch range, high exclusive
 SPAN = HIGH - LOW
@@ -141,7 +141,7 @@ def _bach_to_midi(args: tuple[str, str]) -> str | None:
 
 def bach_midi(limit: int | None) -> list[str]:
     """The music21 Bach chorales as MIDI files in a temp folder (converted once, then reused)."""
-    from moodsong.corpus import list_inputs
+    from moodsong.corpora.corpus import list_inputs
 
     _, files, _ = list_inputs("bach")
     BACH_DIR.mkdir(exist_ok=True)

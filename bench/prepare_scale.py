@@ -5,8 +5,8 @@ MIDI set from ../shared/data when present, else Bach chorales from music21's cor
 MIDI) plus transposed copies of them (symusic ``shift_pitch``, -8..+8 semitones). For each size it
 prepares, in a fresh process each, interleaved:
 
-- ``shards``  ``moodsong.shards.prepare_shards`` (streaming, bounded in-flight work, shards of 500 pieces);
-- ``memory``  ``moodsong.corpus.load_corpus`` (the peer: every piece in memory, then one cache entry);
+- ``shards``  ``moodsong.corpora.shards.prepare_shards`` (streaming, bounded in-flight work, shards of 500 pieces);
+- ``memory``  ``moodsong.corpora.corpus.load_corpus`` (the peer: every piece in memory, then one cache entry);
 
 both with the same number of worker processes, and prints wall time, files/s, the main process's
 peak RSS and the largest worker's peak RSS. Cost should grow linearly with files for both; the
@@ -35,10 +35,10 @@ from pathlib import Path
 method, src, out, workers = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 t = time.perf_counter()
 if method == "shards":
-    from moodsong.shards import prepare_shards
+    from moodsong.corpora.shards import prepare_shards
     c = prepare_shards(src, out=out, shard_pieces=500, workers=workers, progress=False)
 else:
-    from moodsong.corpus import load_corpus
+    from moodsong.corpora.corpus import load_corpus
     c = load_corpus(src, cache_dir=out, workers=workers, progress=False)
 dt = time.perf_counter() - t
 print(json.dumps({"seconds": dt, "pieces": len(c), "steps": c.total_steps,

@@ -7,8 +7,8 @@ Tuning: the spectral peak of a lone A4 (expect 440 Hz) and whether a C major
 triad shows C4, E4 and G4 peaks, all with the default SoundFont (TimGM6mb.sf2).
 
 Renderers measured:
-  moodsong midirenderer   moodsong.audio.render(renderer="midirenderer")  (pip-only default)
-  moodsong fluidsynth     moodsong.audio.render(renderer="fluidsynth")    (needs libfluidsynth3)
+  moodsong midirenderer   moodsong.render.audio.render(renderer="midirenderer")  (pip-only default)
+  moodsong fluidsynth     moodsong.render.audio.render(renderer="fluidsynth")    (needs libfluidsynth3)
   peer pretty_midi        pretty_midi.PrettyMIDI.fluidsynth()             (FluidSynth via pretty_midi)
   peer symusic            symusic.Synthesizer(...).render()               (symusic's built-in synth)
 
@@ -29,7 +29,7 @@ import warnings
 import numpy as np
 import symusic
 
-from moodsong import audio as au
+from moodsong.render import audio as au
 
 SR = 44100
 

@@ -7,7 +7,7 @@ For each of the 4 quadrants and N seeds this composes a 32-bar song twice, in th
 - ``bare``: the same request with ``steer=False`` (the bare model: one candidate, no selection, no
   surface changes),
 
-reads each MIDI file back (``moodsong.song.metrics.read_song_midi``: the ``Melody`` track, every
+reads each MIDI file back (``moodsong.evaluation.songs.read_song_midi``: the ``Melody`` track, every
 other track as accompaniment, the chord plan from the MIDI markers) and measures, against every
 song of ``--split`` in ``--data`` (POP909's held-out test songs by default), both cropped to 32 bars:
 
@@ -51,9 +51,9 @@ from pathlib import Path
 
 import numpy as np
 
+from moodsong.corpora.pop909 import load_song, song_folders, split_of
 from moodsong.errors import MoodsongError
-from moodsong.song import metrics as M
-from moodsong.song.pop909 import load_song, song_folders, split_of
+from moodsong.evaluation import songs as M
 
 BARS = 32
 SETUPS = {"compose": True, "bare": False}  # name -> steer
@@ -102,7 +102,7 @@ def add_plan_agreement(rows: list[dict]) -> None:
 
 def compose_one(q: int, seed: int, steer: bool, out_dir: Path, args) -> dict:
     """Compose one 32-bar song and measure it; errors are recorded, never raised."""
-    from moodsong.compose import ComposeRequest, compose
+    from moodsong.pipeline import ComposeRequest, compose
 
     stem = f"q{q}-{seed}"
     row: dict = {"quadrant": q, "seed": seed, "steer": steer, "stem": stem}
@@ -132,7 +132,7 @@ def compose_one(q: int, seed: int, steer: bool, out_dir: Path, args) -> dict:
 def estimator():
     """The music-emotion estimator compose uses (its shipped default)."""
     try:
-        from moodsong.compose import _estimator
+        from moodsong.pipeline import _estimator
 
         return _estimator()
     except ImportError:
@@ -161,7 +161,7 @@ def measure_midi(row: dict, path: Path) -> None:
         row["plan_bars"] = 0
     key = M.midi_key(path)
     if key is None:
-        from moodsong.chords import analyze
+        from moodsong.representation.chords import analyze
 
         name = analyze(symusic.Score(str(path)), per="bar").key  # e.g. "F# minor"
         parsed = M.parse_chord_symbol(name.split()[0])
@@ -185,7 +185,7 @@ def measure_midi(row: dict, path: Path) -> None:
 
 def speed(args) -> dict:
     """Median warm seconds of a 16-bar song (default candidates): the default path vs ``--model``."""
-    from moodsong.compose import ComposeRequest, compose
+    from moodsong.pipeline import ComposeRequest, compose
 
     def req(q, seed, model):
         kw = {} if model is None else {"model": model}

@@ -46,8 +46,8 @@ CONFIGS = {
 
 
 def _corpus(windows: int):
-    from moodsong.corpus import Corpus
-    from moodsong.pianoroll import PianoRollConfig
+    from moodsong.corpora.corpus import Corpus
+    from moodsong.representation.pianoroll import PianoRollConfig
 
     cfg = PianoRollConfig()
     rng = np.random.default_rng(0)
@@ -65,8 +65,8 @@ def _pieces(n: int, length: int) -> list[np.ndarray]:
 def _run_config(name: str, out: Path, device: str = "cpu", amp: bool | None = None) -> dict:
     """Items per wall second (median epoch after the first) and per CPU second of this process (whole run)."""
     from moodsong.models.rbm import RBMConfig
-    from moodsong.train import TrainConfig, train_rbm
-    from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
+    from moodsong.training.rbm import TrainConfig, train_rbm
+    from moodsong.training.sequence import TemporalTrainConfig, train_sequence_model
 
     c = CONFIGS[name]
     if c["kind"] == "rbm":
@@ -93,7 +93,7 @@ def _run_config(name: str, out: Path, device: str = "cpu", amp: bool | None = No
 def _worker(rank: int, world: int, port: int, threads: int, names: list[str], result: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(threads)
-    from moodsong import distributed
+    from moodsong.training import distributed
 
     distributed.init_from_env("cpu")
     with tempfile.TemporaryDirectory() as d:

@@ -6,7 +6,7 @@ The demo's run: the 126 pop MIDI files, 15-step windows (2340 visible units),
 Mode (a), demo-faithful: the demo's per-song mini-batches (one song's windows
 at a time, batch 100; ~126 updates per epoch). Contenders, interleaved and repeated:
 
-  moodsong         moodsong.train.train_rbm(order="per-song"), validation off, final checkpoint included:
+  moodsong         moodsong.training.rbm.train_rbm(order="per-song"), validation off, final checkpoint included:
                    on the CPU this is the fused sparse kernel (moodsong/models/sparse_cd.py), compiled by
                    numba; the compilation (or, once cached on disk, the cache load) happens in the warm-up
                    run and is measured separately, in fresh processes (see "JIT" in the output)
@@ -48,11 +48,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodsong.corpus import load_corpus
+from moodsong.corpora.corpus import load_corpus
+from moodsong.corpora.shards import WindowTable
 from moodsong.models.rbm import RBM, RBMConfig
-from moodsong.pianoroll import song_windows
-from moodsong.shards import WindowTable
-from moodsong.train import TrainConfig, split_pieces, train_rbm
+from moodsong.representation.pianoroll import song_windows
+from moodsong.training.rbm import TrainConfig, split_pieces, train_rbm
 
 POP = Path(__file__).resolve().parents[2] / "shared" / "data" / "pop_music_midi"
 T, H, LR, BATCH = 15, 50, 0.005, 100

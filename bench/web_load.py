@@ -6,7 +6,7 @@ piece is done, and reports throughput, latency percentiles (request -> piece
 ready), errors, how long the server took to answer a status request while
 busy, and peak memory (server + workers, resident). The peer is the same
 requests composed one after another by the library in this process
-(``moodsong.compose.compose``), so the ratio shows what the web layer costs or
+(``moodsong.pipeline.compose``), so the ratio shows what the web layer costs or
 gains.
 
 Usage:
@@ -185,7 +185,7 @@ def main() -> None:
     print(f"  peak memory (server + workers, resident): {peak[0] / 1024:.0f} MiB")
 
     if args.peer_requests > 0:
-        from moodsong.compose import ComposeRequest, compose
+        from moodsong.pipeline import ComposeRequest, compose
 
         # Warm-up like a server worker's (models, text model, SoundFont, plotting), not timed.
         compose(ComposeRequest(prompt="a calm and happy song", bars=1, candidates=1, seed=0, out_dir=tmp / "peer",

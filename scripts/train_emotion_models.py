@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from moodsong.emotion.music import (
     DEFAULT_MODEL,
@@ -35,8 +36,9 @@ from moodsong.emotion.music import (
 from moodsong.emotion.music import emopia_song as song_of
 from moodsong.emotion.music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
 from moodsong.errors import MoodsongError
+from moodsong.models.checkpoint import save_checkpoint
 from moodsong.models.conditional_rbm import ConditionalRBMConfig, fit_conditional_rbm
-from moodsong.pianoroll import PianoRollConfig, midi_to_roll, read_score
+from moodsong.representation.pianoroll import PianoRollConfig, midi_to_roll, read_score
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "src" / "moodsong" / "data"
@@ -178,9 +180,11 @@ def main() -> int:
     C = np.array(conds, dtype=np.float32)
     print(f"conditional RBM: {n_emopia} EMOPIA windows (hand labels) + {weak} pop windows (weak labels)")
     model, hist = fit_conditional_rbm(X, C, cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
-    model.save(
+    save_checkpoint(
+        model,
         DATA / CRBM_STEM,
-        extra={
+        dtype=torch.float16,
+        **{
             "trained_on": "EMOPIA 1.0 (990 clips, hand labels) + pop_music_midi (126 files, labels from the music-emotion estimator)",
             "windows": {"emopia": n_emopia, "weak": weak},
             "epochs": args.epochs, "stride": args.stride, "shifts": args.shifts, "batch_size": args.batch_size, "lr": args.lr,

@@ -12,7 +12,7 @@ Each epoch scores EMOPIA's valid split (114 clips, songs disjoint from train): N
 condition and with the uniform one (the gap is what the condition explains), and the accuracy of the model
 as a classifier, argmax_q log p(clip | q) (a direct test that the distribution depends on the emotion).
 The best epoch by valid NLL is kept. The training loop is the library's
-(:func:`moodsong.train_temporal.train_sequence_model` with per-piece conditions); this script
+(:func:`moodsong.training.sequence.train_sequence_model` with per-piece conditions); this script
 only gathers the clips and labels, warm-starts the model and stores the best epoch as float16.
 
 Usage:
@@ -30,12 +30,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moodsong.checkpoint import load_checkpoint, save_checkpoint
 from moodsong.emotion.music import emopia_index
-from moodsong.evaluate import pad_batch
+from moodsong.evaluation.likelihood import pad_batch
+from moodsong.models.checkpoint import load_checkpoint, save_checkpoint
 from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
-from moodsong.pianoroll import midi_to_roll
-from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
+from moodsong.representation.pianoroll import midi_to_roll
+from moodsong.training.sequence import TemporalTrainConfig, train_sequence_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "src" / "moodsong" / "data"

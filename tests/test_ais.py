@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from moodsong.ais import ais_log_partition, default_betas, exact_log_partition, free_energy
+from moodsong.evaluation.ais import ais_log_partition, default_betas, exact_log_partition, free_energy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
@@ -71,7 +71,7 @@ def test_betas_schedule():
 
 def test_ais_on_the_plain_rbm_class():
     from moodsong.models.rbm import RBM, RBMConfig
-    from moodsong.pianoroll import PianoRollConfig
+    from moodsong.representation.pianoroll import PianoRollConfig
 
     torch.manual_seed(0)
     rbm = RBM(RBMConfig(num_timesteps=1, num_hidden=8, pianoroll=PianoRollConfig(60, 6, 4)))

@@ -1,4 +1,4 @@
-"""moodsong.allocator: large training buffers come from the reusable heap, not from fresh mmap calls."""
+"""moodsong.training.allocator: large training buffers come from the reusable heap, not from fresh mmap calls."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 PROBE = """
 import ctypes, sys
 import numpy as np
-from moodsong.allocator import reuse_freed_memory
+from moodsong.training.allocator import reuse_freed_memory
 ok = reuse_freed_memory() if sys.argv[1] == "on" else False
 class MallInfo2(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in
@@ -49,7 +49,7 @@ def test_reuse_freed_memory_keeps_large_buffers_off_mmap():
 
 
 def test_reuse_freed_memory_is_idempotent():
-    from moodsong.allocator import reuse_freed_memory
+    from moodsong.training.allocator import reuse_freed_memory
 
     first = reuse_freed_memory()
     assert reuse_freed_memory() == first == sys.platform.startswith("linux")

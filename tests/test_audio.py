@@ -8,10 +8,10 @@ import soundfile
 import symusic
 from click.testing import CliRunner
 
-from moodsong import audio as au
 from moodsong.cli import main
 from moodsong.errors import MoodsongError
-from moodsong.outputs import write_piece
+from moodsong.render import audio as au
+from moodsong.render.outputs import write_piece
 
 SR = au.SAMPLE_RATE
 

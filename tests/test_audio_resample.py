@@ -1,11 +1,11 @@
-"""The numpy polyphase resampler in moodsong.audio against scipy.signal.resample_poly."""
+"""The numpy polyphase resampler in moodsong.render.audio against scipy.signal.resample_poly."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from moodsong.audio import resample_poly
+from moodsong.render.audio import resample_poly
 
 
 def _tone(n: int, rate: int) -> np.ndarray:
@@ -53,7 +53,7 @@ def test_render_does_not_import_scipy():
 
     code = (
         "import sys, symusic\n"
-        "from moodsong.audio import render\n"
+        "from moodsong.render.audio import render\n"
         "s = symusic.Score(480)\n"
         "t = symusic.Track(program=0)\n"
         "t.notes.append(symusic.Note(0, 480, 60, 90))\n"

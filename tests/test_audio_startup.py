@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from moodsong import audio as au
+from moodsong.render import audio as au
 
 
 def test_library_in_ld_library_path_counts(monkeypatch, tmp_path):

@@ -9,8 +9,8 @@ import pytest
 import symusic
 from click.testing import CliRunner
 
-from moodsong.chords import NO_CHORD, analyze, estimate_key, name_chord, segments
 from moodsong.cli import main
+from moodsong.representation.chords import NO_CHORD, analyze, estimate_key, name_chord, segments
 
 
 def progression(chords, beats_per_chord=4, time_signature=(4, 4), tpq=480, arpeggiate=False):
@@ -121,7 +121,7 @@ def test_cli_chords(tmp_path):
 
 def test_templates_equal_music21_chord_symbols():
     harmony = pytest.importorskip("music21.harmony")
-    from moodsong.chords import _KINDS, _templates
+    from moodsong.representation.chords import _KINDS, _templates
 
     names = ["C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B"]
     want = []
@@ -150,7 +150,7 @@ def music21_key(weights) -> str:
 
 def test_key_finder_equals_music21():
     pytest.importorskip("music21")
-    from moodsong.chords import key_name, key_of_histogram
+    from moodsong.representation.chords import key_name, key_of_histogram
 
     rng = np.random.default_rng(0)
     for i in range(60):
@@ -165,7 +165,7 @@ def test_key_finder_equals_music21():
 
 def test_spelling_equals_music21_scales():
     m21key = pytest.importorskip("music21.key")
-    from moodsong.chords import _spelling, key_name
+    from moodsong.representation.chords import _spelling, key_name
 
     for mode in ("major", "minor"):
         for pc in range(12):
@@ -184,7 +184,7 @@ def test_spelling_equals_music21_scales():
 def test_chord_analysis_imports_no_music21():
     from test_lazy_imports import loaded_after
 
-    code = ("import symusic\nfrom moodsong.chords import analyze\n"
+    code = ("import symusic\nfrom moodsong.representation.chords import analyze\n"
             "s = symusic.Score(480)\nt = symusic.Track('p', 0, False)\n"
             "[t.notes.append(symusic.Note(0, 1920, p, 80)) for p in (57, 60, 64)]\ns.tracks.append(t)\n"
             "assert analyze(s).names == ['Am']")

@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from moodsong.cli import main
-from moodsong.generate import SHIPPED_MODELS
-from moodsong.pianoroll import held, midi_to_roll, write_midi
+from moodsong.models.generate import SHIPPED_MODELS
+from moodsong.representation.pianoroll import held, midi_to_roll, write_midi
 
 
 def run(*args, ok=True):

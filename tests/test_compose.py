@@ -10,11 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from moodsong.cli import main
-from moodsong.compose import ComposeRequest, compose, generate_candidates
 from moodsong.emotion import quadrant_center
 from moodsong.emotion.music import MusicEmotionEstimator, key_estimate, score_notes
 from moodsong.emotion.steer import MAJOR_SCALE, MINOR_SCALE, apply_surface, surface_for
 from moodsong.errors import MoodsongError
+from moodsong.models.checkpoint import load_checkpoint, save_checkpoint
 from moodsong.models.conditional_rbm import (
     ConditionalRBM,
     ConditionalRBMConfig,
@@ -22,7 +22,8 @@ from moodsong.models.conditional_rbm import (
     fit_conditional_rbm,
     sample_roll,
 )
-from moodsong.pianoroll import PianoRollConfig
+from moodsong.pipeline import ComposeRequest, compose, generate_candidates
+from moodsong.representation.pianoroll import PianoRollConfig
 
 SMALL = PianoRollConfig(lowest_pitch=60, num_pitches=12)
 
@@ -63,16 +64,16 @@ def test_conditional_rbm_learns_and_condition_controls_samples(tmp_path):
         low, high = held[:6].sum(), held[6:].sum()
         assert (low > 3 * high) if lo else (high > 3 * low)
     # Save / load round trip (float32 keeps it exact).
-    model.save(tmp_path / "m", dtype=torch.float32)
-    again, meta = ConditionalRBM.load(tmp_path / "m")
-    assert meta["model_type"] == "conditional_rbm"
+    save_checkpoint(model, tmp_path / "m", dtype=torch.float32)
+    again, meta, _ = load_checkpoint(tmp_path / "m")
+    assert isinstance(again, ConditionalRBM) and meta["model_type"] == "conditional_rbm"
     torch.testing.assert_close(again.free_energy(Xt, Ct), model.free_energy(Xt, Ct))
 
 
 def test_bad_model_and_condition_vector(tmp_path):
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(MoodsongError):
-        ConditionalRBM.load(tmp_path / "x")
+        load_checkpoint(tmp_path / "x")
     w = condition_vector(0.9, 0.9)
     assert w.argmax() == 0 and w[0] > 0.9 and abs(w.sum() - 1) < 1e-9
     assert np.allclose(condition_vector(0, 0), 0.25)
@@ -80,8 +81,8 @@ def test_bad_model_and_condition_vector(tmp_path):
 
 def test_conditional_wavenet_learns_and_condition_controls_samples():
     """The compose path with a WaveNet-NADE: condition 0 (Q1) -> low pitches, condition 1 (Q2) -> high ones."""
-    from moodsong.compose import load_conditional_model, sample_conditional  # noqa: F401 (API under test)
     from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
+    from moodsong.pipeline import load_conditional_model, sample_conditional  # noqa: F401 (API under test)
 
     X, C, c = _toy_data(n=256)
     P = SMALL.num_pitches
@@ -108,7 +109,7 @@ def test_conditional_wavenet_learns_and_condition_controls_samples():
 def test_load_conditional_model_refuses_models_without_an_emotion_condition(tmp_path):
     from importlib import resources
 
-    from moodsong.compose import load_conditional_model
+    from moodsong.pipeline import load_conditional_model
 
     with pytest.raises(MoodsongError, match="not an emotion-conditional model"):
         load_conditional_model(str(resources.files("moodsong") / "data" / "pop_wavenet"))
@@ -191,8 +192,8 @@ def test_bare_conditional_model_differs_by_emotion(stem):
     """Without any steering the shipped conditional models alone make high-arousal targets denser than low ones."""
     from importlib import resources
 
-    from moodsong.compose import load_conditional_model, sample_conditional
-    from moodsong.pianoroll import roll_to_notes
+    from moodsong.pipeline import load_conditional_model, sample_conditional
+    from moodsong.representation.pianoroll import roll_to_notes
 
     model = load_conditional_model(str(resources.files("moodsong") / "data" / stem))
     density = {}
@@ -294,7 +295,7 @@ def test_cli_compose_from_voice(tmp_path):
 
 
 def test_temperature_reaches_the_sampler():
-    from moodsong.compose import generate_candidates
+    from moodsong.pipeline import generate_candidates
 
     def notes(t):
         _, (c,) = generate_candidates(0.6, 0.6, bars=2, count=1, seed=4, steer=False, temperature=t)

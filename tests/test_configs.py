@@ -10,8 +10,8 @@ from moodsong.models.conditional_rbm import ConditionalRBM
 from moodsong.models.rbm import RBM, RBMConfig
 from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
 from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
-from moodsong.train import TrainConfig
-from moodsong.train_temporal import TemporalTrainConfig
+from moodsong.training.rbm import TrainConfig
+from moodsong.training.sequence import TemporalTrainConfig
 
 
 @pytest.mark.parametrize("cls", [RBM, ConditionalRBM, RNNRBM, WaveNetNADE])
@@ -42,7 +42,7 @@ def test_wavenet_dilations_are_a_tuple():
     assert WaveNetConfig.from_dict(cfg.to_dict()) == cfg  # JSON turns the tuple into a list; loading turns it back
 
 
-@pytest.mark.parametrize("module,cls", [("train", TrainConfig), ("train_temporal", TemporalTrainConfig),
+@pytest.mark.parametrize("module,cls", [("training.rbm", TrainConfig), ("training.sequence", TemporalTrainConfig),
                                         ("models.wavenet", WaveNetConfig), ("models.rbm", RBMConfig),
                                         ("models.rnnrbm", RNNRBMConfig)])
 def test_cli_defaults_are_the_library_defaults(module, cls):

@@ -7,11 +7,11 @@ import pickle
 import numpy as np
 import pytest
 
-from moodsong import corpus as corpus_mod
-from moodsong import sources
-from moodsong.corpus import load_corpus, load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
+from moodsong.corpora import corpus as corpus_mod
+from moodsong.corpora import sources
+from moodsong.corpora.corpus import load_corpus, load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
 from moodsong.errors import MoodsongError
-from moodsong.pianoroll import PianoRollConfig, held, struck, write_midi
+from moodsong.representation.pianoroll import PianoRollConfig, held, struck, write_midi
 
 
 def _song(seed: int, steps: int = 32) -> np.ndarray:

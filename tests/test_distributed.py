@@ -11,12 +11,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from moodsong import distributed
-from moodsong.corpus import Corpus
+from moodsong.corpora.corpus import Corpus
 from moodsong.models.rbm import RBMConfig
-from moodsong.pianoroll import PianoRollConfig
-from moodsong.train import TrainConfig, train_rbm
-from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
+from moodsong.representation.pianoroll import PianoRollConfig
+from moodsong.training import distributed
+from moodsong.training.rbm import TrainConfig, train_rbm
+from moodsong.training.sequence import TemporalTrainConfig, train_sequence_model
 
 RBM_CASES = {
     # 97 windows in batches of 10: the last batch (7) splits 3/4, exercising uneven shares

@@ -10,10 +10,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from moodsong.ais import exact_log_partition, free_energy
-from moodsong.checkpoint import save_checkpoint
 from moodsong.cli import main
-from moodsong.evaluate import frame_accuracy, load_benchmark, sequence_nll
+from moodsong.evaluation.ais import exact_log_partition, free_energy
+from moodsong.evaluation.likelihood import frame_accuracy, load_benchmark, sequence_nll
+from moodsong.models.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
@@ -82,7 +82,7 @@ def test_evaluate_reports_user_errors_in_one_line(tiny_benchmark, tmp_path):
 
 def test_plain_rbm_window_likelihood_matches_exact(tiny_benchmark, tmp_path):
     from moodsong.models.rbm import RBM, RBMConfig
-    from moodsong.pianoroll import PianoRollConfig
+    from moodsong.representation.pianoroll import PianoRollConfig
 
     path, data = tiny_benchmark
     torch.manual_seed(0)
@@ -92,8 +92,8 @@ def test_plain_rbm_window_likelihood_matches_exact(tiny_benchmark, tmp_path):
         rbm.W.normal_(0, 0.5)
         rbm.b_visible.normal_(-1, 0.5)
     save_checkpoint(rbm, tmp_path / "rbm" / "model")
-    from moodsong.checkpoint import load_checkpoint
-    from moodsong.evaluate import model_representation
+    from moodsong.evaluation.likelihood import model_representation
+    from moodsong.models.checkpoint import load_checkpoint
 
     model, _, _ = load_checkpoint(tmp_path / "rbm")
     seqs = load_benchmark(path, "test", model_representation(model))

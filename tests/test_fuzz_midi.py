@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from moodsong.corpus import load_corpus
+from moodsong.corpora.corpus import load_corpus
 from moodsong.errors import BadMidiError
-from moodsong.pianoroll import PianoRollConfig, midi_to_roll, roll_to_score
+from moodsong.representation.pianoroll import PianoRollConfig, midi_to_roll, roll_to_score
 
 CONFIG = PianoRollConfig()
 CHUNK = 400  # inputs per child process

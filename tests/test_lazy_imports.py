@@ -60,8 +60,8 @@ def test_package_root_exports_the_public_api_lazily():
 
     code = (
         "import sys, moodsong\n"
-        "heavy = [m for m in ('torch', 'music21', 'moodsong.compose') if m in sys.modules]\n"
-        "from moodsong.compose import ComposeRequest\n"
+        "heavy = [m for m in ('torch', 'music21', 'moodsong.pipeline') if m in sys.modules]\n"
+        "from moodsong.pipeline import ComposeRequest\n"
         "from moodsong.errors import MoodsongError\n"
         "assert moodsong.ComposeRequest is ComposeRequest and moodsong.SongModel.__name__ == 'SongModel'\n"
         "assert moodsong.MoodsongError is MoodsongError and set(moodsong.__all__) <= set(dir(moodsong))\n"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from moodsong.errors import BadMidiError
-from moodsong.pianoroll import (
+from moodsong.representation.pianoroll import (
     PianoRollConfig,
     canonicalize,
     held,

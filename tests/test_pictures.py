@@ -13,7 +13,7 @@ from PIL import Image
 
 from moodsong.cli import main
 from moodsong.errors import MoodsongError
-from moodsong.pictures import BLACK_KEY_ROW, draw_pianoroll, pitch_name, save_pianoroll
+from moodsong.render.pictures import BLACK_KEY_ROW, draw_pianoroll, pitch_name, save_pianoroll
 
 NOTES = [(0, 2, 60, 30), (1, 1, 64, 70), (2, 2, 67, 110), (4, 1, 72, 127), (4, 3, 55, 50), (5, 1, 64, 90)]
 
@@ -107,7 +107,7 @@ def test_cli_plot(tmp_path):
 def test_shipped_viridis_equals_matplotlib():
     import matplotlib
 
-    from moodsong.pictures import _viridis
+    from moodsong.render.pictures import _viridis
 
     want = np.round(np.array([matplotlib.colormaps["viridis"](i)[:3] for i in range(256)]) * 255)
     assert np.array_equal(_viridis(), want.astype(np.uint8))
@@ -117,7 +117,7 @@ def test_png_is_drawn_without_matplotlib(tmp_path):
     from test_lazy_imports import loaded_after
 
     code = ("import sys; sys.path.insert(0, %r)\nfrom test_pictures import make_score, NOTES\n"
-            "from moodsong.pictures import save_pianoroll\n"
+            "from moodsong.render.pictures import save_pianoroll\n"
             "save_pianoroll(make_score([('piano', NOTES)]), %r)") % (str(Path(__file__).parent), str(tmp_path / "r.png"))
     assert "matplotlib" not in loaded_after(code)
     assert Image.open(tmp_path / "r.png").size == (1600, 700)

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from moodsong.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
-from moodsong.corpus import Corpus
+from moodsong.corpora.corpus import Corpus
 from moodsong.errors import BadCheckpointError, MoodsongError
-from moodsong.generate import generate_roll
+from moodsong.models.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from moodsong.models.generate import generate_roll
 from moodsong.models.rbm import RBM, RBMConfig
-from moodsong.pianoroll import PianoRollConfig, held
-from moodsong.train import TrainConfig, train_rbm
+from moodsong.representation.pianoroll import PianoRollConfig, held
+from moodsong.training.rbm import TrainConfig, train_rbm
 
 TINY = PianoRollConfig(lowest_pitch=60, num_pitches=4)  # width 8
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from moodsong.corpus import load_corpus
+from moodsong.corpora.corpus import load_corpus
+from moodsong.corpora.shards import ShardedCorpus, WindowTable, prepare_shards
 from moodsong.errors import MoodsongError
 from moodsong.models.rbm import RBMConfig
-from moodsong.pianoroll import PianoRollConfig, notes_to_roll, write_midi
-from moodsong.shards import ShardedCorpus, WindowTable, prepare_shards
-from moodsong.train import TrainConfig, train_rbm
+from moodsong.representation.pianoroll import PianoRollConfig, notes_to_roll, write_midi
+from moodsong.training.rbm import TrainConfig, train_rbm
 
 N_FILES = 23
 
@@ -111,8 +111,8 @@ def test_lazy_windows_match_in_memory_corpus_and_training(midi_folder, tmp_path)
 
 
 def test_large_sources_are_sharded_by_load_corpus(midi_folder, monkeypatch):
-    import moodsong.shards
+    import moodsong.corpora.shards
 
-    monkeypatch.setattr(moodsong.shards, "SHARD_THRESHOLD", 10)
+    monkeypatch.setattr(moodsong.corpora.shards, "SHARD_THRESHOLD", 10)
     corpus = load_corpus(midi_folder, progress=False, workers=1)
     assert isinstance(corpus, ShardedCorpus) and len(corpus) == N_FILES

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import symusic
 
+from moodsong.corpora.pop909 import Chord, PopSong, parse_chord_label
 from moodsong.errors import MoodsongError
 from moodsong.song.accomp import AccompanimentModel
 from moodsong.song.melody import MelodyConfig, MelodySampler, Vocab, song_events
 from moodsong.song.model import SongModel, SongSpec, parse_form, parse_key
 from moodsong.song.plan import ChordPlanModel
-from moodsong.song.pop909 import Chord, PopSong, parse_chord_label
 
 torch = pytest.importorskip("torch")
 
@@ -32,7 +32,7 @@ def _song(i: int, minor: bool, bars: int = 16) -> PopSong:
         root, q = prog[bar % 4]
         t = bar * 16
         chords.append(Chord(t, t + 16, root, q))
-        from moodsong.song.pop909 import QUALITIES
+        from moodsong.corpora.pop909 import QUALITIES
 
         tones = [root + iv for iv in QUALITIES[q]]
         piano.append((t, 16, 36 + root, 70))  # bass on the root
@@ -52,7 +52,7 @@ def songs():
 
 @pytest.fixture(scope="module")
 def model(songs):
-    from moodsong.song.train import MelodyNet
+    from moodsong.training.song import MelodyNet
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: one thread is fastest and deterministic
@@ -120,7 +120,7 @@ def test_plan_follows_valence(model):
 
 
 def _bar_agreement(song) -> float:
-    from moodsong.song.metrics import plan_agreement
+    from moodsong.evaluation.songs import plan_agreement
 
     acc = song.to_score()
     acc.tracks = [t for t in acc.tracks if t.name == "Accompaniment"]
@@ -229,7 +229,7 @@ def test_save_load_roundtrip(model, tmp_path):
 def test_leadsheet_reopens_with_same_chords(model, tmp_path):
     from music21 import converter, harmony
 
-    from moodsong.song.leadsheet import m21_figure, write_leadsheet
+    from moodsong.render.leadsheet import m21_figure, write_leadsheet
 
     song = model.generate(SongSpec(-0.6, 0.4, bars=8), seed=3)[0]
     path = write_leadsheet(song, tmp_path / "s.musicxml")
@@ -265,7 +265,7 @@ def test_primer_is_continued_verbatim(model, tmp_path):
 
 
 def test_bad_primers_get_one_clear_error(tmp_path):
-    from moodsong.compose import _read_primer_file
+    from moodsong.pipeline import _read_primer_file
 
     (tmp_path / "x.mid").write_text("not midi")
     with pytest.raises(MoodsongError, match="not a MIDI file"):
@@ -277,7 +277,7 @@ def test_bad_primers_get_one_clear_error(tmp_path):
 
 
 def test_instruments_parse():
-    from moodsong.compose import parse_instruments
+    from moodsong.pipeline import parse_instruments
 
     assert parse_instruments("flute") == (73, None)
     assert parse_instruments("violin, Acoustic Grand Piano") == (40, 0)

@@ -1,10 +1,10 @@
-"""moodsong.song.metrics on hand-built pieces: features, overlapping area, the classifier test, MIDI round trip."""
+"""moodsong.evaluation.songs on hand-built pieces: features, overlapping area, the classifier test, MIDI round trip."""
 
 import numpy as np
 import pytest
 import symusic
 
-from moodsong.song import metrics as M
+from moodsong.evaluation import songs as M
 
 
 def line(pitches, dur=4, start=0, velocity=80):

@@ -37,7 +37,7 @@ def _write_midi_folder(folder: Path, count: int = 10) -> Path:
 
 @pytest.mark.slow
 def test_train_song_on_plain_midi_resumes_and_composes(tmp_path):
-    from moodsong.song.corpus import song_from_midi
+    from moodsong.corpora.songs import song_from_midi
 
     src = _write_midi_folder(tmp_path / "midi")
     song = song_from_midi(src / "song00.mid")  # chords and key recognised from the notes
@@ -68,9 +68,9 @@ def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_song import _song
 
-    from moodsong import distributed
     from moodsong.song.melody import MelodyConfig
-    from moodsong.song.train import SongTrainConfig, train_song_model
+    from moodsong.training import distributed
+    from moodsong.training.song import SongTrainConfig, train_song_model
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))

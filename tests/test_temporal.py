@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from moodsong.ais import exact_log_partition
 from moodsong.errors import MoodsongError
-from moodsong.evaluate import sequence_nll
-from moodsong.generate import generate_frames, generate_roll
+from moodsong.evaluation.ais import exact_log_partition
+from moodsong.evaluation.likelihood import sequence_nll
 from moodsong.models.frames import BENCHMARK_REPRESENTATION, frames_to_roll, roll_to_frames
+from moodsong.models.generate import generate_frames, generate_roll
 from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
 from moodsong.models.wavenet import CachedGenerator, WaveNetConfig, WaveNetNADE
-from moodsong.pianoroll import midi_to_roll, roll_to_notes, write_midi
-from moodsong.train_temporal import TemporalTrainConfig, train_sequence_model
+from moodsong.representation.pianoroll import midi_to_roll, roll_to_notes, write_midi
+from moodsong.training.sequence import TemporalTrainConfig, train_sequence_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of tiny sequential ops
 
@@ -182,8 +182,8 @@ def test_frames_roll_round_trip_ties_repeated_keys():
 def bach_frames():
     """Twenty Bach chorales from music21's built-in corpus (no ../shared), one frame per quarter note, 88 keys."""
     music21 = pytest.importorskip("music21")
-    from moodsong.corpus import music21_to_roll
-    from moodsong.pianoroll import PianoRollConfig
+    from moodsong.corpora.corpus import music21_to_roll
+    from moodsong.representation.pianoroll import PianoRollConfig
 
     config = PianoRollConfig(21, 88, 1)
     out = []
@@ -225,7 +225,7 @@ def test_training_lowers_validation_nll_on_bach_chorales(bach_frames, tmp_path, 
 
 @pytest.mark.slow
 def test_wavenet_learns_jsb_chorales(shared_data, tmp_path):
-    from moodsong.train_temporal import load_frames
+    from moodsong.training.sequence import load_frames
 
     pkl = shared_data / "polyphonic" / "jsb_chorales.pkl"
     train = load_frames(str(pkl), BENCHMARK_REPRESENTATION, "train")[:60]
@@ -240,7 +240,7 @@ def test_wavenet_learns_jsb_chorales(shared_data, tmp_path):
 def test_shipped_models_load_and_generate(stem):
     from importlib import resources
 
-    from moodsong.generate import load_model
+    from moodsong.models.generate import load_model
 
     path = resources.files("moodsong") / "data" / f"{stem}.json"
     if not path.is_file():

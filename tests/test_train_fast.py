@@ -9,12 +9,12 @@ import pytest
 import torch
 from test_rbm import TINY, data_and_noise, pll_and_gap, structured_corpus
 
-from moodsong.checkpoint import load_checkpoint
-from moodsong.corpus import Corpus
+from moodsong.corpora.corpus import Corpus
 from moodsong.errors import MoodsongError
+from moodsong.models.checkpoint import load_checkpoint
 from moodsong.models.rbm import RBM, RBMConfig, cd_statistics
 from moodsong.models.sparse_cd import GOLDEN, SparseCD, splitmix64_key
-from moodsong.train import TrainConfig, train_rbm
+from moodsong.training.rbm import TrainConfig, train_rbm
 
 M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 

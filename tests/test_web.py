@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from moodsong.cli import main
+from moodsong.models.checkpoint import save_checkpoint
 from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
 from moodsong.web import create_app
 from moodsong.web.app import RateLimiter
@@ -42,7 +43,7 @@ def tiny_model(tmp_path_factory) -> str:
         model.b_visible.fill_(-3.5)  # ~3 % of note bits on
         model.W.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
     path = tmp_path_factory.mktemp("model") / "crbm"
-    model.save(path)
+    save_checkpoint(model, path, dtype=torch.float16)
     return str(path)
 
 

@@ -404,7 +404,7 @@ def test_host_policy_for_a_server_on_every_interface():
 
 
 def test_worker_passes_declared_fields_and_keeps_server_fields(monkeypatch, tmp_path):
-    import moodsong.compose
+    import moodsong.pipeline
     from moodsong.web.worker import run_job
 
     seen = []
@@ -416,9 +416,9 @@ def test_worker_passes_declared_fields_and_keeps_server_fields(monkeypatch, tmp_
     # A composer that has grown fields (as the song generator's key, tempo and instrument names).
     grown = make_dataclass("GrownRequest", [("key", "str | None", None), ("tempo", "float | None", None),
                                             ("instrument", "str | None", None)],
-                           bases=(moodsong.compose.ComposeRequest,))
-    monkeypatch.setattr(moodsong.compose, "compose", fake_compose)
-    monkeypatch.setattr(moodsong.compose, "ComposeRequest", grown)
+                           bases=(moodsong.pipeline.ComposeRequest,))
+    monkeypatch.setattr(moodsong.pipeline, "compose", fake_compose)
+    monkeypatch.setattr(moodsong.pipeline, "ComposeRequest", grown)
     params = {"quadrant": 2, "bars": 3, "candidates": 2, "temperature": 1.5, "seed": None, "key": "D minor",
               "tempo": 90.0, "instrument": 40, "out_dir": "/etc", "stem": "../x", "model": "/evil", "audio": "mp3",
               "unknown": 1}
@@ -434,7 +434,7 @@ def test_worker_passes_declared_fields_and_keeps_server_fields(monkeypatch, tmp_
 
 
 def test_worker_takes_uploads_only_from_the_job_folder(monkeypatch, tmp_path):
-    import moodsong.compose
+    import moodsong.pipeline
     from moodsong.web.worker import run_job
 
     seen = []
@@ -443,7 +443,7 @@ def test_worker_takes_uploads_only_from_the_job_folder(monkeypatch, tmp_path):
         seen.append(request)
         raise MoodsongError("stop here")
 
-    monkeypatch.setattr(moodsong.compose, "compose", fake_compose)
+    monkeypatch.setattr(moodsong.pipeline, "compose", fake_compose)
     # A path in params never reaches the composer: the primer is the job folder's own file, or nothing.
     out = run_job(str(tmp_path), {"quadrant": 1, "primer": "/etc/passwd", **QUICK})
     assert out == {"ok": False, "error": "bad primer name"} and not seen

@@ -1,25 +1,25 @@
 """moodsong: tell it a feeling, it composes a song that fits.
 
-The package is organised by concern, in the order the data flows:
+The package is grouped by concern, in the order the data flows; a module imports only its own
+layer and the layers above it in this list (``tests/test_layers.py`` checks it, and that nothing
+forms a cycle):
 
-- :mod:`moodsong.pianoroll`, :mod:`moodsong.sources`, :mod:`moodsong.corpus`, :mod:`moodsong.shards`:
-  MIDI <-> note-state matrices, finding and parsing inputs, corpora and their caches
-- :mod:`moodsong.models`: the RBM and the temporal models (one registry, ``MODELS``)
-- :mod:`moodsong.train`, :mod:`moodsong.train_temporal`, :mod:`moodsong.generate`: training and sampling
-- :mod:`moodsong.song`: songs (plan, melody, accompaniment, form) learned from POP909
-- :mod:`moodsong.emotion`: text, voice and music -> emotion
-- :mod:`moodsong.chords`, :mod:`moodsong.audio`, :mod:`moodsong.pictures`, :mod:`moodsong.outputs`: analysis
-  and rendering
-- :mod:`moodsong.compose`: feeling -> song, the whole pipeline
-- :mod:`moodsong.cli`, :mod:`moodsong.web`: the ``moodsong`` command and the web server
+1. :mod:`moodsong.errors`, :mod:`moodsong.fileio`: the error types and atomic writes
+2. :mod:`moodsong.representation`: MIDI <-> note-state matrices, chord and key recognition
+3. :mod:`moodsong.corpora`: finding and parsing inputs, cached corpora, POP909 and song corpora
+4. :mod:`moodsong.models` (the RBM and the temporal models, one registry, checkpoints, sampling) and
+   :mod:`moodsong.song` (plan, melody, accompaniment, form)
+5. :mod:`moodsong.evaluation`: likelihoods, AIS, song metrics
+6. :mod:`moodsong.training`: the training loops and the distributed plumbing
+7. :mod:`moodsong.emotion` (text, voice and music -> emotion, steering) and :mod:`moodsong.render`
+   (audio, pictures, lead sheets, a piece's files)
+8. :mod:`moodsong.pipeline`: feeling -> song, the whole pipeline (:func:`compose`)
+9. :mod:`moodsong.cli`, :mod:`moodsong.web`: the ``moodsong`` command and the web server
 
-The public API below is imported on first use, so ``import moodsong`` stays light. The pipeline
-itself is :func:`moodsong.compose.compose` (the module has the function's name, so the function is
-not re-exported here: importing the module would replace it)::
+The public API below is imported on first use, so ``import moodsong`` stays light::
 
-    >>> from moodsong.compose import compose                                 # doctest: +SKIP
     >>> import moodsong                                                      # doctest: +SKIP
-    >>> result = compose(moodsong.ComposeRequest(prompt="hope and wonder", out_dir="songs"))
+    >>> result = moodsong.compose(moodsong.ComposeRequest(prompt="hope and wonder", out_dir="songs"))
 """
 
 from __future__ import annotations
@@ -31,15 +31,16 @@ __version__ = "0.1.0"
 #: Public names and the modules that define them (loaded lazily: torch, music21 and the models
 #: are not imported until a name that needs them is used).
 _PUBLIC = {
-    "ComposeRequest": "moodsong.compose",
-    "ComposeResult": "moodsong.compose",
+    "compose": "moodsong.pipeline",
+    "ComposeRequest": "moodsong.pipeline",
+    "ComposeResult": "moodsong.pipeline",
     "MoodsongError": "moodsong.errors",
-    "load_model": "moodsong.generate",
+    "load_model": "moodsong.models.generate",
     "SongModel": "moodsong.song.model",
     "SongSpec": "moodsong.song.model",
     "analyze_text": "moodsong.emotion.text",
     "MusicEmotionEstimator": "moodsong.emotion.music",
-    "write_piece": "moodsong.outputs",
+    "write_piece": "moodsong.render.outputs",
 }
 
 __all__ = ["__version__", *_PUBLIC]

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from . import main
-from ..errors import MoodsongError
+from moodsong.cli.group import main
+from moodsong.errors import MoodsongError
 
 
 def renderer_options(f):
@@ -46,7 +46,7 @@ def render(midi, out, renderer, soundfont, tail, sample_rate):
       moodsong render song.mid song.flac --tail 3
       moodsong render song.mid song.ogg --renderer midirenderer --soundfont FluidR3_GM.sf2
     """
-    from ..audio import render as render_audio
+    from moodsong.render.audio import render as render_audio
 
     out = Path(out) if out else Path(midi).with_suffix(".wav")
     audio = render_audio(midi, renderer=renderer, soundfont=soundfont, sample_rate=sample_rate, tail_s=tail)
@@ -72,7 +72,7 @@ def play(source, renderer, soundfont):
       moodsong play song.wav
       moodsong play song.mid --soundfont FluidR3_GM.sf2
     """
-    from ..audio import play as play_audio
+    from moodsong.render.audio import play as play_audio
 
     if not Path(source).is_file():
         raise MoodsongError(f"{source}: no such file")
@@ -99,12 +99,12 @@ def plot(midi, out, title, color_by, width, height):
       moodsong plot song.mid                       # writes song.png
       moodsong plot song.mid roll.svg --color-by track --title "My song"
     """
-    from ..audio import load_score
-    from ..chords import estimate_key
-    from ..pictures import save_pianoroll
+    from moodsong.representation.pianoroll import read_score
+    from moodsong.representation.chords import estimate_key
+    from moodsong.render.pictures import save_pianoroll
 
     out = Path(out) if out else Path(midi).with_suffix(".png")
-    score = load_score(midi)
+    score = read_score(midi)
     if title is None:
         key = estimate_key(score)
         title = f"{Path(midi).name}" + (f" ({key})" if key else "")
@@ -124,7 +124,7 @@ def chords(midi, per, as_json):
       moodsong chords song.mid
       moodsong chords song.mid --per beat --json
     """
-    from ..chords import analyze
+    from moodsong.representation.chords import analyze
 
     progression = analyze(midi, per=per)
     if as_json:

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from . import main
+from moodsong.cli.group import main
 
 
 @main.command()
@@ -68,8 +68,8 @@ def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, form, key,
       moodsong compose --quadrant 4 --candidates 10 --keep 2 --out songs/ --json
       moodsong compose --quadrant 2 --model emotion-wavenet --out songs/   # the earlier piano model
     """
-    from ..compose import ComposeRequest
-    from ..compose import compose as run_compose
+    from moodsong.pipeline import ComposeRequest
+    from moodsong.pipeline import compose as run_compose
 
     req = ComposeRequest(
         prompt=prompt, voice=voice, valence=valence, arousal=arousal, quadrant=quadrant, bars=bars,

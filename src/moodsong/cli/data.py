@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from . import main
-from ..errors import MoodsongError
+from moodsong.cli.group import main
+from moodsong.errors import MoodsongError
 
 if TYPE_CHECKING:
-    from ..pianoroll import PianoRollConfig
+    from moodsong.representation.pianoroll import PianoRollConfig
 
 
 def representation_options(f):
@@ -26,7 +26,7 @@ def representation_options(f):
 
 
 def config_from_options(lowest_pitch: int, num_pitches: int, steps_per_quarter: int, drums: bool) -> PianoRollConfig:
-    from ..pianoroll import PianoRollConfig
+    from moodsong.representation.pianoroll import PianoRollConfig
 
     try:
         return PianoRollConfig(lowest_pitch, num_pitches, steps_per_quarter, drums)
@@ -64,13 +64,13 @@ def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_d
     """
     config = config_from_options(lowest_pitch, num_pitches, steps_per_quarter, drums)
     if sharded or shard_out:
-        from ..shards import prepare_shards
+        from moodsong.corpora.shards import prepare_shards
 
         corpus = prepare_shards(source, config, shard_out, cache_dir=cache_dir, shard_pieces=shard_pieces,
                                 shard_mb=shard_mb, workers=workers)
         click.echo(corpus.summary())
         return
-    from ..corpus import load_corpus
+    from moodsong.corpora.corpus import load_corpus
 
     corpus = load_corpus(source, config, cache_dir=cache_dir, use_cache=not no_cache, workers=workers)
     click.echo(corpus.summary())
@@ -89,7 +89,7 @@ def info(path, as_json):
     """
     p = Path(path)
     if p.suffix.lower() in (".json", ".safetensors"):
-        from ..checkpoint import describe_checkpoint
+        from moodsong.models.checkpoint import describe_checkpoint
 
         d = describe_checkpoint(p)
     else:
@@ -102,7 +102,7 @@ def info(path, as_json):
 
 
 def describe_midi(path: Path) -> dict:
-    from ..pianoroll import PianoRollConfig, read_score, roll_to_notes, score_to_roll
+    from moodsong.representation.pianoroll import PianoRollConfig, read_score, roll_to_notes, score_to_roll
 
     score = read_score(path)
     config = PianoRollConfig()

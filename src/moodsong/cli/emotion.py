@@ -6,8 +6,8 @@ import json
 
 import click
 
-from . import main
-from ..errors import MoodsongError
+from moodsong.cli.group import main
+from moodsong.errors import MoodsongError
 
 
 @main.command()
@@ -36,13 +36,13 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
       moodsong emotion --voice request.wav
       moodsong emotion --voice request.wav --backend pocketsphinx
     """
-    from ..emotion.text import analyze_text
+    from moodsong.emotion.text import analyze_text
 
     transcript = None
     if voice:
         if text:
             raise MoodsongError("give either TEXT or --voice, not both")
-        from ..emotion.voice import transcribe
+        from moodsong.emotion.voice import transcribe
 
         transcript = transcribe(voice, backend=backend, model_path=whisper_model)
         if not transcript.text.strip():
@@ -79,7 +79,7 @@ def train_emotion_text(emobank, out, cache, seed):
       moodsong train-emotion-text --emobank ../shared/data/emobank/emobank.csv
       moodsong train-emotion-text --emobank emobank.csv --out runs/head.npz --cache /tmp/emb.npz
     """
-    from ..emotion.train_text import train_head
+    from moodsong.emotion.train_text import train_head
 
     report = train_head(emobank, out=out, cache=cache, seed=seed)
     click.echo(json.dumps(report, indent=2))

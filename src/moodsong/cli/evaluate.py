@@ -6,7 +6,7 @@ import json
 
 import click
 
-from . import main
+from moodsong.cli.group import main
 
 
 @main.command()
@@ -38,10 +38,10 @@ def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_step
     """
     import torch
 
-    from ..checkpoint import load_checkpoint
-    from ..errors import MoodsongError
-    from ..evaluate import evaluate_model, load_benchmark, model_representation
-    from ..train import resolve_device
+    from moodsong.models.checkpoint import load_checkpoint
+    from moodsong.errors import MoodsongError
+    from moodsong.evaluation.likelihood import evaluate_model, load_benchmark, model_representation
+    from moodsong.training.rbm import resolve_device
 
     if threads:
         torch.set_num_threads(threads)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from . import main
-from .audio import renderer_options
-from ..errors import MoodsongError
+from moodsong.cli.group import main
+from moodsong.cli.audio import renderer_options
+from moodsong.errors import MoodsongError
 
 
 @main.command()
@@ -49,9 +49,9 @@ def generate(out, model_path, bars, pieces, tempo, program, velocity, temperatur
         raise MoodsongError("--velocity must be 1-127, --program 0-127 and --tempo 10-400")
     if temperature <= 0:
         raise MoodsongError("--temperature must be positive")
-    from ..generate import generate_roll, load_model
-    from ..outputs import write_piece
-    from ..pianoroll import midi_to_roll, roll_to_score, write_midi
+    from moodsong.models.generate import generate_roll, load_model
+    from moodsong.render.outputs import write_piece
+    from moodsong.representation.pianoroll import midi_to_roll, roll_to_score, write_midi
 
     model, meta = load_model(model_path)
     if fragments and not hasattr(model.config, "num_timesteps"):

@@ -6,7 +6,7 @@ import re
 
 import click
 
-from . import main
+from moodsong.cli.group import main
 
 _UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
@@ -82,7 +82,7 @@ def serve(host, port, results_dir, workers, rate_limit, api_rate_limit, max_age,
     """
     import uvicorn
 
-    from ..web import create_app
+    from moodsong.web import create_app
 
     app = create_app(results_dir=results_dir, workers=workers, rate_limit=rate_limit, api_rate_limit=api_rate_limit,
                      max_age_s=max_age, max_queue=max_queue, max_pending_per_client=max_pending,

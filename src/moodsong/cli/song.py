@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import main
+from moodsong.cli.group import main
 
 
 @main.command("train-song")
@@ -39,14 +39,14 @@ def train_song(source, out, epochs, lr, batch_size, hidden, patience, seed, devi
     from dataclasses import replace
     from pathlib import Path
 
-    from ..errors import MoodsongError
+    from moodsong.errors import MoodsongError
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    from ..song.corpus import load_songs
-    from ..song.train import SongTrainConfig, train_song_model
+    from moodsong.corpora.songs import load_songs
+    from moodsong.training.song import SongTrainConfig, train_song_model
 
     if (Path(out) / "model.json").exists() and not (resume or force):
         raise MoodsongError(f"{out} already holds a model; use --resume to continue or --force to start over")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from . import main
-from .data import config_from_options, representation_options
-from .defaults import defaults
-from ..errors import MoodsongError
+from moodsong.cli.group import main
+from moodsong.cli.data import config_from_options, representation_options
+from moodsong.cli.defaults import defaults
+from moodsong.errors import MoodsongError
 
-TC = defaults("train", "TrainConfig")  # the library's defaults (the demo's), shown by --help
+TC = defaults("training.rbm", "TrainConfig")  # the library's defaults (the demo's), shown by --help
 MC = defaults("models.rbm", "RBMConfig")
 
 
@@ -60,17 +60,17 @@ def train(ctx, source, out, epochs, lr, batch_size, num_hidden, num_timesteps, c
     the result matches a single-process run at that batch (see docs/scale.md).
     """
     if model_type != "rbm":  # whole-piece models train through `moodsong train-seq`; pass on what the user set
-        from .train_temporal import train_seq
+        from moodsong.cli.train_temporal import train_seq
 
         given = {k: v for k, v in ctx.params.items() if ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE}
         kw = {({"num_hidden": "hidden"}).get(k, k): v for k, v in given.items()
               if k in ("epochs", "lr", "batch_size", "num_hidden", "cd_k", "lowest_pitch", "num_pitches", "steps_per_quarter")}
         return ctx.invoke(train_seq, source=source, model_type=model_type, out=out, seed=seed, device=device, resume=resume,
                           force=force, val_fraction=val_fraction, **kw)
-    from .. import distributed as dist
-    from ..corpus import load_corpus
-    from ..models.rbm import RBMConfig
-    from ..train import TrainConfig, train_rbm
+    from moodsong.training import distributed as dist
+    from moodsong.corpora.corpus import load_corpus
+    from moodsong.models.rbm import RBMConfig
+    from moodsong.training.rbm import TrainConfig, train_rbm
 
     if distributed and not dist.launched_by_torchrun():
         raise MoodsongError("--distributed needs a torchrun launch, e.g. torchrun --nproc-per-node 2 --no-python moodsong train ...")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import click
 
-from . import main
-from .defaults import defaults
+from moodsong.cli.group import main
+from moodsong.cli.defaults import defaults
 
 # The library's defaults (docs/models.md's measured runs), shown by --help: they cannot disagree.
-TC = defaults("train_temporal", "TemporalTrainConfig")
+TC = defaults("training.sequence", "TemporalTrainConfig")
 WN = defaults("models.wavenet", "WaveNetConfig")
 RR = defaults("models.rnnrbm", "RNNRBMConfig")
 STACKS = 2  # --dilations is one stack, repeated --stacks times: the library's default is two stacks of 1..32
@@ -67,13 +67,13 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
     import numpy as np
     import torch
 
-    from ..corpus import list_inputs
-    from ..errors import MoodsongError
-    from ..train_temporal import TemporalTrainConfig, load_frames, train_sequence_model
+    from moodsong.corpora.corpus import list_inputs
+    from moodsong.errors import MoodsongError
+    from moodsong.training.sequence import TemporalTrainConfig, load_frames, train_sequence_model
 
     if threads:
         torch.set_num_threads(threads)
-    from .. import distributed as dist
+    from moodsong.training import distributed as dist
 
     job = dist.init_from_env(device)  # data-parallel when launched by torchrun (docs/scale.md)
     base = source.rsplit(":", 1)[0] if source.endswith((":train", ":valid", ":test")) else source

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
+from moodsong.errors import MoodsongError
 
 __all__ = ["MiniLMEncoder", "read_safetensors"]
 
@@ -210,7 +210,7 @@ class MiniLMEncoder:
         sentence-transformers does; the order of ``texts`` is kept in the output.
         ``cache`` (default: for lists of ``CACHE_MIN_TEXTS`` to 5000 texts) reuses the
         vectors of the same list from an earlier run, kept under
-        :func:`moodsong.sources.default_cache_dir` ``/minilm``.
+        :func:`moodsong.corpora.sources.default_cache_dir` ``/minilm``.
         """
         texts = list(texts)
         if cache is None:
@@ -226,7 +226,7 @@ class MiniLMEncoder:
         out = self._encode(texts, batch_size, progress)
         if path is not None:
             try:
-                from ..fileio import atomic_path
+                from moodsong.fileio import atomic_path
 
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(path) as tmp, open(tmp, "wb") as f:
@@ -238,7 +238,7 @@ class MiniLMEncoder:
     def _cache_path(self, texts: list[str]) -> Path | None:
         import hashlib
 
-        from ..sources import default_cache_dir
+        from moodsong.corpora.sources import default_cache_dir
 
         h = hashlib.sha256(self.model_id.encode())
         for t in texts:

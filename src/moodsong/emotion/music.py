@@ -56,10 +56,10 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from ..chords import key_of_histogram
-from ..errors import MoodsongError
-from ..fileio import write_text_atomic
-from ..pianoroll import read_score
+from moodsong.representation.chords import key_of_histogram
+from moodsong.errors import MoodsongError
+from moodsong.fileio import write_text_atomic
+from moodsong.representation.pianoroll import read_score
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -212,7 +212,7 @@ def _key_correlations(hist: np.ndarray) -> np.ndarray:
 def key_estimate(notes: NoteArrays) -> tuple[int, str, float]:
     """Most likely key: ``(tonic pitch class, "major"|"minor", correlation)``.
 
-    moodsong's one key finder, :func:`moodsong.chords.key_of_histogram`
+    moodsong's one key finder, :func:`moodsong.representation.chords.key_of_histogram`
     (Temperley-Kostka-Payne profiles), on the seconds-weighted histogram, so the
     steering and the chord report name the same key. The feature model keeps the
     Krumhansl-Kessler correlations (``_key_correlations``) it was trained on: they
@@ -531,7 +531,7 @@ class MusicEmotionEstimator:
     def fit_sequence(self, pieces: Sequence[NoteArrays], quadrants: Sequence[int], config=None, seeds: int = 3,
                      progress: bool = False) -> MusicEmotionEstimator:
         """Train the temporal CNN (an ensemble of ``seeds`` members) on pieces' notes and labels 1..4."""
-        from .music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
+        from moodsong.emotion.music_cnn import MusicCNNConfig, MusicCNNEnsemble, fit_music_cnn
 
         config = config or MusicCNNConfig()
         arrays = [(n.onset, n.duration, n.pitch, n.velocity) for n in pieces]
@@ -668,7 +668,7 @@ class MusicEmotionEstimator:
 
     def _load_sequence(self, d: dict, folder) -> MusicEmotionEstimator:
         if d.get("sequence_model"):
-            from .music_cnn import MusicCNNEnsemble
+            from moodsong.emotion.music_cnn import MusicCNNEnsemble
 
             try:
                 self.sequence_ = MusicCNNEnsemble.load(folder / d["sequence_model"])

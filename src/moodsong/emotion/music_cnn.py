@@ -257,7 +257,7 @@ class MusicCNNEnsemble:
         """float16 safetensors; the config goes into the file's metadata."""
         from safetensors.numpy import save_file
 
-        from ..fileio import atomic_path
+        from moodsong.fileio import atomic_path
 
         tensors = {f"{k}.{name}": np.ascontiguousarray(t.astype(np.float16)) for k, n in enumerate(self.nets)
                    for name, t in n.items()}

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import symusic
 
-from ..pianoroll import PianoRollConfig, notes_to_roll, roll_to_notes, roll_to_score
-from . import quadrant_of
-from .music import PITCH_NAMES, NoteArrays, key_estimate
+from moodsong.representation.pianoroll import PianoRollConfig, notes_to_roll, roll_to_notes, roll_to_score
+from moodsong.emotion import quadrant_of
+from moodsong.emotion.music import PITCH_NAMES, NoteArrays, key_estimate
 
 __all__ = ["SurfaceParams", "surface_for", "apply_surface", "INSTRUMENTS", "MAJOR_SCALE", "MINOR_SCALE"]
 

@@ -48,8 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
-from . import EmotionAnalysis, Keyword, clip_va
+from moodsong.errors import MoodsongError
+from moodsong.emotion import EmotionAnalysis, Keyword, clip_va
 
 __all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "EmoBankHead", "HeadConfig", "analyze_text", "DATA_DIR", "HEAD_PATH"]
 
@@ -208,7 +208,7 @@ class SentenceEncoder:
                     )
                 # A numpy forward pass of the same weights (emotion/encoder.py): same vectors to 1e-5,
                 # without the 9 s import of sentence-transformers/transformers/torch.
-                from .encoder import load_encoder
+                from moodsong.emotion.encoder import load_encoder
 
                 cls._model = load_encoder(path)
             return cls._model
@@ -271,7 +271,7 @@ class EmoBankHead:
 
     def predict_raw(self, emb: np.ndarray) -> np.ndarray:
         """(n, 2) valence/arousal on EmoBank's 1..5 scale (dropout off: Linear, exact GELU, Linear)."""
-        from .encoder import _gelu
+        from moodsong.emotion.encoder import _gelu
 
         w = self.state
         h = _gelu(np.asarray(emb, dtype=np.float32) @ w["1.weight"].T + w["1.bias"])
@@ -289,7 +289,7 @@ class EmoBankHead:
         import torch
         from safetensors.torch import save_file
 
-        from ..fileio import atomic_path, write_text_atomic
+        from moodsong.fileio import atomic_path, write_text_atomic
 
         path = Path(path)
         tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
@@ -742,7 +742,7 @@ def _jieba_freq(tok) -> tuple[_LazyFreq, int] | None:
 
     if tok.dictionary not in (None, jieba.DEFAULT_DICT):
         return None
-    from ..sources import default_cache_dir
+    from moodsong.corpora.sources import default_cache_dir
 
     dict_path = Path(jieba.__file__).parent / jieba.DEFAULT_DICT_NAME
     try:
@@ -762,7 +762,7 @@ def _jieba_freq(tok) -> tuple[_LazyFreq, int] | None:
     for k, v in tok.FREQ.items():
         by_char.setdefault(k[:1], {})[k] = v
     try:
-        from ..fileio import atomic_path
+        from moodsong.fileio import atomic_path
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:

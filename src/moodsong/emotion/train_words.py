@@ -45,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
-from .text import DATA_DIR, SentenceEncoder, _english_vocab, _lexicon
-from .train_text import pearson
+from moodsong.errors import MoodsongError
+from moodsong.emotion.text import DATA_DIR, SentenceEncoder, _english_vocab, _lexicon
+from moodsong.emotion.train_text import pearson
 
 WORD_HEAD_PATH = DATA_DIR / "word_head.npz"
 RATINGS_PATH = DATA_DIR / "word_ratings_en.txt"

@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
+from moodsong.errors import MoodsongError
 
 __all__ = ["Transcript", "transcribe", "load_audio", "check_sample_rate", "resample_factors", "SAMPLE_RATE",
            "task_vocabulary"]
@@ -198,7 +198,7 @@ _TEMPLATES = [
 @lru_cache(maxsize=1)
 def task_vocabulary() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(emotion words, request words) that the task language model knows."""
-    from .text import INTENSIFIERS_EN, _lexicon
+    from moodsong.emotion.text import INTENSIFIERS_EN, _lexicon
 
     emotion = tuple(sorted(w for w in _lexicon("en")["words"] if w.isalpha()))
     request = tuple(sorted(set(_REQUEST_WORDS) | {w for w in INTENSIFIERS_EN if w.isalpha()}))
@@ -347,7 +347,7 @@ def _bundled_multilingual() -> Path | None:
     parts = [d1 / "model.bin.part1", d2 / "model.bin.part2"]
     if not all(p.is_file() for p in parts):
         return None
-    from ..sources import default_cache_dir
+    from moodsong.corpora.sources import default_cache_dir
 
     out = default_cache_dir() / "whisper-base"
     size = sum(p.stat().st_size for p in parts)
@@ -529,7 +529,7 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
     if backend == "whisper":
         text, lang = _whisper_transcribe(samples, model_path, language)
         if lang == "zh":
-            from .text import _lexicon
+            from moodsong.emotion.text import _lexicon
 
             spotted = [w for w in _lexicon("zh")["words"] if len(w) > 1 and w in text]
         else:

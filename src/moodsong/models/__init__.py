@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..errors import MoodsongError
-from .conditional_rbm import ConditionalRBM, ConditionalRBMConfig
-from .rbm import RBM, RBMConfig
-from .rnnrbm import RNNRBM, RNNRBMConfig
-from .wavenet import WaveNetConfig, WaveNetNADE
+from moodsong.errors import MoodsongError
+from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
+from moodsong.models.rbm import RBM, RBMConfig
+from moodsong.models.rnnrbm import RNNRBM, RNNRBMConfig
+from moodsong.models.wavenet import WaveNetConfig, WaveNetNADE
 
 __all__ = [
     "RBM", "RBMConfig", "ConditionalRBM", "ConditionalRBMConfig", "RNNRBM", "RNNRBMConfig", "WaveNetNADE",

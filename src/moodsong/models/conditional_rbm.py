@@ -22,16 +22,13 @@ is how weak labels from the music-emotion estimator enter.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import BadCheckpointError
-from .rbm import RBMConfig, cd_statistics, free_energy
+from moodsong.models.rbm import RBMConfig, cd_statistics, free_energy
 
 
 @dataclass
@@ -144,25 +141,6 @@ class ConditionalRBM(nn.Module):
         self.A.addmm_(c.t(), dv, alpha=s)
         self.B.addmm_(c.t(), dh, alpha=s)
         return vk
-
-    # ------------------------------------------------------------------ persistence
-
-    def save(self, path: str | os.PathLike, *, dtype: torch.dtype = torch.float16, extra: dict | None = None) -> Path:
-        """Write ``<path>.safetensors`` + ``<path>.json`` (a moodsong checkpoint), atomically."""
-        from ..checkpoint import save_checkpoint  # the checkpoint module builds models: it imports this package
-
-        save_checkpoint(self, path, dtype=dtype, **(extra or {}))
-        return Path(path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> tuple[ConditionalRBM, dict]:
-        """Read a model written by :meth:`save`; returns ``(model, metadata)``."""
-        from ..checkpoint import load_checkpoint
-
-        model, meta, _ = load_checkpoint(path)
-        if not isinstance(model, cls):
-            raise BadCheckpointError(f"{path}: a {meta['model_type']} checkpoint, not a conditional RBM")
-        return model, meta
 
 
 def condition_vector(valence: float, arousal: float, sharpness: float = 4.0) -> np.ndarray:

@@ -6,7 +6,7 @@ frame (one time step, a row of bits) means:
 - ``{"kind": "keys", "lowest_pitch": 21, "num_pitches": 88, "steps_per_quarter": 1}``:
   one bit per sounding key -- the polyphonic benchmarks' format (JSB: quarter notes);
 - ``{"kind": "note-state", "lowest_pitch": 24, "num_pitches": 78, "steps_per_quarter": 4}``:
-  moodsong's ``[held | struck]`` note-state rows (:mod:`moodsong.pianoroll`).
+  moodsong's ``[held | struck]`` note-state rows (:mod:`moodsong.representation.pianoroll`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from ..pianoroll import PianoRollConfig, canonicalize
+from moodsong.representation.pianoroll import PianoRollConfig, canonicalize
 
 #: The polyphonic benchmarks' representation: 88 keys from MIDI 21 (A0), one frame per quarter note.
 BENCHMARK_REPRESENTATION = {"kind": "keys", "lowest_pitch": 21, "num_pitches": 88, "steps_per_quarter": 1}
@@ -33,7 +33,7 @@ def pianoroll_config(rep: dict | None) -> PianoRollConfig:
 
 
 def frames_to_roll(frames: np.ndarray, rep: dict | None) -> np.ndarray:
-    """Frames -> canonical note-state matrix (``uint8``), ready for :func:`moodsong.pianoroll.write_midi`.
+    """Frames -> canonical note-state matrix (``uint8``), ready for ``pianoroll.write_midi``.
 
     A ``keys`` frame only says which keys sound, so a key sounding in
     consecutive frames becomes one tied note (as in the benchmark data).
@@ -71,7 +71,7 @@ class FrameConfigMixin:
 
 
 class FrameModelMixin:
-    """The generation interface of a temporal model (what :func:`moodsong.generate.generate_roll` calls).
+    """The generation interface of a temporal model (what :func:`moodsong.models.generate.generate_roll` calls).
 
     ``config.representation`` must be set; ``sample(num_steps, primer=, cond=,
     temperature=, generator=)`` must return frames, and ``sample_batch(num_steps,
@@ -84,7 +84,7 @@ class FrameModelMixin:
         """Primer frames ``(T0, V)`` and a condition as tensors on the model's device and dtype (or ``None``)."""
         import torch
 
-        from ..errors import MoodsongError
+        from moodsong.errors import MoodsongError
 
         dev = next(self.parameters()).device
         dt = next(self.parameters()).dtype

@@ -16,9 +16,9 @@ graph for every mini-batch.
 The maths every binary RBM in moodsong shares lives here once, as functions of
 ``(W, b_visible, b_hidden)``: :func:`free_energy`, :func:`exact_log_partition`
 and :func:`cd_statistics` (the positive and negative phases of CD-k). The RBM's
-own update, the data-parallel update (:mod:`moodsong.distributed`), the
+own update, the data-parallel update (:mod:`moodsong.training.distributed`), the
 conditional RBM (biases per row) and the fused kernel's reference test all call
-them; :mod:`moodsong.ais` re-exports the first two.
+them; :mod:`moodsong.evaluation.ais` re-exports the first two.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pianoroll import PianoRollConfig, canonicalize
+from moodsong.representation.pianoroll import PianoRollConfig, canonicalize
 
 
 def bernoulli(p: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -18,7 +18,7 @@ on single frames first) is :meth:`RNNRBM.pretrain`. ``cond`` (an emotion vector,
 e.g. valence/arousal) is fed to the RNN and added to both bias vectors.
 
 The log-likelihood needs each step's partition function: see
-:func:`moodsong.ais.ais_log_partition` and :func:`moodsong.evaluate.evaluate_model`.
+:func:`moodsong.evaluation.ais.ais_log_partition` and :func:`moodsong.evaluation.likelihood.evaluate_model`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .frames import FrameConfigMixin, FrameModelMixin
+from moodsong.models.frames import FrameConfigMixin, FrameModelMixin
 
-from .rbm import free_energy
+from moodsong.models.rbm import free_energy
 
 
 @dataclass

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .frames import FrameConfigMixin, FrameModelMixin
+from moodsong.models.frames import FrameConfigMixin, FrameModelMixin
 
 
 @dataclass

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .pop909 import QUALITIES, STEPS_PER_BAR, PopSong
+from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, PopSong
 
 __all__ = ["AccompanimentModel", "MAX_NOTES"]
 
@@ -181,7 +181,7 @@ class AccompanimentModel:
                 end: int | None = None) -> np.ndarray:
         """Notes ``(start_step, duration, pitch, velocity)`` of one bar of ``pattern`` over ``chords``.
 
-        ``chords`` are absolute :class:`~moodsong.song.pop909.Chord` spans; each note takes
+        ``chords`` are absolute :class:`~moodsong.corpora.pop909.Chord` spans; each note takes
         the chord sounding at its onset and is held at most to that chord's end (or ``end``).
         """
         out = []

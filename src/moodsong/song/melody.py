@@ -15,7 +15,7 @@ and not by MidiTok's REMI, whose chord tokens are detected from the notes and wo
 be overwritten by the plan at every bar; the note events themselves are the same.
 
 The network (:class:`MelodyNet`) is an embedding plus a linear map of the condition, two GRU
-layers and a linear output. It is trained with PyTorch (:mod:`moodsong.song.train`) and
+layers and a linear output. It is trained with PyTorch (:mod:`moodsong.training.song`) and
 sampled with numpy alone (:class:`MelodySampler`), so composing never imports torch.
 """
 
@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .plan import QUALITY_NAMES, quality_index
-from .pop909 import STEPS_PER_BAR, PopSong
+from moodsong.song.plan import QUALITY_NAMES, quality_index
+from moodsong.corpora.pop909 import STEPS_PER_BAR, PopSong
 
 __all__ = ["DURATIONS", "Vocab", "VOCAB", "MelodyConfig", "song_events", "melody_condition", "COND_DIM",
            "MelodySampler"]
@@ -80,7 +80,7 @@ def density_class(notes_per_bar: float) -> int:
 
 def melody_condition(root_rel: int | None, quality: str | None, bar: int, minor: bool, density: int) -> np.ndarray:
     """The condition of one token (see :data:`COND_DIM`); ``root_rel`` None means no chord."""
-    from .pop909 import QUALITIES
+    from moodsong.corpora.pop909 import QUALITIES
 
     c = np.zeros(COND_DIM, np.float32)
     if root_rel is not None and quality is not None:
@@ -165,7 +165,7 @@ class MelodySampler:
     Parameters
     ----------
     weights : dict of str to ndarray
-        The state dict of :class:`~moodsong.song.train.MelodyNet` (names as saved).
+        The state dict of :class:`~moodsong.training.song.MelodyNet` (names as saved).
     config : MelodyConfig
     """
 

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
-from .accomp import AccompanimentModel
-from .melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, MelodySampler, Vocab, melody_condition
-from .plan import ChordPlanModel, PlanChord, chord_name
-from .pop909 import QUALITIES, STEPS_PER_BAR, Chord
+from moodsong.errors import MoodsongError
+from moodsong.song.accomp import AccompanimentModel
+from moodsong.song.melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, MelodySampler, Vocab, melody_condition
+from moodsong.song.plan import ChordPlanModel, PlanChord, chord_name
+from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, Chord
 
 __all__ = ["SongModel", "Song", "SongSpec", "parse_form", "parse_key", "default_form", "KEY_NAMES",
            "DEFAULT_SONG_MODEL"]
@@ -315,7 +315,7 @@ class SongModel:
         """Write ``stem.safetensors`` and ``stem.json`` atomically."""
         from safetensors.numpy import save_file
 
-        from ..fileio import atomic_path, write_text_atomic
+        from moodsong.fileio import atomic_path, write_text_atomic
 
         stem = Path(stem)
         stem.parent.mkdir(parents=True, exist_ok=True)
@@ -691,10 +691,10 @@ def _read_primer(score) -> dict:
     each onset); the notes themselves are kept verbatim in ``score`` (ticks rescaled to
     480 per quarter) and copied into the output by :meth:`Song.to_score`.
     """
-    from ..chords import analyze, estimate_key
-    from .corpus import _MELODY_NAMES, _notes
-    from .melody import song_events
-    from .pop909 import PopSong
+    from moodsong.representation.chords import analyze, estimate_key
+    from moodsong.corpora.songs import _MELODY_NAMES, _notes
+    from moodsong.song.melody import song_events
+    from moodsong.corpora.pop909 import PopSong
 
     score = score.resample(TICKS_PER_QUARTER) if score.ticks_per_quarter != TICKS_PER_QUARTER else score.copy()
     tracks = [t for t in score.tracks if not t.is_drum and len(t.notes)]

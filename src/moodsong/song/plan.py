@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .pop909 import QUALITIES, STEPS_PER_BAR, Chord, PopSong
+from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, Chord, PopSong
 
 __all__ = ["QUALITY_NAMES", "quality_index", "BRIGHTNESS", "PlanChord", "ChordPlanModel", "chord_name",
            "NUM_TOKENS", "TEMPO_EDGES"]
@@ -73,7 +73,7 @@ class PlanChord:
     degree : int
         Root in semitones above the tonic.
     quality : str
-        A key of :data:`moodsong.song.pop909.QUALITIES`.
+        A key of :data:`moodsong.corpora.pop909.QUALITIES`.
     """
 
     start: int

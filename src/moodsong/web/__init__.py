@@ -4,6 +4,6 @@ The package keeps the HTTP side (``app``) apart from the composing side
 (``jobs``: worker processes, result folders, expiry).
 """
 
-from .app import create_app
+from moodsong.web.app import create_app
 
 __all__ = ["create_app"]

@@ -50,7 +50,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .jobs import FILES, PRIMER_NAME, MiB, ComposerPool, Job, JobStore, own_results_dir
+from moodsong.web.jobs import FILES, PRIMER_NAME, MiB, ComposerPool, Job, JobStore, own_results_dir
 
 __all__ = ["create_app", "ComposeBody", "RateLimiter"]
 
@@ -145,7 +145,7 @@ class Settings(BaseModel):
 
 
 def _parse_instruments(text: str):
-    from moodsong.compose import parse_instruments
+    from moodsong.pipeline import parse_instruments
 
     return parse_instruments(text)
 
@@ -834,7 +834,7 @@ def _check_primer(data: bytes, tempo: float | None) -> int:
 
 def _is_song_model(model: str | None) -> bool:
     """Whether the server's ``model`` is a song model (the default), which takes key, form and primer."""
-    from moodsong.compose import is_song_model
+    from moodsong.pipeline import is_song_model
     from moodsong.errors import MoodsongError
 
     try:
@@ -848,7 +848,7 @@ def _load_parsers() -> None:
     import symusic  # noqa: F401
     from pretty_midi import constants  # noqa: F401
 
-    from moodsong import compose  # noqa: F401
+    from moodsong import pipeline  # noqa: F401
     from moodsong.song import model  # noqa: F401
 
 

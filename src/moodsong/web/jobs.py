@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from ..errors import MoodsongError
+from moodsong.errors import MoodsongError
 
 try:  # advisory locks mark a results folder as in use (POSIX); without them nothing is swept by lock
     import fcntl

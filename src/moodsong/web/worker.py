@@ -28,7 +28,7 @@ import threading
 from dataclasses import fields
 from multiprocessing.connection import Connection
 
-from .jobs import PRIMER_NAME, VOICE_NAMES, WARMUP_PREFIX, scrub_paths
+from moodsong.web.jobs import PRIMER_NAME, VOICE_NAMES, WARMUP_PREFIX, scrub_paths
 
 __all__ = ["run_job", "serve_jobs", "watch_parent"]
 
@@ -44,14 +44,14 @@ SERVER_FIELDS = frozenset({"voice", "primer", "out_dir", "stem", "audio", "pictu
 def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
     """Compose one request into ``job_dir``; returns ``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``.
 
-    Every setting in ``params`` that :class:`~moodsong.compose.ComposeRequest` declares is passed on
+    Every setting in ``params`` that :class:`~moodsong.pipeline.ComposeRequest` declares is passed on
     (except :data:`SERVER_FIELDS`), so a field the composer gains reaches it as soon as the API
     schema accepts it. Only user-caused problems (:class:`~moodsong.errors.MoodsongError`) are
     reported in their own words, without server paths; anything else becomes a generic message
     (details go to the log).
     """
-    from ..compose import ComposeRequest, compose
-    from ..errors import MoodsongError
+    from moodsong.pipeline import ComposeRequest, compose
+    from moodsong.errors import MoodsongError
 
     try:
         declared = {f.name: f.type for f in fields(ComposeRequest)}
@@ -134,14 +134,14 @@ def _warm_up(model: str | None, scratch_dir: str | None = None) -> None:
             import numpy as np
             import soundfile as sf
 
-            from ..emotion.voice import transcribe
+            from moodsong.emotion.voice import transcribe
 
             sf.write(os.path.join(tmp, "silence.wav"), np.zeros(8000, np.float32), 16000)
             transcribe(os.path.join(tmp, "silence.wav"))
         except Exception:  # noqa: BLE001 - voice requests will report their own errors
             pass
         try:  # silence is refused before Whisper's model loads: load it explicitly
-            from ..emotion.voice import preload
+            from moodsong.emotion.voice import preload
 
             preload()
         except Exception:  # noqa: BLE001 - voice requests will report their own errors

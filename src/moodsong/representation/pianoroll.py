@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from .errors import BadMidiError
-from .fileio import atomic_path
+from moodsong.errors import BadMidiError
+from moodsong.fileio import atomic_path
 
 __all__ = [
     "PianoRollConfig",
@@ -110,14 +110,16 @@ def struck(roll: np.ndarray) -> np.ndarray:
     return roll[:, roll.shape[1] // 2 :]
 
 
-def read_score(source: str | os.PathLike | bytes) -> symusic.Score:
-    """Parse a MIDI file (path or bytes) with symusic.
+def read_score(source: str | os.PathLike | bytes | symusic.Score) -> symusic.Score:
+    """Parse a MIDI file (path or bytes) with symusic; a score passes through, in ticks.
 
     Raises
     ------
     BadMidiError
         If the file is missing or is not a readable Standard MIDI File.
     """
+    if isinstance(source, (symusic.core.ScoreTick, symusic.core.ScoreQuarter, symusic.core.ScoreSecond)):
+        return source if type(source).__name__ == "ScoreTick" else source.to("tick")
     try:
         if isinstance(source, (bytes, bytearray)):
             return symusic.Score.from_midi(bytes(source))

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
+from moodsong.errors import MoodsongError
 
 __all__ = ["Chord", "PopSong", "QUALITIES", "parse_chord_label", "split_of", "song_folders", "load_song",
            "STEPS_PER_BEAT", "STEPS_PER_BAR"]
@@ -34,7 +34,7 @@ __all__ = ["Chord", "PopSong", "QUALITIES", "parse_chord_label", "split_of", "so
 STEPS_PER_BEAT = 4
 STEPS_PER_BAR = 16  # POP909 is 4/4 throughout (songs that are not are refused)
 
-#: Chord qualities kept, as the lead-sheet suffixes :mod:`moodsong.chords` recognises, with
+#: Chord qualities kept, as the lead-sheet suffixes :mod:`moodsong.representation.chords` recognises, with
 #: their intervals above the root. POP909 labels are folded onto these (``maj6`` -> major,
 #: ``sus4(b7)`` -> sus4, ``minmaj7`` -> minor, ``9`` -> 7, inversions keep their root).
 QUALITIES: dict[str, tuple[int, ...]] = {

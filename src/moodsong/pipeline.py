@@ -15,7 +15,7 @@ surface-steered (tempo, register, mode, density, articulation, velocity, instrum
 
 Example
 -------
->>> from moodsong.compose import ComposeRequest, compose            # doctest: +SKIP
+>>> from moodsong.pipeline import ComposeRequest, compose            # doctest: +SKIP
 >>> result = compose(ComposeRequest(prompt="hope and wonder", out_dir="out", seed=1))  # doctest: +SKIP
 >>> result.chosen[0].estimate.quadrant                               # doctest: +SKIP
 1
@@ -30,23 +30,23 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .emotion import (
+from moodsong.emotion import (
     EmotionAnalysis,
     analysis_from_va,
     clip_va,
     quadrant_center,
     quadrant_of,
 )
-from .emotion.music import MusicEmotion, MusicEmotionEstimator
-from .emotion.steer import SurfaceParams, surface_for
-from .errors import MoodsongError
+from moodsong.emotion.music import MusicEmotion, MusicEmotionEstimator
+from moodsong.emotion.steer import SurfaceParams, surface_for
+from moodsong.errors import MoodsongError
 
 if TYPE_CHECKING:  # the conditional piano models need torch; the default song model does not
     import symusic
     import torch
 
-    from .models.conditional_rbm import ConditionalRBM
-    from .models.wavenet import WaveNetNADE
+    from moodsong.models.conditional_rbm import ConditionalRBM
+    from moodsong.models.wavenet import WaveNetNADE
 
     ConditionalModel = ConditionalRBM | WaveNetNADE
 
@@ -192,7 +192,7 @@ class ComposeResult:
     transcript: str | None
     surface: SurfaceParams
     candidates: list[Candidate]
-    reports: list = field(default_factory=list)  # moodsong.outputs.PieceReport per kept piece
+    reports: list = field(default_factory=list)  # moodsong.render.outputs.PieceReport per kept piece
     model_kind: str = "song"  # "song" (plan, melody, accompaniment) or "piano" (a conditional piano model)
 
     @property
@@ -322,9 +322,9 @@ def load_conditional_model(path: str | None = None) -> ConditionalModel:
     MoodsongError
         If the file is missing or corrupt, or holds a model that takes no emotion condition.
     """
-    from .checkpoint import load_checkpoint
-    from .models.conditional_rbm import ConditionalRBM
-    from .models.wavenet import WaveNetNADE
+    from moodsong.models.checkpoint import load_checkpoint
+    from moodsong.models.conditional_rbm import ConditionalRBM
+    from moodsong.models.wavenet import WaveNetNADE
 
     if path is None:
         from importlib import resources
@@ -342,7 +342,7 @@ def load_conditional_model(path: str | None = None) -> ConditionalModel:
 
 def default_strength(model: ConditionalModel) -> float:
     """The condition strength :func:`compose` uses for ``model`` unless told otherwise."""
-    from .models.wavenet import WaveNetNADE
+    from moodsong.models.wavenet import WaveNetNADE
 
     return DEFAULT_WAVENET_STRENGTH if isinstance(model, WaveNetNADE) else DEFAULT_STRENGTH
 
@@ -357,8 +357,8 @@ def sample_conditional(model: ConditionalModel, valence: float, arousal: float, 
     learned as "no particular emotion"), so s > 1 extrapolates away from neutral; for the RBM it
     scales the condition's biases (:func:`~moodsong.models.conditional_rbm.sample_roll`).
     """
-    from .models.conditional_rbm import condition_vector, sample_roll
-    from .models.wavenet import WaveNetNADE
+    from moodsong.models.conditional_rbm import condition_vector, sample_roll
+    from moodsong.models.wavenet import WaveNetNADE
 
     cond = condition_vector(valence, arousal)
     strength = default_strength(model) if strength is None else float(strength)
@@ -395,10 +395,10 @@ def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | No
         if not (-1 <= v <= 1 and -1 <= a <= 1):
             raise MoodsongError(f"valence and arousal must be in [-1, 1] (got {v:g}, {a:g})")
         return analysis_from_va(clip_va(v), clip_va(a)), "coordinates", None
-    from .emotion.text import analyze_text
+    from moodsong.emotion.text import analyze_text
 
     if req.voice is not None:
-        from .emotion.voice import transcribe
+        from moodsong.emotion.voice import transcribe
 
         transcript = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model)
         text = getattr(transcript, "text", str(transcript))
@@ -427,7 +427,7 @@ def generate_candidates(
     """
     import torch
 
-    from .emotion.steer import apply_surface
+    from moodsong.emotion.steer import apply_surface
 
     model = model or load_conditional_model()
     estimator = estimator or _estimator()
@@ -443,7 +443,7 @@ def generate_candidates(
         if steer:
             score, info = apply_surface(roll, surface, cfg, rng=np.random.default_rng(s))
         else:
-            from .pianoroll import roll_to_score
+            from moodsong.representation.pianoroll import roll_to_score
 
             score, info = roll_to_score(roll, cfg, qpm=120.0, velocity=80), {}
         try:
@@ -490,7 +490,7 @@ def parse_instruments(text: str | int) -> tuple[int, int | None]:
 
 @lru_cache(maxsize=2)
 def _song_model(path: str | None = None):
-    from .song.model import SongModel
+    from moodsong.song.model import SongModel
 
     return SongModel.load(path)
 
@@ -537,7 +537,7 @@ def generate_song_candidates(
     """
     from dataclasses import replace
 
-    from .song.model import SongSpec
+    from moodsong.song.model import SongSpec
 
     model = model or _song_model()
     estimator = estimator or _estimator()
@@ -577,7 +577,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
     programs = parse_instruments(request.instrument) if request.instrument is not None else None
     spec = primer = None
     if song_mode:
-        from .song.model import SongSpec, parse_form, parse_key
+        from moodsong.song.model import SongSpec, parse_form, parse_key
 
         if request.key is not None:
             parse_key(request.key)
@@ -594,7 +594,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
     if song_mode:
         from dataclasses import replace
 
-        from .song.model import INSTRUMENTS
+        from moodsong.song.model import INSTRUMENTS
 
         if programs is not None:
             default = INSTRUMENTS[quadrant_of(analysis.valence, analysis.arousal)]
@@ -624,7 +624,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
             c.steering["plan_followed"] = _plan_followed(c.song, c.score)
     result = ComposeResult(analysis, source, transcript, surface, cands, model_kind="song" if song_mode else "piano")
     if request.out_dir is not None:
-        from .outputs import write_piece
+        from moodsong.render.outputs import write_piece
 
         for rank, c in enumerate(result.chosen):
             stem = request.stem if rank == 0 else f"{request.stem}-{rank + 1}"
@@ -637,7 +637,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
                 if request.leadsheet:
                     from pathlib import Path
 
-                    from .song.leadsheet import write_leadsheet
+                    from moodsong.render.leadsheet import write_leadsheet
 
                     report.paths["musicxml"] = write_leadsheet(song, Path(request.out_dir) / f"{stem}.musicxml",
                                                                title=title)
@@ -652,7 +652,7 @@ def compose(request: ComposeRequest) -> ComposeResult:
 
 def _plan_followed(song, score) -> dict:
     """How many bars' accompaniment chord recognition hears as the planned chord (reported, never hidden)."""
-    from .song.metrics import compare_plan
+    from moodsong.evaluation.songs import compare_plan
 
     acc = score.copy()
     acc.tracks = [t for t in acc.tracks if t.name != "Melody"]

@@ -1,6 +1,6 @@
 """Train the song model: the melody network with PyTorch, the plan and accompaniment by counting.
 
-``moodsong train-song SRC --out runs/song`` reads songs (:func:`moodsong.song.corpus.load_songs`:
+``moodsong train-song SRC --out runs/song`` reads songs (:func:`moodsong.corpora.songs.load_songs`:
 POP909 folders with their annotations, or any MIDI folder, chords then recognised), fits
 the chord plan (:class:`~moodsong.song.plan.ChordPlanModel`) and the accompaniment
 patterns (:class:`~moodsong.song.accomp.AccompanimentModel`), and trains
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import MoodsongError
-from .melody import COND_DIM, MelodyConfig, song_events
-from .pop909 import PopSong
+from moodsong.corpora.pop909 import PopSong
+from moodsong.errors import MoodsongError
+from moodsong.song.melody import COND_DIM, MelodyConfig, song_events
 
 __all__ = ["MelodyNet", "SongTrainConfig", "train_song_model", "masked_cross_entropy"]
 
@@ -133,11 +133,11 @@ def train_song_model(
     net : MelodyNet
         The network as it ended (the last epoch; on every rank the same).
     """
-    from .. import distributed
-    from ..fileio import atomic_path
-    from .accomp import AccompanimentModel
-    from .model import SongModel
-    from .plan import ChordPlanModel
+    from moodsong.fileio import atomic_path
+    from moodsong.song.accomp import AccompanimentModel
+    from moodsong.song.model import SongModel
+    from moodsong.song.plan import ChordPlanModel
+    from moodsong.training import distributed
 
     config = config or SongTrainConfig()
     if not train_songs:

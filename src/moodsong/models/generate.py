@@ -5,7 +5,7 @@ has a ``generate_roll`` method (the RBM grows a piece window by window, the
 temporal models sample frame by frame), and this module seeds it, calls it and
 checks the result. :func:`generate_frames` is its frame-level twin for the
 temporal models. Steps per bar come from the model's
-:meth:`PianoRollConfig.steps_per_bar <moodsong.pianoroll.PianoRollConfig.steps_per_bar>`.
+:meth:`PianoRollConfig.steps_per_bar <moodsong.representation.pianoroll.PianoRollConfig.steps_per_bar>`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import checkpoint_paths, load_checkpoint
-from .errors import MoodsongError
-from .models.rbm import RBM, bernoulli
-from .pianoroll import canonicalize
+from moodsong.errors import MoodsongError
+from moodsong.models.checkpoint import checkpoint_paths, load_checkpoint
+from moodsong.models.rbm import RBM, bernoulli
+from moodsong.representation.pianoroll import canonicalize
 
 #: Models shipped inside the package: name -> file stem in ``moodsong/data`` (``<stem>.json`` + ``.safetensors``).
 SHIPPED_MODELS = {
@@ -140,7 +140,7 @@ def generate_frames(model: torch.nn.Module, num_steps: int, *, seed: int | None 
     Parameters
     ----------
     primer : array, optional
-        Frames ``(T0, V)`` to continue from (see :func:`moodsong.train_temporal.midi_to_frames`); not included.
+        Frames ``(T0, V)`` to continue from (see :func:`moodsong.training.sequence.midi_to_frames`); not included.
     temperature : float
         > 1 more adventurous, < 1 more conservative.
     cond : array, optional

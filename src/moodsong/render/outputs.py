@@ -12,8 +12,8 @@ from pathlib import Path
 
 import symusic
 
-from .errors import MoodsongError
-from .fileio import atomic_path
+from moodsong.errors import MoodsongError
+from moodsong.fileio import atomic_path
 
 __all__ = ["PieceReport", "write_piece"]
 
@@ -101,7 +101,7 @@ def write_piece(
     picture : bool
         Also draw the piano-roll PNG.
     renderer, soundfont
-        See :func:`moodsong.audio.render`.
+        See :func:`moodsong.render.audio.render`.
     title : str, optional
         Picture title (default: stem, key and tempo).
     chords, key : optional
@@ -112,9 +112,10 @@ def write_piece(
     -------
     PieceReport
     """
-    from .audio import load_score, render, write_audio
+    from moodsong.render.audio import render, write_audio
+    from moodsong.representation.pianoroll import read_score
 
-    score = load_score(score)
+    score = read_score(score)
     if sum(len(t.notes) for t in score.tracks) == 0:
         raise MoodsongError("the piece has no notes; nothing to write")
     out_dir = Path(out_dir)
@@ -130,7 +131,7 @@ def write_piece(
         score.dump_midi(str(tmp))
 
     if chords is None or key is None:
-        from .chords import analyze
+        from moodsong.representation.chords import analyze
 
         progression = analyze(score, per="bar")
         chords = progression.names if chords is None else chords
@@ -148,7 +149,7 @@ def write_piece(
         paths["audio"] = write_audio(rendered, out_dir / f"{stem}.{audio.lower().lstrip('.')}")
         report.renderer = rendered.renderer
     if picture:
-        from .pictures import save_pianoroll
+        from moodsong.render.pictures import save_pianoroll
 
         if title is None:
             title = f"{stem}: {key or 'no key'}, {qpm:g} qpm"

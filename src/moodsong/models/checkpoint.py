@@ -19,9 +19,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from .errors import BadCheckpointError
-from .fileio import atomic_path, write_text_atomic
-from .models import MODELS, build_model
+from moodsong.errors import BadCheckpointError
+from moodsong.fileio import atomic_path, write_text_atomic
+from moodsong.models import MODELS, build_model
 
 
 def checkpoint_paths(path: str | os.PathLike) -> tuple[Path, Path]:

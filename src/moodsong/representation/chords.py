@@ -348,9 +348,9 @@ def analyze(score: symusic.Score | str | os.PathLike, per: str = "bar") -> Progr
     >>> print(prog.key, prog.format())      # doctest: +SKIP
     C major C | Am | F | G7
     """
-    from .audio import load_score
+    from moodsong.representation.pianoroll import read_score
 
-    score = load_score(score)
+    score = read_score(score)
     notes = _notes(score)
     key = estimate_key(score)
     spans = segments(score, per)

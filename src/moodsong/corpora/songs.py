@@ -1,15 +1,15 @@
 """Songs to learn from: POP909 folders with their annotations, or any folder of MIDI files.
 
 A POP909-style folder (``NNN/NNN.mid`` with ``chord_midi.txt``, ``beat_midi.txt`` and
-``key_audio.txt``) is read by :func:`moodsong.song.pop909.load_song` and split by song
+``key_audio.txt``) is read by :func:`moodsong.corpora.pop909.load_song` and split by song
 number. Any other folder of ``.mid``/``.midi`` files (searched recursively) is read from
 its own grid (ticks per quarter), and what has no annotation is recognised:
 
 - the melody is the track named like a melody (``melody``, ``vocal``, ``lead``, ``voice``,
   ``MELODY``), else the non-drum track with the highest mean pitch whose notes rarely
   overlap; everything else that is not a drum track is the accompaniment;
-- chords, one per bar, by :func:`moodsong.chords.analyze` (a single beat holds too few
-  notes to tell a chord's quality); the key by :func:`moodsong.chords.estimate_key`;
+- chords, one per bar, by :func:`moodsong.representation.chords.analyze` (a single beat holds too few
+  notes to tell a chord's quality); the key by :func:`moodsong.representation.chords.estimate_key`;
 - only pieces in 4/4 are kept; every 10th file (by sorted path) is the validation split.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MoodsongError
-from .pop909 import STEPS_PER_BAR, Chord, PopSong, load_song, parse_chord_label, song_folders, split_of
+from moodsong.corpora.pop909 import STEPS_PER_BAR, Chord, PopSong, load_song, parse_chord_label, song_folders, split_of
+from moodsong.errors import MoodsongError
 
 __all__ = ["load_songs", "song_from_midi", "is_pop909"]
 
@@ -59,7 +59,7 @@ def song_from_midi(path: str | os.PathLike) -> PopSong:
     """
     import symusic
 
-    from ..chords import analyze, estimate_key
+    from moodsong.representation.chords import analyze, estimate_key
 
     path = Path(path)
     try:

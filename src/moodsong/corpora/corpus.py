@@ -4,7 +4,7 @@ A source is a MIDI folder or file, a built-in music21 corpus, or a polyphonic-be
 file: a ``dict`` of ``train``/``valid``/``test``, each a list of sequences of time steps,
 each a tuple of MIDI pitches (e.g. JSB Chorales; add ``:valid`` or ``:test`` to pick a
 split, default ``train``). Which files a source names and how they are parsed is
-:mod:`moodsong.sources` (shared with :mod:`moodsong.shards`, listed there in full).
+:mod:`moodsong.corpora.sources` (shared with :mod:`moodsong.corpora.shards`, listed there in full).
 Preparation runs in its process pool with a progress bar. Its result is cached under a
 key made of the inputs' content and the representation settings, so a second run is
 instant. A file that cannot be read is skipped and reported; it never stops the run.
@@ -24,11 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
-from .errors import MoodsongError
-from .fileio import atomic_path, write_text_atomic
-from .pianoroll import PianoRollConfig, notes_to_roll, roll_windows, song_windows
-from .sources import (  # noqa: F401  (BUILTIN ... music21_to_roll: importable from here as before)
+from moodsong import __version__
+from moodsong.corpora.sources import (  # noqa: F401  (BUILTIN ... music21_to_roll: importable from here as before)
     BUILTIN,
     MIDI_SUFFIXES,
     SPLITS,
@@ -41,6 +38,9 @@ from .sources import (  # noqa: F401  (BUILTIN ... music21_to_roll: importable f
     parse_files,
     skipped_lines,
 )
+from moodsong.errors import MoodsongError
+from moodsong.fileio import atomic_path, write_text_atomic
+from moodsong.representation.pianoroll import PianoRollConfig, notes_to_roll, roll_windows, song_windows
 
 # Bumped whenever parsing changes in a way that alters cached results.
 _CACHE_FORMAT = 1
@@ -99,7 +99,7 @@ class Corpus:
 
 
 def _shard_threshold() -> int:
-    from .shards import SHARD_THRESHOLD
+    from moodsong.corpora.shards import SHARD_THRESHOLD
 
     return SHARD_THRESHOLD
 
@@ -268,7 +268,7 @@ def load_corpus(
     root, files, kind = list_inputs(source)
     if kind == "shards" or (kind != "polyphonic" and use_cache and len(files) >= _shard_threshold()):
         # Large sources stream into memory-mapped shards instead of one in-memory cache entry.
-        from .shards import ShardedCorpus, prepare_shards
+        from moodsong.corpora.shards import ShardedCorpus, prepare_shards
 
         if kind == "shards":
             return ShardedCorpus(root)

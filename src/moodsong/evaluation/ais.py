@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 
 # One free energy and one exact log Z for every binary RBM in moodsong; re-exported here, beside AIS.
-from .models.rbm import exact_log_partition, free_energy
+from moodsong.models.rbm import exact_log_partition, free_energy
 
 __all__ = ["AISResult", "free_energy", "ais_log_partition", "exact_log_partition", "default_betas"]
 

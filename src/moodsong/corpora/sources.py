@@ -1,7 +1,7 @@
 """Sources of training music: which files a source names, and parsing them into note-state matrices.
 
-The one parsing API of moodsong. :mod:`moodsong.corpus` (in-memory corpora and
-their cache) and :mod:`moodsong.shards` (memory-mapped shards for big corpora)
+The one parsing API of moodsong. :mod:`moodsong.corpora.corpus` (in-memory corpora and
+their cache) and :mod:`moodsong.corpora.shards` (memory-mapped shards for big corpora)
 both build on it, so neither imports the other's internals.
 
 Sources
@@ -12,8 +12,8 @@ Sources
   ships), ``ryans`` (Ryan's Mammoth Collection), ``oneills`` (O'Neill's 1850),
   ``essen`` (Essen folk songs);
 - a polyphonic-benchmark pickle or JSON, optionally with ``:valid``/``:test``
-  (read by :func:`moodsong.corpus.load_polyphonic`);
-- a folder of prepared shards (:mod:`moodsong.shards`).
+  (read by :func:`moodsong.corpora.corpus.load_polyphonic`);
+- a folder of prepared shards (:mod:`moodsong.corpora.shards`).
 
 Parsing never stops on a bad file: each parse returns ``[(name, roll or None, why)]``,
 and :func:`parse_files` runs them in a process pool, in order, with a bounded
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MoodsongError
-from .pianoroll import PianoRollConfig, midi_to_roll, notes_to_roll
+from moodsong.errors import MoodsongError
+from moodsong.representation.pianoroll import PianoRollConfig, midi_to_roll, notes_to_roll
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".smf")
 SPLITS = ("train", "valid", "test")
@@ -83,7 +83,7 @@ def list_inputs(source: str) -> tuple[Path, list[Path], str]:
         return root, files, "music21"
     path = Path(name.rsplit(":", 1)[0] if is_split_spec(name) else name)
     if path.is_dir() and (path / "index.json").is_file() and (path / "prepare.json").is_file():
-        return path, [path / "index.json"], "shards"  # a prepared sharded corpus (moodsong.shards)
+        return path, [path / "index.json"], "shards"  # a prepared sharded corpus (moodsong.corpora.shards)
     if path.suffix.lower() in (".pkl", ".pickle", ".json") and path.is_file():
         return path.parent, [path], "polyphonic"
     if not path.exists():

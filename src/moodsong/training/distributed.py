@@ -38,8 +38,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .errors import MoodsongError
-from .models.rbm import cd_statistics
+from moodsong.errors import MoodsongError
+from moodsong.models.rbm import cd_statistics
 
 
 @dataclass(frozen=True)

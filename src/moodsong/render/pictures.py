@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from .errors import MoodsongError
-from .fileio import atomic_path
+from moodsong.errors import MoodsongError
+from moodsong.fileio import atomic_path
 
 __all__ = ["NoteCell", "PianoRollPicture", "draw_pianoroll", "save_pianoroll", "pitch_name"]
 
@@ -81,7 +81,7 @@ def _rgba(color: str) -> tuple[float, float, float, float]:
 @functools.lru_cache(maxsize=1)
 def _viridis() -> np.ndarray:
     """matplotlib's viridis as 256 RGB rows, uint8 (``data/viridis_rgb.npy``; a test compares it)."""
-    return np.load(Path(__file__).parent / "data" / "viridis_rgb.npy")
+    return np.load(Path(__file__).resolve().parents[1] / "data" / "viridis_rgb.npy")
 
 
 def _velocity_color(v: int) -> tuple[float, float, float, float]:
@@ -184,14 +184,14 @@ def draw_pianoroll(
     -------
     PianoRollPicture
     """
-    from .audio import load_score
-    from .chords import segments
+    from moodsong.representation.chords import segments
+    from moodsong.representation.pianoroll import read_score
 
     if color_by not in ("velocity", "track"):
         raise MoodsongError("color_by must be 'velocity' or 'track'")
     if width_px < 200 or height_px < 150:
         raise MoodsongError("picture must be at least 200 x 150 pixels")
-    score = load_score(score)
+    score = read_score(score)
     raw = _cells(score, color_by)
     if not raw:
         raise MoodsongError("nothing to draw: the piece has no pitched notes")

@@ -1,4 +1,6 @@
-"""Training and data for the temporal models (RNN-RBM, WaveNet-NADE); they generate through :mod:`moodsong.generate`.
+"""Training and data for the temporal models (RNN-RBM, WaveNet-NADE).
+
+They generate through :mod:`moodsong.models.generate`.
 
 Frames and representations
 --------------------------
@@ -33,17 +35,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed as _dist
-from .allocator import reuse_freed_memory
-from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
-from .corpus import list_inputs, load_corpus, load_polyphonic
-from .errors import MoodsongError
-from .evaluate import BENCHMARK_REPRESENTATION, benchmark_frames, model_representation, pad_batch, sequence_nll
-from .fileio import atomic_path
-from .models import TEMPORAL_MODELS, build_model
-from .models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
-from .pianoroll import midi_to_roll
-from .train import resolve_device
+from moodsong.corpora.corpus import list_inputs, load_corpus, load_polyphonic
+from moodsong.errors import MoodsongError
+from moodsong.evaluation.likelihood import (
+    BENCHMARK_REPRESENTATION,
+    benchmark_frames,
+    model_representation,
+    pad_batch,
+    sequence_nll,
+)
+from moodsong.fileio import atomic_path
+from moodsong.models import TEMPORAL_MODELS, build_model
+from moodsong.models.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from moodsong.models.frames import frames_to_roll, pianoroll_config, representation_width, roll_to_frames  # noqa: F401
+from moodsong.representation.pianoroll import midi_to_roll
+from moodsong.training import distributed as _dist
+from moodsong.training.allocator import reuse_freed_memory
+from moodsong.training.rbm import resolve_device
 
 # --------------------------------------------------------------------------- representation
 
@@ -193,7 +201,7 @@ def train_sequence_model(
     """
     tc = tc if tc is not None else TemporalTrainConfig()
     out = Path(out)
-    reuse_freed_memory()  # large activation buffers every step: 3x faster CPU updates (moodsong.allocator)
+    reuse_freed_memory()  # large activation buffers every step: 3x faster CPU updates (moodsong.training.allocator)
     ctx = _dist.current()
     log = ctx.log(log or (lambda s: None))
     progress = progress and ctx.is_main

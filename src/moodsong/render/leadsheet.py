@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..fileio import atomic_path
-from .pop909 import STEPS_PER_BAR
+from moodsong.corpora.pop909 import STEPS_PER_BAR
+from moodsong.fileio import atomic_path
 
 __all__ = ["write_leadsheet", "m21_figure"]
 
@@ -35,10 +35,14 @@ def write_leadsheet(song, path: str | os.PathLike, title: str | None = None) -> 
     Path
         The written file (``.musicxml``).
     """
-    from music21 import harmony, key, metadata, meter, note, stream, tempo
+    from music21 import harmony, instrument, key, metadata, meter, note, stream, tempo
 
     part = stream.Part(id="melody")
     part.partName = "Melody"
+    voice = instrument.Instrument()
+    voice.partName = voice.instrumentName = "Melody"
+    voice.partId, voice.instrumentId = "P1", "I1"  # else music21 draws random ids: same seed, same file
+    part.insert(0, voice)
     part.insert(0, meter.TimeSignature("4/4"))
     tonic = song.key_name.split()[0].replace("b", "-")
     part.insert(0, key.Key(tonic, song.mode))

@@ -7,7 +7,7 @@ over all ``N`` frames of the split (the standard JSB/Nottingham/MuseData figure)
 
 - WaveNet-NADE: exact (the NADE output is normalised by construction).
 - RNN-RBM: ``log p(v_t | v_<t) = -F_t(v_t) - log Z_t``; each step's ``log Z_t`` is
-  estimated by annealed importance sampling (:mod:`moodsong.ais`) with
+  estimated by annealed importance sampling (:mod:`moodsong.evaluation.ais`) with
   ``ais_chains`` chains and ``ais_betas`` inverse temperatures (defaults 100 and
   1000, Salakhutdinov & Murray's spacing). The reported ``nll_stderr`` is the
   standard error of the total, ``sqrt(sum_t se_t^2) / N``, from each step's
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .ais import ais_log_partition, free_energy
-from .corpus import load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
-from .errors import MoodsongError
-from .models.frames import BENCHMARK_REPRESENTATION
-from .pianoroll import PianoRollConfig, song_windows
+from moodsong.corpora.corpus import load_polyphonic, sequences_to_pianoroll, sequences_to_rolls
+from moodsong.errors import MoodsongError
+from moodsong.evaluation.ais import ais_log_partition, free_energy
+from moodsong.models.frames import BENCHMARK_REPRESENTATION
+from moodsong.representation.pianoroll import PianoRollConfig, song_windows
 
 
 def model_representation(model) -> dict:

@@ -2,7 +2,7 @@
 
 A piece is a set of tracks, each a note array of shape ``(n, 4)``: ``(start_step, duration_steps,
 pitch, velocity)`` on a sixteenth-note grid (4 steps per beat, 16 per 4/4 bar), as
-:func:`moodsong.song.pop909.load_song` gives for real songs and :func:`read_song_midi` for the MIDI
+:func:`moodsong.corpora.pop909.load_song` gives for real songs and :func:`read_song_midi` for the MIDI
 files that compose writes.
 
 Measures (issue 12; targets there):
@@ -21,7 +21,7 @@ Measures (issue 12; targets there):
   (Lopez-Paz & Oquab 2017, "Revisiting classifier two-sample tests", ICLR), with a permutation
   p-value.
 - **Chord-plan agreement** (:func:`plan_agreement`): per bar, does chord recognition
-  (:func:`moodsong.chords.analyze`) on the accompaniment hear the chord the plan put there?
+  (:func:`moodsong.representation.chords.analyze`) on the accompaniment hear the chord the plan put there?
 - **Melody** (:func:`melody_monophony`, :func:`melody_range`, :func:`phrase_endings`): one voice at a
   time, a singable range, phrases that end on stable tones.
 
@@ -498,7 +498,7 @@ def chords_agree(a: str, b: str) -> bool:
 
 
 def plan_of_chords(chords) -> list[tuple[int, str]]:
-    """A POP909 song's annotated chords (:class:`moodsong.song.pop909.Chord`) as a plan ``[(start_step, name)]``.
+    """A POP909 song's annotated chords (:class:`moodsong.corpora.pop909.Chord`) as a plan ``[(start_step, name)]``.
 
     Gaps between annotated chords become ``"N.C."``.
     """
@@ -556,9 +556,9 @@ def compare_plan(accompaniment, plan: Sequence[tuple[int, str]], bars: int | Non
     list of BarAgreement
         One per bar whose longest plan chord is a chord (bars planned as "N.C." or before the plan's
         first chord are left out). The heard chord is
-        ``moodsong.chords.analyze(score, per="bar").segments[bar].name`` ("N.C." where silent).
+        ``moodsong.representation.chords.analyze(score, per="bar").segments[bar].name`` ("N.C." where silent).
     """
-    from ..chords import analyze
+    from moodsong.representation.chords import analyze
 
     if not isinstance(accompaniment, (np.ndarray, Mapping, list, tuple)):  # a symusic.Score
         if "tick" not in str(getattr(accompaniment, "ttype", "tick")).lower():

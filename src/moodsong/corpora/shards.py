@@ -1,6 +1,6 @@
 """Sharded corpus caches: preparation that scales to hundreds of thousands of files.
 
-:func:`moodsong.corpus.load_corpus` keeps one cache entry per corpus and holds
+:func:`moodsong.corpora.corpus.load_corpus` keeps one cache entry per corpus and holds
 every parsed piece in memory before writing it, which is right for a few
 thousand files. For collections like the Lakh MIDI set (~176k files) this module
 streams instead:
@@ -19,7 +19,7 @@ streams instead:
 
 :class:`ShardedCorpus` reads the index and opens shards lazily with ``mmap``;
 it offers the same ``names`` / ``rolls`` / ``windows()`` surface as
-:class:`~moodsong.corpus.Corpus`, and :class:`WindowTable` gathers random
+:class:`~moodsong.corpora.corpus.Corpus`, and :class:`WindowTable` gathers random
 training windows straight from the mapped shards, so training never loads
 the whole corpus.
 
@@ -48,11 +48,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import __version__
-from .errors import MoodsongError
-from .fileio import atomic_path, write_text_atomic
-from .pianoroll import PianoRollConfig, roll_windows, song_windows
-from .sources import default_cache_dir, default_workers, list_inputs, parse_files, skipped_lines
+from moodsong import __version__
+from moodsong.corpora.sources import default_cache_dir, default_workers, list_inputs, parse_files, skipped_lines
+from moodsong.errors import MoodsongError
+from moodsong.fileio import atomic_path, write_text_atomic
+from moodsong.representation.pianoroll import PianoRollConfig, roll_windows, song_windows
 
 _SHARD_FORMAT = 1
 #: Sources with at least this many files are prepared as shards by ``load_corpus``.
@@ -246,7 +246,7 @@ class _LazyRolls(Sequence):
 class ShardedCorpus:
     """A prepared, sharded corpus; pieces are read lazily from memory-mapped shards.
 
-    Duck-compatible with :class:`moodsong.corpus.Corpus` (``names``, ``rolls``,
+    Duck-compatible with :class:`moodsong.corpora.corpus.Corpus` (``names``, ``rolls``,
     ``config``, ``skipped``, ``source``, ``windows``, ``song_windows``, ``summary``).
 
     Attributes
@@ -322,7 +322,7 @@ class WindowTable:
 
     Windows are gathered on demand with vectorised indexing, one fancy-index per
     shard touched, so a random batch reads only its own rows from the
-    memory-mapped shards. For an in-memory :class:`~moodsong.corpus.Corpus` the
+    memory-mapped shards. For an in-memory :class:`~moodsong.corpora.corpus.Corpus` the
     pieces' windows are concatenated once.
 
     Parameters

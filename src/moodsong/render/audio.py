@@ -38,8 +38,9 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from .errors import MoodsongError
-from .fileio import atomic_path
+from moodsong.errors import MoodsongError
+from moodsong.fileio import atomic_path
+from moodsong.representation.pianoroll import read_score
 
 __all__ = [
     "RENDERERS",
@@ -49,7 +50,6 @@ __all__ = [
     "available_renderers",
     "default_soundfont",
     "find_audio_device",
-    "load_score",
     "play",
     "render",
     "resolve_renderer",
@@ -215,17 +215,6 @@ def resolve_renderer(renderer: str = "auto") -> str:
     return renderer
 
 
-def load_score(source: str | os.PathLike | symusic.Score) -> symusic.Score:
-    """A symusic score in ticks from a score or a MIDI path."""
-    if isinstance(source, (str, os.PathLike)):
-        from .pianoroll import read_score
-
-        return read_score(source)
-    if type(source).__name__ != "ScoreTick":
-        return source.to("tick")
-    return source
-
-
 def render(
     score: symusic.Score | str | os.PathLike,
     *,
@@ -261,7 +250,7 @@ def render(
         ``round((end_s + tail_s) * sample_rate)`` stereo samples, where
         ``end_s`` is the time of the last note-off in seconds.
     """
-    score = load_score(score)
+    score = read_score(score)
     name = resolve_renderer(renderer)
     sf_path = _check_soundfont(soundfont) if soundfont is not None else default_soundfont()
     if not 8000 <= sample_rate <= 192000:

@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed as _dist
-from .checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
-from .corpus import Corpus
-from .errors import MoodsongError
-from .models.rbm import RBM, RBMConfig, bernoulli
-from .shards import WindowTable
+from moodsong.corpora.corpus import Corpus
+from moodsong.corpora.shards import WindowTable
+from moodsong.errors import MoodsongError
+from moodsong.models.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
+from moodsong.models.rbm import RBM, RBMConfig, bernoulli
+from moodsong.training import distributed as _dist
 
 
 @dataclass
@@ -126,7 +126,7 @@ def _sparse_cd(tc: TrainConfig, device: torch.device, ctx, resident: np.ndarray 
            "it needs binary windows" if not (len(resident) and resident.max() <= 1) else "")
     if not why:
         try:
-            from .models.sparse_cd import SparseCD
+            from moodsong.models.sparse_cd import SparseCD
         except (ImportError, RuntimeError) as exc:  # no numba, or nowhere to cache its compiled code
             why = f"the kernel is unavailable ({exc})"
     if why:
@@ -159,11 +159,11 @@ def train_rbm(
 
     Returns the trained model and the per-epoch metric history.
 
-    Under ``torchrun`` (an initialised process group, see :mod:`moodsong.distributed`)
+    Under ``torchrun`` (an initialised process group, see :mod:`moodsong.training.distributed`)
     each rank trains on its slice of every global batch of ``batch_size`` windows,
     the CD statistics are summed over ranks, and only rank 0 logs and writes
     checkpoints; the result equals single-process training up to float rounding.
-    A :class:`~moodsong.shards.ShardedCorpus` is read lazily, batch by batch.
+    A :class:`~moodsong.corpora.shards.ShardedCorpus` is read lazily, batch by batch.
     """
     tc = train_config if train_config is not None else TrainConfig()
     if tc.order not in ("shuffled", "per-song"):
