@@ -49,35 +49,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PROMPT = "I want a song that expresses hope and wonder"
 
-WARM_COMPOSE = """
+WARM_COMPOSE = f"""
 import sys, time
 from moodsong.pipeline import ComposeRequest, compose
 out = sys.argv[1]
-compose(ComposeRequest(prompt={prompt!r}, bars=8, candidates=6, seed=0, out_dir=out))
+compose(ComposeRequest(prompt={PROMPT!r}, bars=8, candidates=6, seed=0, out_dir=out))
 t = time.perf_counter()
-compose(ComposeRequest(prompt={prompt!r}, bars=8, candidates=6, seed=1, out_dir=out))
+compose(ComposeRequest(prompt={PROMPT!r}, bars=8, candidates=6, seed=1, out_dir=out))
 print("SECONDS", time.perf_counter() - t)
-""".format(prompt=PROMPT)
+"""
 
 
 # Everything compose does around the generator, in one cold process: the prompt's emotion, the estimator's
 # judgement of a piece, and writing it (MIDI, WAV, PNG, chords and key). Its time is the budget left by the
 # 3 s compose target to the generator.
-COMPOSE_PARTS = """
+COMPOSE_PARTS = f"""
 import sys
 from moodsong.representation.pianoroll import read_score
 from moodsong.emotion.music import MusicEmotionEstimator
 from moodsong.emotion.text import analyze_text
 from moodsong.render.outputs import write_piece
-analyze_text({prompt!r})
+analyze_text({PROMPT!r})
 score = read_score(sys.argv[1])
 MusicEmotionEstimator.load_default().predict_score(score)
 write_piece(score, sys.argv[2], "song", audio="wav", picture=True)
-""".format(prompt=PROMPT)
+"""
 
 
 # One cold compose with the time of each stage (this process wraps the functions compose calls).
-COMPOSE_STAGES = """
+COMPOSE_STAGES = f"""
 import functools, json, sys, time
 t_start = time.perf_counter()
 times = {{}}
@@ -105,14 +105,14 @@ for owner, name, label in [(C, "resolve_emotion", "prompt emotion (text)"), (SM.
                            (P, "save_pianoroll", "picture"), (L, "write_leadsheet", "lead sheet (MusicXML)"),
                            (C, "compose", "compose() in all")]:
     timed(owner, name, label)
-sys.argv = ["moodsong", "compose", {prompt!r}, "--out", sys.argv[1]]
+sys.argv = ["moodsong", "compose", {PROMPT!r}, "--out", sys.argv[1]]
 try:
     main()
 except SystemExit:
     pass
 times["process after start-up"] = time.perf_counter() - t_start
 print("STAGES", json.dumps(times))
-""".format(prompt=PROMPT)
+"""
 
 #: Cases run on this tree only (the previous release lacks what they time).
 NOW_ONLY = ("compose-no-leadsheet",)

@@ -52,8 +52,8 @@ def imagery(use_model: bool, verbose: bool) -> float:
 
 
 def words(use_model: bool, limit: int | None) -> None:
-    from moodsong.emotion.train_words import read_ratings, read_vader, word_split
     from moodsong.emotion.text import _lexicon
+    from moodsong.emotion.train_words import read_ratings, read_vader, word_split
 
     vader = {w: v for w, v in read_vader().items() if word_split(w) == "test"}
     rated = {w: va[:2] for w, va in _lexicon("en")["words"].items() if word_split(w) == "test"}

@@ -28,14 +28,13 @@ characters as their code numbers, so the pinyin voice is the faithful one).
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
-
-import os
-import re
 
 from moodsong.emotion.text import _lexicon, analyze_text
 from moodsong.emotion.voice import SAMPLE_RATE, _Sphinx, load_audio, transcribe

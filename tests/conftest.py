@@ -22,6 +22,23 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> str:
+    """The web tests' model: a small untrained conditional RBM with sparse notes (real pipeline, little compute)."""
+    import torch
+
+    from moodsong.models.checkpoint import save_checkpoint
+    from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
+
+    model = ConditionalRBM(ConditionalRBMConfig(num_hidden=16))
+    with torch.no_grad():
+        model.b_visible.fill_(-3.5)  # ~3 % of note bits on
+        model.W.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
+    path = tmp_path_factory.mktemp("model") / "crbm"
+    save_checkpoint(model, path, dtype=torch.float16)
+    return str(path)
+
+
 @pytest.fixture
 def one_torch_thread():
     """Run a test with one torch thread: models of thousands of tiny sequential ops only lose from more."""

@@ -92,7 +92,7 @@ def test_conditional_wavenet_learns_and_condition_controls_samples():
                                       nade_hidden=16, dropout=0.0, cond_dim=4, representation=rep))
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     v, cond = torch.as_tensor(X.reshape(len(X), 4, 2 * P), dtype=torch.float32), torch.as_tensor(C)
-    for step in range(120):
+    for _ in range(120):
         i = torch.randint(0, len(X), (64,))
         loss = model.loss(v[i], cond=cond[i])
         opt.zero_grad()

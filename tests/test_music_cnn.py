@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from test_lazy_imports import loaded_after
 
 

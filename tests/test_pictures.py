@@ -66,7 +66,8 @@ def test_png_size_and_drawn_cells_match_the_notes(tmp_path):
             col, row = picture.to_pixel(float(q), pitch)
             px = img[int(row), int(col)]
             # Grid lines are thin grey; sample beside them (q is off the beat grid).
-            expected = rgb(matplotlib_rgba(BLACK_KEY_ROW)) if pitch % 12 in {1, 3, 6, 8, 10} else np.array([255, 255, 255])
+            black_key = pitch % 12 in {1, 3, 6, 8, 10}
+            expected = rgb(matplotlib_rgba(BLACK_KEY_ROW)) if black_key else np.array([255, 255, 255])
             assert np.abs(px - expected).max() <= 3, (pitch, q, px)
             checked += 1
     assert checked > 150
@@ -116,8 +117,9 @@ def test_shipped_viridis_equals_matplotlib():
 def test_png_is_drawn_without_matplotlib(tmp_path):
     from test_lazy_imports import loaded_after
 
-    code = ("import sys; sys.path.insert(0, %r)\nfrom test_pictures import make_score, NOTES\n"
+    here, out = str(Path(__file__).parent), str(tmp_path / "r.png")
+    code = (f"import sys; sys.path.insert(0, {here!r})\nfrom test_pictures import make_score, NOTES\n"
             "from moodsong.render.pictures import save_pianoroll\n"
-            "save_pianoroll(make_score([('piano', NOTES)]), %r)") % (str(Path(__file__).parent), str(tmp_path / "r.png"))
+            f"save_pianoroll(make_score([('piano', NOTES)]), {out!r})")
     assert "matplotlib" not in loaded_after(code)
     assert Image.open(tmp_path / "r.png").size == (1600, 700)

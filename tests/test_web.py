@@ -20,31 +20,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 import symusic
-import torch
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from moodsong.cli import main
-from moodsong.models.checkpoint import save_checkpoint
-from moodsong.models.conditional_rbm import ConditionalRBM, ConditionalRBMConfig
 from moodsong.web import create_app
 from moodsong.web.app import RateLimiter
 from moodsong.web.jobs import LOCK_NAME, JobStore, new_id, valid_id
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "moodsong" / "web" / "static"
 QUICK = {"bars": 2, "candidates": 1}
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> str:
-    """A small untrained conditional RBM with sparse notes: real pipeline, little compute."""
-    model = ConditionalRBM(ConditionalRBMConfig(num_hidden=16))
-    with torch.no_grad():
-        model.b_visible.fill_(-3.5)  # ~3 % of note bits on
-        model.W.normal_(0, 0.05, generator=torch.Generator().manual_seed(0))
-    path = tmp_path_factory.mktemp("model") / "crbm"
-    save_checkpoint(model, path, dtype=torch.float16)
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +68,8 @@ def header_rate_wav(rate: int, frames: int = 16000) -> bytes:
 
     data = (np.sin(np.arange(frames) / 5.0) * 3000).astype("<i2").tobytes()
     fmt = struct.pack("<HHIIHH", 1, 1, rate, rate * 2 % 2**32, 2, 16)
-    return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE" + b"fmt " + struct.pack("<I", len(fmt))
-            + fmt + b"data" + struct.pack("<I", len(data)) + data)
+    return (b"RIFF" + struct.pack("<I", 4 + 8 + len(fmt) + 8 + len(data)) + b"WAVE"
+            + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data)
 
 
 def wav_bytes(seconds: float = 0.5, rate: int = 16000) -> bytes:
@@ -469,7 +454,8 @@ def test_worker_composes_a_song_with_the_settings_and_primer(tmp_path):
     assert out["ok"], out
     res = out["result"]
     plan = res["plan"]
-    assert (plan["key"], plan["tempo_qpm"], plan["form"], plan["primer_bars"], plan["bars"]) == ("D minor", 84, "A B", 2, 6)
+    got = (plan["key"], plan["tempo_qpm"], plan["form"], plan["primer_bars"], plan["bars"])
+    assert got == ("D minor", 84, "A B", 2, 6)
     assert [s["start_bar"] for s in plan["sections"]] == [3, 5] and len(plan["bar_chords"]) == 6
     assert plan["instruments"] == {"melody": 73, "accompaniment": 42}
     assert res["instruments"]["accompaniment"]["name"] == "Cello" and res["instrument"]["name"] == "Flute"
@@ -594,11 +580,13 @@ def test_queue_cap_and_job_timeout(tiny_model, tmp_path):
 
 def test_cors_off_by_default_and_on_when_asked(tiny_model, tmp_path):
     with local(create_app(results_dir=tmp_path / "a", model=tiny_model, warm_start=False)) as c:
-        r = c.options("/api/compose", headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+        r = c.options("/api/compose",
+                      headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
         assert "access-control-allow-origin" not in r.headers
         r = c.get("/api/health", headers={"Origin": "https://evil.example"})
         assert "access-control-allow-origin" not in r.headers
-    app = create_app(results_dir=tmp_path / "b", model=tiny_model, cors_origins=["https://friend.example"], warm_start=False)
+    app = create_app(results_dir=tmp_path / "b", model=tiny_model, cors_origins=["https://friend.example"],
+                     warm_start=False)
     with local(app) as c:
         r = c.get("/api/health", headers={"Origin": "https://friend.example"})
         assert r.headers["access-control-allow-origin"] == "https://friend.example"

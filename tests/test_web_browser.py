@@ -93,7 +93,8 @@ def wait_for_piece(page, timeout_ms: int = 180_000) -> None:
         " return a.currentSrc && a.readyState >= 1 && isFinite(a.duration) && a.duration > 0; }",
         timeout=timeout_ms,
     )
-    page.wait_for_function("() => { const i = document.querySelector('#roll'); return i.complete && i.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const i = document.querySelector('#roll'); return i.complete && i.naturalWidth > 0; }")
 
 
 def two_bar_midi(path) -> None:
@@ -156,7 +157,8 @@ def test_type_a_feeling_and_get_a_piece(open_page, tmp_path):
     assert plan_box["y"] + plan_box["height"] <= player_box["y"]
     href = page.get_attribute("#midi-link", "href")
     assert href.endswith("/piece.mid") and page.get_attribute("#midi-link", "download") is not None
-    assert page.is_visible("#leadsheet-link") and page.get_attribute("#leadsheet-link", "href").endswith("/piece.musicxml")
+    assert page.is_visible("#leadsheet-link")
+    assert page.get_attribute("#leadsheet-link", "href").endswith("/piece.musicxml")
     # Phone-sized screen: nothing sticks out sideways.
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     shot = tmp_path / "moodsong-page.png"

@@ -24,13 +24,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_web import QUICK, header_rate_wav, local, tiny_model, wait_done, wav_bytes  # noqa: F401 - tiny_model is a fixture
+from test_web import QUICK, header_rate_wav, local, wait_done, wav_bytes
 
 from moodsong.cli import main
 from moodsong.errors import MoodsongError
 from moodsong.web import create_app
 from moodsong.web.app import HostPolicy
-from moodsong.web.jobs import LOCK_NAME, MiB, JobStore, _Worker, scrub_paths, valid_id
+from moodsong.web.jobs import LOCK_NAME, JobStore, MiB, _Worker, scrub_paths, valid_id
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and uses prctl")
 

@@ -243,7 +243,8 @@ class ComposeResult:
         if self.transcript is not None:
             lines.append(f"heard: {self.transcript!r}")
         lines.append(a.explain() if self.source in ("prompt", "voice") else (
-            f"target ({self.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}"))
+            f"target ({self.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} "
+            f"-> '{a.label}', Q{a.quadrant}"))
         if self.model_kind == "piano":
             s = self.surface
             lines.append(
@@ -256,8 +257,10 @@ class ComposeResult:
                 f = c.steering.get("plan_followed")
                 if f:
                     note = "" if f["fraction"] >= 0.8 else "  (the notes stray from the plan; see --json 'differ')"
-                    lines.append(f"      the accompaniment is heard as the plan in {f['agree']} of {f['bars']} bars{note}")
-        lines.append(f"candidates (estimated by the music-emotion model; target V {a.valence:+.2f} A {a.arousal:+.2f}):")
+                    lines.append(f"      the accompaniment is heard as the plan in {f['agree']} of {f['bars']} "
+                                 f"bars{note}")
+        lines.append("candidates (estimated by the music-emotion model; "
+                     f"target V {a.valence:+.2f} A {a.arousal:+.2f}):")
         for c in self.candidates:
             e = c.estimate
             mark = "*" if c.chosen else " "
@@ -379,7 +382,8 @@ def _estimator() -> MusicEmotionEstimator:
 
 def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | None]:
     """The target emotion of a request: ``(analysis, source, transcript or None)``."""
-    given = [req.prompt is not None, req.voice is not None, req.valence is not None or req.arousal is not None, req.quadrant is not None]
+    given = [req.prompt is not None, req.voice is not None, req.valence is not None or req.arousal is not None,
+             req.quadrant is not None]
     if sum(given) == 0:
         raise MoodsongError("say what to compose: a prompt, --voice FILE, --valence/--arousal or --quadrant")
     if sum(given) > 1:
@@ -403,7 +407,8 @@ def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | No
         transcript = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model)
         text = getattr(transcript, "text", str(transcript))
         if not text.strip():
-            raise MoodsongError(f"{req.voice}: no speech recognised; try again closer to the microphone, or type the request")
+            raise MoodsongError(f"{req.voice}: no speech recognised; try again closer to the microphone, "
+                                "or type the request")
         return analyze_text(text), "voice", text
     return analyze_text(req.prompt), "prompt", None
 
@@ -472,7 +477,8 @@ def parse_instruments(text: str | int) -> tuple[int, int | None]:
     text = str(text)
     parts = [p.strip() for p in text.split(",")]
     if not 1 <= len(parts) <= 2 or not all(parts):
-        raise MoodsongError(f"bad instrument {text!r}: give MELODY or MELODY,ACCOMPANIMENT (General MIDI names or 0-127)")
+        raise MoodsongError(f"bad instrument {text!r}: give MELODY or MELODY,ACCOMPANIMENT "
+                            "(General MIDI names or 0-127)")
     for part in parts:
         if part.isdigit():
             if not 0 <= int(part) <= 127:

@@ -7,9 +7,8 @@ which turns user errors into one clear line.
 
 from __future__ import annotations
 
-from moodsong.cli.group import main
-
 # Imported for their side effect: each module adds its commands to ``main``.
-from moodsong.cli import audio, compose, data, emotion, evaluate, generate, serve, song, train, train_temporal  # noqa: E402, F401, I001
+from moodsong.cli import audio, compose, data, emotion, evaluate, generate, serve, song, train, train_temporal  # noqa: F401
+from moodsong.cli.group import main
 
 __all__ = ["main"]

@@ -99,9 +99,9 @@ def plot(midi, out, title, color_by, width, height):
       moodsong plot song.mid                       # writes song.png
       moodsong plot song.mid roll.svg --color-by track --title "My song"
     """
-    from moodsong.representation.pianoroll import read_score
-    from moodsong.representation.chords import estimate_key
     from moodsong.render.pictures import save_pianoroll
+    from moodsong.representation.chords import estimate_key
+    from moodsong.representation.pianoroll import read_score
 
     out = Path(out) if out else Path(midi).with_suffix(".png")
     score = read_score(midi)
@@ -114,7 +114,8 @@ def plot(midi, out, title, color_by, width, height):
 
 @main.command()
 @click.argument("midi", type=click.Path(dir_okay=False))
-@click.option("--per", type=click.Choice(["bar", "beat"]), default="bar", show_default=True, help="One chord per bar or per beat.")
+@click.option("--per", type=click.Choice(["bar", "beat"]), default="bar", show_default=True,
+              help="One chord per bar or per beat.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def chords(midi, per, as_json):
     """Print the chord progression and estimated key of a MIDI file.

@@ -13,20 +13,26 @@ from moodsong.cli.group import main
 @click.argument("prompt", required=False)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default="moodsong-out", show_default=True,
               help="Folder for the MIDI, audio and picture.")
-@click.option("--voice", type=click.Path(dir_okay=False), help="Read the request from a recording (WAV/FLAC/OGG) instead of PROMPT.")
+@click.option("--voice", type=click.Path(dir_okay=False),
+              help="Read the request from a recording (WAV/FLAC/OGG) instead of PROMPT.")
 @click.option("--valence", type=float, help="Target valence in [-1, 1] (unpleasant .. pleasant), instead of a prompt.")
 @click.option("--arousal", type=float, help="Target arousal in [-1, 1] (calm .. excited), instead of a prompt.")
 @click.option("--quadrant", type=click.IntRange(1, 4), help="Target Russell quadrant: 1 happy, 2 tense, 3 sad, 4 calm.")
 @click.option("--bars", type=click.IntRange(1, 256), default=16, show_default=True, help="Length in 4/4 bars.")
-@click.option("--form", help="Sections as letters, one phrase each: AABA, \"A A' B A\", ABAC (default by length: A A' B A', ...).")
+@click.option("--form", help="Sections as letters, one phrase each: AABA, \"A A' B A\", ABAC "
+                              "(default by length: A A' B A', ...).")
 @click.option("--key", help="Key instead of the one the emotion chose, e.g. 'D minor', 'Bb major', 'F#m'.")
-@click.option("--tempo", type=click.FloatRange(20, 300), help="Tempo in quarter notes per minute instead of the emotion's.")
-@click.option("--instrument", help="General MIDI instruments MELODY[,ACCOMPANIMENT], e.g. 'flute' or 'violin,electric piano 1'.")
-@click.option("--primer", type=click.Path(dir_okay=False), help="A MIDI file to continue: its notes are kept verbatim as the first bars.")
+@click.option("--tempo", type=click.FloatRange(20, 300),
+              help="Tempo in quarter notes per minute instead of the emotion's.")
+@click.option("--instrument",
+              help="General MIDI instruments MELODY[,ACCOMPANIMENT], e.g. 'flute' or 'violin,electric piano 1'.")
+@click.option("--primer", type=click.Path(dir_okay=False),
+              help="A MIDI file to continue: its notes are kept verbatim as the first bars.")
 @click.option("--no-leadsheet", is_flag=True, help="Do not write the MusicXML lead sheet (melody and chord symbols).")
 @click.option("--candidates", type=click.IntRange(1, 64), default=6, show_default=True,
               help="Pieces generated; the music-emotion estimator keeps the closest to the target.")
-@click.option("--keep", type=click.IntRange(1, 64), default=1, show_default=True, help="How many of the best candidates to write.")
+@click.option("--keep", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="How many of the best candidates to write.")
 @click.option("--seed", type=int, default=None, help="Random seed (same seed and request, same piece).")
 @click.option("--temperature", type=click.FloatRange(0.1, 4.0), default=1.0, show_default=True,
               help="Sampling temperature: above 1 wilder, below 1 safer.")
@@ -35,16 +41,20 @@ from moodsong.cli.group import main
               show_default=True, help="Audio format, or none.")
 @click.option("--no-picture", is_flag=True, help="Do not draw the piano-roll picture.")
 @click.option("--strength", type=float, default=None,
-              help="How far the emotion condition is pushed: 1 = as learned, more = exaggerated (default: the model's, 3).")
-@click.option("--model", help="song (default: plan, melody, accompaniment), emotion-wavenet or emotion-crbm (the earlier "
-              "piano models), or a checkpoint path (a song model from train-song, or an emotion-conditional model).")
+              help="How far the emotion condition is pushed: 1 = as learned, more = exaggerated "
+                   "(default: the model's, 3).")
+@click.option("--model",
+              help="song (default: plan, melody, accompaniment), emotion-wavenet or emotion-crbm (the earlier "
+                   "piano models), or a checkpoint path (a song model from train-song, or an emotion-conditional "
+                   "model).")
 @click.option("--backend", type=click.Choice(["auto", "pocketsphinx", "whisper"]), default="auto", show_default=True,
               help="Speech recognizer for --voice.")
-@click.option("--whisper-model", type=click.Path(file_okay=False), help="Local faster-whisper model folder for --voice (never downloaded).")
+@click.option("--whisper-model", type=click.Path(file_okay=False),
+              help="Local faster-whisper model folder for --voice (never downloaded).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
-def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, form, key, tempo, instrument, primer, no_leadsheet,
-            candidates, keep, seed, temperature, stem, audio_format, no_picture, strength, model, backend, whisper_model,
-            as_json):
+def compose(prompt, out_dir, voice, valence, arousal, quadrant, bars, form, key, tempo, instrument, primer,
+            no_leadsheet, candidates, keep, seed, temperature, stem, audio_format, no_picture, strength, model, backend,
+            whisper_model, as_json):
     """Compose a song that fits a feeling, and say what was understood and made.
 
     The feeling comes from PROMPT (English or Chinese), a spoken --voice file,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import click
@@ -18,7 +17,8 @@ if TYPE_CHECKING:
 
 def representation_options(f):
     """Options shared by every command that builds note-state matrices."""
-    f = click.option("--steps-per-quarter", default=4, show_default=True, help="Time steps per quarter note (4 = sixteenths).")(f)
+    f = click.option("--steps-per-quarter", default=4, show_default=True,
+                     help="Time steps per quarter note (4 = sixteenths).")(f)
     f = click.option("--num-pitches", default=78, show_default=True, help="Number of pitch columns.")(f)
     f = click.option("--lowest-pitch", default=24, show_default=True, help="MIDI number of the lowest pitch column.")(f)
     f = click.option("--drums/--no-drums", default=False, show_default=True, help="Keep General MIDI drum tracks.")(f)
@@ -37,7 +37,8 @@ def config_from_options(lowest_pitch: int, num_pitches: int, steps_per_quarter: 
 @main.command()
 @click.argument("source")
 @representation_options
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Cache folder (default $MOODSONG_CACHE or ~/.cache/moodsong).")
+@click.option("--cache-dir", type=click.Path(file_okay=False),
+              help="Cache folder (default $MOODSONG_CACHE or ~/.cache/moodsong).")
 @click.option("--no-cache", is_flag=True, help="Parse again even if a cached result exists.")
 @click.option("--workers", type=int, default=None, help="Parallel worker processes (default: number of cores).")
 @click.option("--sharded", is_flag=True, help="Write memory-mapped shards (for large corpora; resumes if interrupted).")
@@ -45,8 +46,8 @@ def config_from_options(lowest_pitch: int, num_pitches: int, steps_per_quarter: 
               help="With --sharded: folder for the shards (default: under the cache folder).")
 @click.option("--shard-pieces", default=2000, show_default=True, help="With --sharded: pieces per shard at most.")
 @click.option("--shard-mb", default=256.0, show_default=True, help="With --sharded: megabytes per shard at most.")
-def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_dir, no_cache, workers, sharded, shard_out,
-            shard_pieces, shard_mb):
+def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_dir, no_cache, workers, sharded,
+            shard_out, shard_pieces, shard_mb):
     """Parse a corpus into note-state matrices and cache the result.
 
     SOURCE is a folder of MIDI files (searched recursively), one MIDI file, a
@@ -121,5 +122,6 @@ def describe_midi(path: Path) -> dict:
         "duration (s)": round(float(score.to("second").end()), 3),
         "steps (16ths)": int(roll.shape[0]),
         "notes in roll": int(col.size),
-        "pitch range": f"{int(col.min()) + config.lowest_pitch}..{int(col.max()) + config.lowest_pitch}" if col.size else "-",
+        "pitch range": (f"{int(col.min()) + config.lowest_pitch}..{int(col.max()) + config.lowest_pitch}"
+                        if col.size else "-"),
     }

@@ -12,8 +12,10 @@ from moodsong.errors import MoodsongError
 
 @main.command()
 @click.argument("text", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (valence, arousal, quadrant, label, keywords, ...).")
-@click.option("--voice", type=click.Path(dir_okay=False), help="Read the request from a WAV file (speech) instead of TEXT.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object (valence, arousal, quadrant, label, keywords, ...).")
+@click.option("--voice", type=click.Path(dir_okay=False),
+              help="Read the request from a WAV file (speech) instead of TEXT.")
 @click.option("--backend", type=click.Choice(["auto", "pocketsphinx", "whisper"]), default="auto", show_default=True,
               help="Speech recognizer for --voice; 'auto' is whisper when moodsong[voice] is installed (English and "
                    "Chinese), else pocketsphinx (English).")

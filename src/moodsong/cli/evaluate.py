@@ -13,7 +13,8 @@ from moodsong.cli.group import main
 @click.argument("checkpoint", type=click.Path())
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--split", type=click.Choice(["train", "valid", "test"]), default="test", show_default=True)
-@click.option("--ais-chains", default=100, show_default=True, help="AIS chains per partition function (RBM-based models).")
+@click.option("--ais-chains", default=100, show_default=True,
+              help="AIS chains per partition function (RBM-based models).")
 @click.option("--ais-betas", default=1000, show_default=True, help="AIS inverse temperatures (RBM-based models).")
 @click.option("--samples", default=10, show_default=True, help="Draws per frame for the expected frame-level accuracy.")
 @click.option("--gibbs-steps", default=25, show_default=True, help="Gibbs sweeps per draw (RBM-based models).")
@@ -22,7 +23,8 @@ from moodsong.cli.group import main
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy machine).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_steps, limit, seed, device, threads, as_json):
+def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_steps, limit, seed, device, threads,
+             as_json):
     """Benchmark a model: NLL per time step (nats) and expected frame-level accuracy.
 
     DATA is a polyphonic-benchmark pickle or JSON (dict of train/valid/test
@@ -38,9 +40,9 @@ def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_step
     """
     import torch
 
-    from moodsong.models.checkpoint import load_checkpoint
     from moodsong.errors import MoodsongError
     from moodsong.evaluation.likelihood import evaluate_model, load_benchmark, model_representation
+    from moodsong.models.checkpoint import load_checkpoint
     from moodsong.training.rbm import resolve_device
 
     if threads:

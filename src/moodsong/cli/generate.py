@@ -6,18 +6,22 @@ from pathlib import Path
 
 import click
 
-from moodsong.cli.group import main
 from moodsong.cli.audio import renderer_options
+from moodsong.cli.group import main
 from moodsong.errors import MoodsongError
 
 
 @main.command()
-@click.option("--out", "out", default="songs", show_default=True, type=click.Path(file_okay=False), help="Folder for the pieces.")
-@click.option("--model", "model_path", type=click.Path(), default=None, help="Checkpoint (model.json) or a shipped model: pop-wavenet (default), bach-rbm, jsb-wavenet, jsb-rnnrbm.")
+@click.option("--out", "out", default="songs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for the pieces.")
+@click.option("--model", "model_path", type=click.Path(), default=None,
+              help="Checkpoint (model.json) or a shipped model: pop-wavenet (default), bach-rbm, jsb-wavenet, "
+                   "jsb-rnnrbm.")
 @click.option("--bars", default=8, show_default=True, help="Length of each piece in 4/4 bars.")
 @click.option("--pieces", default=1, show_default=True, help="Number of pieces.")
 @click.option("--tempo", default=110.0, show_default=True, help="Tempo in quarter notes per minute.")
-@click.option("--program", default=0, show_default=True, help="General MIDI program (0 = grand piano, 40 = violin, ...).")
+@click.option("--program", default=0, show_default=True,
+              help="General MIDI program (0 = grand piano, 40 = violin, ...).")
 @click.option("--velocity", default=80, show_default=True, help="MIDI velocity of every note (1-127).")
 @click.option("--temperature", default=1.0, show_default=True, help="Above 1: wilder; below 1: safer.")
 @click.option("--primer", type=click.Path(dir_okay=False), help="A MIDI file the piece continues from.")

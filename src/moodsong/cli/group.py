@@ -8,7 +8,6 @@ import click
 
 from moodsong.errors import MoodsongError
 
-
 # Import name -> pip name, where they differ.
 _PIP_NAMES = {"fluidsynth": "pyfluidsynth", "faster_whisper": "faster-whisper", "sklearn": "scikit-learn",
               "multipart": "python-multipart", "PIL": "pillow"}

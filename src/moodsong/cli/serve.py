@@ -53,8 +53,10 @@ class ByteSize(click.ParamType):
               help="Also answer to this host name (e.g. music.example.org behind a proxy); repeatable; '*' for any. "
                    "Default: localhost, 127.0.0.1, ::1 and --host (with 0.0.0.0: any IP address and this "
                    "machine's names).")
-@click.option("--model", help="song (default: plan, melody, accompaniment), emotion-wavenet or emotion-crbm (the earlier "
-              "piano models), or a checkpoint path (a song model from train-song, or an emotion-conditional model).")
+@click.option("--model",
+              help="song (default: plan, melody, accompaniment), emotion-wavenet or emotion-crbm (the earlier "
+                   "piano models), or a checkpoint path (a song model from train-song, or an emotion-conditional "
+                   "model).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="Server log detail.")
 def serve(host, port, results_dir, workers, rate_limit, api_rate_limit, max_age, max_queue, max_pending, max_disk,

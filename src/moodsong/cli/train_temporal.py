@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from moodsong.cli.group import main
 from moodsong.cli.defaults import defaults
+from moodsong.cli.group import main
 
 # The library's defaults (docs/models.md's measured runs), shown by --help: they cannot disagree.
 TC = defaults("training.sequence", "TemporalTrainConfig")
@@ -17,38 +17,52 @@ STACKS = 2  # --dilations is one stack, repeated --stacks times: the library's d
 @main.command("train-seq")
 @click.argument("source")
 @click.option("--model", "model_type", type=click.Choice(["wavenet", "rnnrbm"]), default="wavenet", show_default=True)
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder: best model as model.json/.safetensors, latest as last.*.")
-@click.option("--epochs", default=TC["epochs"], show_default=True, help="Upper bound; early stopping usually ends sooner.")
+@click.option("--out", required=True, type=click.Path(file_okay=False),
+              help="Folder: best model as model.json/.safetensors, latest as last.*.")
+@click.option("--epochs", default=TC["epochs"], show_default=True,
+              help="Upper bound; early stopping usually ends sooner.")
 @click.option("--lr", default=TC["lr"], show_default=True, help="Adam learning rate.")
 @click.option("--batch-size", default=TC["batch_size"], show_default=True, help="Pieces per update.")
 @click.option("--max-len", default=TC["max_len"], show_default=True, help="Random crop of each piece, in steps.")
-@click.option("--transpose", default=TC["transpose"], show_default=True, help="Random transposition of training pieces by up to N semitones.")
-@click.option("--patience", default=TC["patience"], show_default=True, help="Epochs without a better validation NLL before stopping.")
-@click.option("--max-minutes", default=TC["max_minutes"], show_default=True, help="Stop after this many minutes of training (0 = no limit).")
-@click.option("--hidden", default=None, type=int, help=f"NADE hidden units (wavenet, default {WN['nade_hidden']}) or RBM hidden units (rnnrbm, default {RR['num_hidden']}).")
+@click.option("--transpose", default=TC["transpose"], show_default=True,
+              help="Random transposition of training pieces by up to N semitones.")
+@click.option("--patience", default=TC["patience"], show_default=True,
+              help="Epochs without a better validation NLL before stopping.")
+@click.option("--max-minutes", default=TC["max_minutes"], show_default=True,
+              help="Stop after this many minutes of training (0 = no limit).")
+@click.option("--hidden", default=None, type=int,
+              help=f"NADE hidden units (wavenet, default {WN['nade_hidden']}) "
+                   f"or RBM hidden units (rnnrbm, default {RR['num_hidden']}).")
 @click.option("--channels", default=WN["channels"], show_default=True, help="wavenet: residual channels.")
-@click.option("--dilations", default=",".join(map(str, WN["dilations"][: len(WN["dilations"]) // STACKS])), show_default=True, help="wavenet: dilations of one stack.")
+@click.option("--dilations", default=",".join(map(str, WN["dilations"][: len(WN["dilations"]) // STACKS])),
+              show_default=True, help="wavenet: dilations of one stack.")
 @click.option("--stacks", default=STACKS, show_default=True, help="wavenet: repetitions of the dilation stack.")
 @click.option("--dropout", default=WN["dropout"], show_default=True, help="wavenet: dropout in the gated blocks.")
 @click.option("--recurrent", default=RR["num_recurrent"], show_default=True, help="rnnrbm: recurrent units.")
-@click.option("--cell", type=click.Choice(["gru", "lstm", "rnn"]), default=RR["cell"], show_default=True, help="rnnrbm: recurrent cell.")
+@click.option("--cell", type=click.Choice(["gru", "lstm", "rnn"]), default=RR["cell"], show_default=True,
+              help="rnnrbm: recurrent cell.")
 @click.option("--cd-k", default=RR["cd_k"], show_default=True, help="rnnrbm: Gibbs steps per negative sample.")
-@click.option("--pretrain-epochs", default=TC["pretrain_epochs"], show_default=True, help="rnnrbm: plain-RBM pretraining epochs (0 = off).")
-@click.option("--cond-dim", default=WN["cond_dim"], show_default=True, help="Size of a conditioning (emotion) vector the model accepts.")
+@click.option("--pretrain-epochs", default=TC["pretrain_epochs"], show_default=True,
+              help="rnnrbm: plain-RBM pretraining epochs (0 = off).")
+@click.option("--cond-dim", default=WN["cond_dim"], show_default=True,
+              help="Size of a conditioning (emotion) vector the model accepts.")
 @click.option("--representation", type=click.Choice(["keys", "note-state"]), default=None,
               help="Frames as sounding keys (benchmark default) or [held|struck] note-state (MIDI default).")
-@click.option("--lowest-pitch", type=int, default=None, help="Lowest MIDI pitch (default 21 for keys, 24 for note-state).")
+@click.option("--lowest-pitch", type=int, default=None,
+              help="Lowest MIDI pitch (default 21 for keys, 24 for note-state).")
 @click.option("--num-pitches", type=int, default=None, help="Pitch columns (default 88 for keys, 78 for note-state).")
-@click.option("--steps-per-quarter", type=int, default=None, help="Steps per quarter note (default 1 for benchmark files, 4 otherwise).")
-@click.option("--val-fraction", default=0.1, show_default=True, help="MIDI sources: share of pieces held out for validation.")
+@click.option("--steps-per-quarter", type=int, default=None,
+              help="Steps per quarter note (default 1 for benchmark files, 4 otherwise).")
+@click.option("--val-fraction", default=0.1, show_default=True,
+              help="MIDI sources: share of pieces held out for validation.")
 @click.option("--seed", default=TC["seed"], show_default=True)
 @click.option("--device", default=TC["device"], show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy machine).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a model.")
-def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpose, patience, max_minutes, hidden, channels,
-              dilations, stacks, dropout, recurrent, cell, cd_k, pretrain_epochs, cond_dim, representation, lowest_pitch,
-              num_pitches, steps_per_quarter, val_fraction, seed, device, threads, resume, force):
+def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpose, patience, max_minutes, hidden,
+              channels, dilations, stacks, dropout, recurrent, cell, cd_k, pretrain_epochs, cond_dim, representation,
+              lowest_pitch, num_pitches, steps_per_quarter, val_fraction, seed, device, threads, resume, force):
     """Train a whole-piece model: WaveNet-NADE (default) or RNN-RBM.
 
     SOURCE is a polyphonic-benchmark pickle/JSON (its train and valid splits
@@ -113,4 +127,5 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
     if not job.is_main:
         return
     best = min((h["val_nll"] for h in history if h.get("val_nll") == h.get("val_nll")), default=None)
-    click.echo(f"saved {out}/model.json" + (f"  (best validation NLL {best:.4f} nats/step)" if best is not None else ""))
+    click.echo(f"saved {out}/model.json"
+               + (f"  (best validation NLL {best:.4f} nats/step)" if best is not None else ""))

@@ -28,9 +28,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import symusic
 
-from moodsong.representation.pianoroll import PianoRollConfig, notes_to_roll, roll_to_notes, roll_to_score
 from moodsong.emotion import quadrant_of
 from moodsong.emotion.music import PITCH_NAMES, NoteArrays, key_estimate
+from moodsong.representation.pianoroll import PianoRollConfig, notes_to_roll, roll_to_notes, roll_to_score
 
 __all__ = ["SurfaceParams", "surface_for", "apply_surface", "INSTRUMENTS", "MAJOR_SCALE", "MINOR_SCALE"]
 
@@ -158,7 +158,8 @@ def apply_surface(
     tonic, found_mode, _ = key_estimate(notes)
     mode = params.mode or found_mode
     if params.mode is not None:
-        pitch = _snap_to_scale(pitch, tonic, MAJOR_SCALE if mode == "major" else MINOR_SCALE, prefer_down=mode == "minor")
+        scale = MAJOR_SCALE if mode == "major" else MINOR_SCALE
+        pitch = _snap_to_scale(pitch, tonic, scale, prefer_down=mode == "minor")
 
     # Density: drop a random share of notes (never below the target note rate), but keep the
     # lowest note of each onset on a beat.

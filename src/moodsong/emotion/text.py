@@ -38,20 +38,20 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import threading
 import unicodedata
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from moodsong.errors import MoodsongError
 from moodsong.emotion import EmotionAnalysis, Keyword, clip_va
+from moodsong.errors import MoodsongError
 
-__all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "EmoBankHead", "HeadConfig", "analyze_text", "DATA_DIR", "HEAD_PATH"]
+__all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "EmoBankHead", "HeadConfig", "analyze_text", "DATA_DIR",
+           "HEAD_PATH"]
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "emotion_text"
 HEAD_PATH = DATA_DIR / "emobank_head.safetensors"
@@ -134,7 +134,7 @@ class TextEmotionConfig:
 # --------------------------------------------------------------------------------------- resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def _lexicon(lang: str) -> dict:
     with open(DATA_DIR / f"lexicon_{lang}.json", encoding="utf-8") as f:
         data = json.load(f)
@@ -301,7 +301,7 @@ class EmoBankHead:
         write_text_atomic(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path = HEAD_PATH) -> "EmoBankHead":
+    def load(cls, path: str | Path = HEAD_PATH) -> EmoBankHead:
         from safetensors.numpy import load_file
 
         path = Path(path)
@@ -344,7 +344,7 @@ class WordHead:
         return np.clip((self.predict_raw(emb) - self.center) * self.gain, -1.0, 1.0)
 
     @classmethod
-    def load(cls, path: str | Path = WORD_HEAD_PATH) -> "WordHead":
+    def load(cls, path: str | Path = WORD_HEAD_PATH) -> WordHead:
         try:
             with np.load(path) as z:
                 return cls(z["coef"], z["bias"], z["center"], 0.35 / z["raw_sd"])

@@ -45,9 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-from moodsong.errors import MoodsongError
 from moodsong.emotion.text import DATA_DIR, SentenceEncoder, _english_vocab, _lexicon
 from moodsong.emotion.train_text import pearson
+from moodsong.errors import MoodsongError
 
 WORD_HEAD_PATH = DATA_DIR / "word_head.npz"
 RATINGS_PATH = DATA_DIR / "word_ratings_en.txt"
@@ -162,7 +162,7 @@ def train(seed: int = 0, out: Path = WORD_HEAD_PATH, cache: Path | None = None) 
         sel = [r for r in rows if r[dim] is not None]
         part = {s: [r for r in sel if r["split"] == s] for s in ("train", "dev", "test")}
 
-        def xyw(rs):
+        def xyw(rs, dim=dim):
             return (emb[[index[r["word"]] for r in rs]], np.array([r[dim] for r in rs], np.float64),
                     np.array([r["weight"] for r in rs], np.float64))
 

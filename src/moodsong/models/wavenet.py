@@ -141,7 +141,8 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
         V, C, Hn = c.num_visible, c.channels, c.nade_hidden
         # one extra input channel marks the "before the piece" frame
         self.inp = nn.Linear(V + 1, C)
-        self.blocks = nn.ModuleList(GatedBlock(C, c.skip_channels, c.kernel_size, d, c.dropout, c.cond_dim) for d in c.dilations)
+        self.blocks = nn.ModuleList(GatedBlock(C, c.skip_channels, c.kernel_size, d, c.dropout, c.cond_dim)
+                                    for d in c.dilations)
         self.out = nn.Sequential(nn.ReLU(), nn.Linear(c.skip_channels, c.skip_channels), nn.ReLU())
         self.to_b = nn.Linear(c.skip_channels, V)  # NADE visible biases per step
         self.to_c = nn.Linear(c.skip_channels, Hn)  # NADE hidden biases per step
@@ -244,7 +245,8 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
 
     # ------------------------------------------------------------------ likelihood
 
-    def log_prob(self, v: torch.Tensor, mask: torch.Tensor | None = None, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def log_prob(self, v: torch.Tensor, mask: torch.Tensor | None = None,
+                 cond: torch.Tensor | None = None) -> torch.Tensor:
         """Exact ``log p(v_t | v_<t)`` per frame in nats, ``(B, T)`` (zero where ``mask`` is false)."""
         b, c = self.nade_biases(v, cond)
         B, T, V = v.shape
@@ -266,7 +268,8 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
 
     @torch.no_grad()
     def sample(self, num_steps: int, *, primer: torch.Tensor | None = None, cond: torch.Tensor | None = None,
-               temperature: float = 1.0, generator: torch.Generator | None = None, progress: bool = False) -> torch.Tensor:
+               temperature: float = 1.0, generator: torch.Generator | None = None,
+               progress: bool = False) -> torch.Tensor:
         """Generate ``num_steps`` frames after ``primer`` (``(T0, V)``); returns ``(num_steps, V)``."""
         if cond is not None and cond.dim() == 1:
             cond = cond[None]
@@ -329,7 +332,8 @@ class CachedGenerator:
         dev, dt = model.nade_W.device, model.nade_W.dtype
         self.cond = None
         if c.cond_dim:
-            self.cond = torch.zeros(batch, 1, c.cond_dim, device=dev, dtype=dt) if cond is None else cond.reshape(batch, 1, -1).to(dev, dt)
+            self.cond = (torch.zeros(batch, 1, c.cond_dim, device=dev, dtype=dt) if cond is None
+                         else cond.reshape(batch, 1, -1).to(dev, dt))
         # per layer: the last (kernel-1)*dilation + 1 inputs, zero-initialised like the causal padding
         self.buf = [torch.zeros(batch, blk.pad + 1, c.channels, device=dev, dtype=dt) for blk in model.blocks]
         start = torch.zeros(batch, 1, c.num_visible + 1, device=dev, dtype=dt)

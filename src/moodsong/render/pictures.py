@@ -128,7 +128,7 @@ class PianoRollPicture:
 
     @property
     def ax(self):
-        self.figure
+        _ = self.figure  # made on first use, with its axes
         return self._ax
 
     def save(self, path: str | os.PathLike) -> Path:

@@ -50,7 +50,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from moodsong.web.jobs import FILES, PRIMER_NAME, MiB, ComposerPool, Job, JobStore, own_results_dir
+from moodsong.web.jobs import FILES, PRIMER_NAME, ComposerPool, Job, JobStore, MiB, own_results_dir
 
 __all__ = ["create_app", "ComposeBody", "RateLimiter"]
 
@@ -167,7 +167,8 @@ class ComposeBody(Settings):
     prompt: str | None = Field(None, min_length=1, max_length=MAX_PROMPT_CHARS,
                                description="The feeling in words (English or Chinese).",
                                examples=["a song of hope and wonder"])
-    valence: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, description="Unpleasant (-1) .. pleasant (+1).")
+    valence: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False,
+                                  description="Unpleasant (-1) .. pleasant (+1).")
     arousal: float | None = Field(None, ge=-1, le=1, allow_inf_nan=False, description="Calm (-1) .. excited (+1).")
     quadrant: Literal[1, 2, 3, 4] | None = Field(None, description="1 happy, 2 tense, 3 sad, 4 calm.")
 
@@ -182,7 +183,8 @@ class ComposeBody(Settings):
     def _one_source(self):
         if self.prompt is not None and not self.prompt.strip():
             raise ValueError("prompt is empty")
-        sources = [self.prompt is not None, self.valence is not None or self.arousal is not None, self.quadrant is not None]
+        sources = [self.prompt is not None, self.valence is not None or self.arousal is not None,
+                   self.quadrant is not None]
         if sum(sources) != 1:
             raise ValueError("give exactly one of: prompt, valence/arousal, quadrant")
         return self
@@ -568,7 +570,8 @@ def create_app(
     form_room = 64 * 1024  # the form's other fields and multipart framing
     app.add_middleware(
         _Guard, upload_caps={"/api/compose/voice": max_upload_bytes + MAX_PRIMER_BYTES + form_room,
-                             "/api/compose/primer": MAX_PRIMER_BYTES + form_room}, json_cap=MAX_JSON_BYTES, body_timeout_s=body_timeout_s,
+                             "/api/compose/primer": MAX_PRIMER_BYTES + form_room},
+        json_cap=MAX_JSON_BYTES, body_timeout_s=body_timeout_s,
         body_deadline_s=body_deadline_s, request_timeout_s=request_timeout_s, api_limiter=RateLimiter(api_rate_limit),
         hosts=HostPolicy(allowed_hosts, bind_host=host, cors_origins=cors_origins),
     )
@@ -665,11 +668,13 @@ def create_app(
                                               "or a primer that is not MIDI"}})
     async def compose_voice(
         request: Request,
-        voice: Annotated[UploadFile, File(description=f"A spoken request: WAV (FLAC, OGG also), at most {MAX_VOICE_SECONDS:g} s.")],
+        voice: Annotated[UploadFile, File(description="A spoken request: WAV (FLAC, OGG also), "
+                                                      f"at most {MAX_VOICE_SECONDS:g} s.")],
         settings: Annotated[dict, Depends(_settings_form)],
         primer: Annotated[UploadFile | None, File(description=_PRIMER_HELP)] = None,
     ) -> JobAccepted:
-        """Compose from a recording of someone saying what they want (multipart form), optionally continuing a MIDI file."""
+        """Compose from a recording of someone saying what they want (multipart form),
+        optionally continuing a MIDI file."""
         await _strict_form(request, _VOICE_FIELDS)
         data = await voice.read(max_upload_bytes + 1)
         if len(data) > max_upload_bytes:
@@ -698,7 +703,8 @@ def create_app(
         arousal: Annotated[float | None, Form(ge=-1, le=1, allow_inf_nan=False)] = None,
         quadrant: Annotated[int | None, Form(ge=1, le=4)] = None,
     ) -> JobAccepted:
-        """Continue a MIDI file (multipart form): the fields of ``POST /api/compose`` as form fields, plus ``primer``."""
+        """Continue a MIDI file (multipart form): the fields of ``POST /api/compose`` as form fields,
+        plus ``primer``."""
         await _strict_form(request, _PRIMER_FIELDS)
         body = _validated(ComposeBody, {**settings, "prompt": prompt, "valence": valence, "arousal": arousal,
                                         "quadrant": quadrant})
@@ -834,8 +840,8 @@ def _check_primer(data: bytes, tempo: float | None) -> int:
 
 def _is_song_model(model: str | None) -> bool:
     """Whether the server's ``model`` is a song model (the default), which takes key, form and primer."""
-    from moodsong.pipeline import is_song_model
     from moodsong.errors import MoodsongError
+    from moodsong.pipeline import is_song_model
 
     try:
         return is_song_model(model)
@@ -869,7 +875,8 @@ def _check_recording(data: bytes) -> None:
                                           f"({MIN_VOICE_RATE}-{MAX_VOICE_RATE} Hz)")
     seconds = info.frames / info.samplerate
     if seconds > MAX_VOICE_SECONDS:
-        raise StarletteHTTPException(422, f"voice: the recording is {seconds:.0f} s long; the limit is {MAX_VOICE_SECONDS:g} s")
+        raise StarletteHTTPException(422, f"voice: the recording is {seconds:.0f} s long; "
+                                          f"the limit is {MAX_VOICE_SECONDS:g} s")
 
 
 def _version() -> str:

@@ -47,8 +47,8 @@ try:  # advisory locks mark a results folder as in use (POSIX); without them not
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-__all__ = ["FILES", "PRIMER_NAME", "Job", "JobStore", "ComposerPool", "new_id", "valid_id", "own_results_dir", "sweep_dead_runs",
-           "scrub_paths"]
+__all__ = ["FILES", "PRIMER_NAME", "Job", "JobStore", "ComposerPool", "new_id", "valid_id", "own_results_dir",
+           "sweep_dead_runs", "scrub_paths"]
 
 log = logging.getLogger("moodsong.web")
 
@@ -528,7 +528,8 @@ class ComposerPool:
         except TimeoutError:
             log.warning("job in %s ran past %gs; replacing its worker", job_dir, self.timeout_s)
             worker = self._replace(worker)
-            outcome = {"ok": False, "error": f"composing took longer than {self.timeout_s:g} s; try fewer bars or candidates"}
+            outcome = {"ok": False,
+                       "error": f"composing took longer than {self.timeout_s:g} s; try fewer bars or candidates"}
         except (EOFError, OSError):
             log.warning("worker %s died; replacing it", worker.proc.pid)
             worker = self._replace(worker)

@@ -50,8 +50,8 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
     reported in their own words, without server paths; anything else becomes a generic message
     (details go to the log).
     """
-    from moodsong.pipeline import ComposeRequest, compose
     from moodsong.errors import MoodsongError
+    from moodsong.pipeline import ComposeRequest, compose
 
     try:
         declared = {f.name: f.type for f in fields(ComposeRequest)}
@@ -75,7 +75,8 @@ def run_job(job_dir: str, params: dict, model: str | None = None) -> dict:
         out.update(piece)
         a = result.analysis
         out["explanation"] = a.explain() if result.source in ("prompt", "voice") else (
-            f"target ({result.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} -> '{a.label}', Q{a.quadrant}")
+            f"target ({result.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} "
+            f"-> '{a.label}', Q{a.quadrant}")
         programs = getattr(getattr(chosen, "song", None), "programs", None)  # a song: melody first
         program = int(programs[0]) if programs else (
             int(chosen.score.tracks[0].program) if len(chosen.score.tracks) else result.surface.program)
@@ -219,7 +220,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, default=None, help="the server's pid; the worker ends with it")
     parser.add_argument("--job-limit", type=float, default=0.0, help="seconds one job may take (0: no limit)")
     parser.add_argument("--scratch", default=None, help="folder for the warm-up piece (default: the temp folder)")
-    parser.add_argument("--model", default=None, help="song (default), emotion-wavenet, emotion-crbm, or a checkpoint path")
+    parser.add_argument("--model", default=None,
+                        help="song (default), emotion-wavenet, emotion-crbm, or a checkpoint path")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--no-warmup", action="store_true", help="load models on the first job instead of at start")
     args = parser.parse_args(argv)
