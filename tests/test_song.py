@@ -14,7 +14,7 @@ from moodsong.corpora.pop909 import Chord, PopSong, parse_chord_label
 from moodsong.errors import MoodsongError
 from moodsong.song.accomp import AccompanimentModel
 from moodsong.song.melody import MelodyConfig, MelodySampler, Vocab, song_events
-from moodsong.song.model import SongModel, SongSpec, parse_form, parse_key
+from moodsong.song.model import SongModel, SongSpec, fit_styles, parse_form, parse_key
 from moodsong.song.plan import ChordPlanModel
 
 torch = pytest.importorskip("torch")
@@ -197,6 +197,45 @@ def test_long_form_returns(model):
     names = song.bar_chords()
     # each B and each A' are the same chords wherever they return
     assert names[16:24] == names[48:56] and names[8:16] == names[24:32] == names[56:64]
+
+
+def test_styles_are_learned_from_songs():
+    """fit_styles: the intro (whole bars before the melody; a pickup counts its bar) and the register."""
+    a = _song(0, minor=False)
+    late = PopSong("x", a.melody + np.array([3 * 16 + 8, 0, 0, 0]), a.bridge, a.piano, a.chords, tonic=0,
+                   mode="major", qpm=100.0, num_bars=20)
+    table = fit_styles([a, late])
+    head = a.melody[a.melody[:, 0] < 32 * 16]
+    assert table.tolist() == [[0, int(head[:, 2].min()), int(np.ptp(head[:, 2]))],
+                              [4, int(head[:, 2].min()), int(np.ptp(head[:, 2]))]]
+
+
+def test_long_songs_open_with_a_learned_intro_and_a_drawn_register(model, tmp_path):
+    styled = SongModel(model.plan, model.accomp, model.melody_config, model.melody_weights,
+                       styles=np.array([[8, 60, 14], [4, 64, 12], [9, 64, 12]], np.int16))
+    intros = set()
+    for seed in range(6):
+        song = styled.generate(SongSpec(0.5, 0.5, bars=32), count=2, seed=seed)[0]
+        letter, start, bars = song.sections[0]
+        assert letter == "I" and start == 0 and bars in (4, 8) and song.bars == 32
+        intros.add(bars)
+        mel, acc = song.melody, song.accompaniment
+        assert mel[:, 0].min() >= bars * 16  # the accompaniment plays alone...
+        assert (acc[:, 0] < bars * 16).any()  # ...from the first bar
+        # the register comes from one style row: lowest note 60 within 14, or 64 within 12
+        assert (mel[:, 2].min() >= 60 and np.ptp(mel[:, 2]) <= 14) or (mel[:, 2].min() >= 64 and
+                                                                        np.ptp(mel[:, 2]) <= 12)
+    assert intros == {4, 8}
+    # short songs and songs whose form the user wrote have no intro unless the form says so
+    assert styled.generate(SongSpec(0.5, 0.5, bars=16), seed=0)[0].form == "A A' B A'"
+    song = styled.generate(SongSpec(0.5, 0.5, bars=16, form="I A A' B"), seed=0)[0]
+    assert song.form == "I A A' B" and song.melody[:, 0].min() >= 4 * 16
+    # the style table travels with the model
+    styled.save(tmp_path / "styled")
+    back = SongModel.load(tmp_path / "styled")
+    np.testing.assert_array_equal(back.styles, styled.styles)
+    np.testing.assert_array_equal(back.generate(SongSpec(0.1, 0.1, bars=32), seed=3)[0].melody,
+                                  styled.generate(SongSpec(0.1, 0.1, bars=32), seed=3)[0].melody)
 
 
 def test_forms_and_keys_parse():

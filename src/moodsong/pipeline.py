@@ -623,8 +623,18 @@ def compose(request: ComposeRequest) -> ComposeResult:
     usable = [c for c in cands if c.score is not None]
     if not usable:
         raise MoodsongError("every candidate came out silent; try another --seed or more --candidates")
-    # Selection: most probable target quadrant first, then closest on the plane.
-    for c in sorted(usable, key=lambda c: c.distance - c.target_probability)[: min(request.keep, len(usable))]:
+    # Selection. Piano pieces: most probable target quadrant first, then closest on the plane.
+    # Songs: the first candidates the estimator hears in the target quadrant (then as for pieces).
+    # Taking the most typical-sounding song instead picked caricatures of each quadrant (the
+    # sparsest, most repetitive), further from real songs than the model's own samples.
+    def rank(c):
+        if song_mode:
+            return (c.estimate.quadrant != target_q, 0.0 if c.estimate.quadrant == target_q else
+                    c.distance - c.target_probability, c.index)
+        return (0, c.distance - c.target_probability, c.index)
+
+    target_q = quadrant_of(analysis.valence, analysis.arousal)
+    for c in sorted(usable, key=rank)[: min(request.keep, len(usable))]:
         c.chosen = True
         if c.song is not None:
             c.steering["plan_followed"] = _plan_followed(c.song, c.score)

@@ -3,17 +3,21 @@
 Pop accompaniment is a pattern (a rhythm and a voicing: bass on the root, broken or
 block chords above it) repeated over the changing chords. :class:`AccompanimentModel`
 learns such patterns from real arrangements: for each bar of a training song whose chords
-change only at the bar or half bar, every piano note that is a chord tone is written as
+change only at the bar or half bar, every piano note is written as
 ``(onset step, duration in steps, role, root pitch, velocity)``, where ``role`` is its place
-in the chord (0 root, 1 third, 2 fifth, 3 seventh; a short ninth or fourth above the root, a
-passing or neighbour note, is kept too) and ``root pitch`` the MIDI pitch of the chord root
-in the note's octave. Bars with fewer than 70 % chord tones, or without a bass
-note below G3, are not kept.
+in the chord (0 root, 1 third, 2 fifth, 3 seventh) or, for a non-chord tone, ``10 + i`` for
+``i`` semitones above the root (kept when it is a ninth or a fourth, a colour tone, or when it
+is short, a passing or neighbour note), and ``root pitch`` the MIDI pitch of the chord root in
+the note's octave. Bars with fewer than 70 % chord tones, or without a bass note below G3, are
+not kept.
 
 To realise a pattern over a planned chord, each note becomes the same role of the new
 chord at the pitch nearest to where it was played (a role the chord lacks, such as a
-seventh over a triad, doubles the root), kept within D2..G5. Only chord tones are written, so
-chord recognition on the accompaniment reads back the plan.
+seventh over a triad, doubles the root), kept within Bb1..C7. At least 70 % of every bar's
+notes are chord tones, so chord recognition on the accompaniment reads back the plan. Keeping
+the pianist's other tones (first only short ninths and fourths were kept) brought the songs'
+pitch-class entropy to real songs' (2.70 bits mean on POP909 valid, was 2.65) and its overlap
+from 0.72 to 0.86 (bench songs on valid, 96 songs).
 
 Patterns are kept as *runs*: consecutive qualifying bars of one arrangement (at least
 :attr:`AccompanimentModel.min_run`), so a section is accompanied by the bar-to-bar texture
@@ -21,7 +25,8 @@ of one real pianist, with its own repetitions and variations, re-voiced over the
 chords. The measured reason: single patterns drawn independently made every song equally
 repetitive (per-piece bar repetition 0.48-0.59, 10th-90th percentile) where real songs
 range 0.41-0.83. Arousal chooses among the runs by how many onsets their bars strike:
-calm requests draw from the sparsest quarter, excited ones from the busiest.
+calm requests draw from the sparser half, excited ones from the busier (a narrower window,
+the sparsest or busiest quarter, made calm songs sparser than any real quarter of POP909).
 """
 
 from __future__ import annotations
@@ -34,9 +39,9 @@ __all__ = ["AccompanimentModel", "MAX_NOTES"]
 
 MAX_NOTES = 32  # notes kept per pattern bar (POP909's busiest bars have more; the first 32 by onset)
 BASS_BELOW = 55  # a pattern must have a note below G3
-PASSING = (2, 5)  # non-chord tones kept when short (<= an eighth): the ninth and the fourth above the root
-PASSING_ROLE = 10  # roles 12 and 15 are those intervals; 0-3 are chord tones
-LOWEST, HIGHEST = 38, 79  # realised notes stay within D2..G5 (POP909 piano: lowest note D2 median, highest B4)
+PASSING = (2, 5)  # colour tones kept at any length: the ninth and the fourth above the root
+PASSING_ROLE = 10  # role 10 + i: a non-chord tone i semitones above the root; 0-3 are chord tones
+LOWEST, HIGHEST = 34, 96  # realised notes stay within Bb1..C7 (POP909 piano, first 32 bars: lowest D2 median, G#1..F2 10th-90th percentile; highest C#5, G#4..A5)
 
 
 def _role(interval: int, quality: str) -> int | None:
@@ -74,7 +79,7 @@ class AccompanimentModel:
             return None
         if starts[inside[0]] > b0 or ends[inside[-1]] < b0 + STEPS_PER_BAR:
             return None  # part of the bar has no chord
-        rows, lowest = [], 128
+        rows, lowest, tones = [], 128, 0
         for s, d, p, v in notes:
             i = next((i for i in inside if starts[i] <= s < ends[i]), None)
             if i is None:
@@ -82,13 +87,14 @@ class AccompanimentModel:
             ch = song.chords[i]
             iv = int(p - ch.root) % 12
             role = _role(iv, ch.quality)
-            if role is None and iv in PASSING and d <= 2:
-                role = PASSING_ROLE + iv  # a short ninth or fourth: a passing or neighbour note
+            if role is None and (d <= 2 or iv in PASSING):
+                role = PASSING_ROLE + iv  # a colour tone (ninth, fourth), or a short passing or neighbour note
             if role is None:
                 continue
+            tones += role < PASSING_ROLE
             rows.append((int(s - b0), int(min(d, 2 * STEPS_PER_BAR)), role, int(p - iv), int(v)))
             lowest = min(lowest, int(p))
-        if len(rows) < max(2, self.min_chord_tones * len(notes)) or lowest >= BASS_BELOW:
+        if tones < max(2, self.min_chord_tones * len(notes)) or lowest >= BASS_BELOW:
             return None
         arr = np.zeros((MAX_NOTES, 5), np.int16)
         rows = rows[:MAX_NOTES]
@@ -168,14 +174,17 @@ class AccompanimentModel:
                 return int(rng.choice(same))
         order = np.argsort(self.run_density_, kind="stable")
         q = (np.clip(arousal, -1, 1) + 1) / 2  # 0 calm .. 1 excited
-        lo = int(np.clip(q - 0.25, 0, 0.8) * len(order))
-        hi = max(lo + 1, int(np.clip(q + 0.05, 0.2, 1.0) * len(order)))
+        lo = int(np.clip(q - 0.35, 0, 0.6) * len(order))
+        hi = max(lo + 1, int(np.clip(q + 0.3, 0.5, 1.0) * len(order)))
         return int(order[rng.integers(lo, hi)])
 
-    def run_pattern(self, run: int, bar: int) -> int:
-        """The pattern index for the ``bar``-th bar of a section played with ``run`` (the run repeats)."""
+    def run_pattern(self, run: int, bar: int, loop: int | None = None) -> int:
+        """The pattern index for the ``bar``-th bar of a section played with ``run`` (the run repeats).
+
+        ``loop`` bars, if given, repeat the run's first bars instead (a pianist who keeps to one figure).
+        """
         first, length, _ = self.runs_[run]
-        return int(first + bar % length)
+        return int(first + bar % (min(loop, length) if loop else length))
 
     def realize(self, pattern: int, chords: list, bar_start: int, velocity_scale: float = 1.0,
                 end: int | None = None) -> np.ndarray:

@@ -9,13 +9,17 @@ accompaniment patterns; see :mod:`moodsong.song.plan`, :mod:`moodsong.song.melod
    ``A A' B A'`` extended as ``A A' B A' C C' B A'``; a primed letter repeats its phrase's
    chords with a closed (tonic) cadence, and a letter that comes back has the same chords
    and opens with the same melody (a share of it note for note, drawn per song), then goes
-   on anew.
+   on anew. Songs of 24 bars or more, without a form from the user, open with an
+   instrumental intro (letter ``I``: the accompaniment alone) of 0, 4 or 8 bars, drawn from
+   how long the training songs wait before their melody enters (POP909: 7 bars on average).
+   ``I`` may also be written in a form, for an intro or an interlude.
 2. Plan: for each new phrase, several progressions are sampled from the chord n-grams
    (tilted by valence) and the one whose brightness is closest to the target is kept.
 3. Melody: the GRU samples the events of every phrase over its plan, all candidates in
-   one batch, under constraints that make it singable: one voice, a range of at most
-   21 semitones (:data:`MELODY_SPAN`), and every phrase ending on a long chord tone (the
-   tonic triad at a closed cadence).
+   one batch, under constraints that make it singable: one voice, a register drawn per
+   song with a training song's (its lowest note G3..A4 and its range 12..24 semitones,
+   :func:`fit_styles`; at most 24, :data:`MELODY_SPAN` without a style table), and every
+   phrase ending on a long chord tone (the tonic triad at a closed cadence).
 4. Accompaniment: a learned run of one-bar patterns per section letter (consecutive bars
    of one real arrangement; busier at higher arousal; B, C... from the same arrangement;
    a return of a section plays its run again), re-voiced over each bar's chords; the
@@ -41,8 +45,8 @@ from moodsong.song.melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, Me
 from moodsong.song.plan import ChordPlanModel, PlanChord, chord_name
 from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, Chord
 
-__all__ = ["SongModel", "Song", "SongSpec", "parse_form", "parse_key", "default_form", "KEY_NAMES",
-           "DEFAULT_SONG_MODEL"]
+__all__ = ["SongModel", "Song", "SongSpec", "parse_form", "parse_key", "default_form", "fit_styles", "KEY_NAMES",
+           "DEFAULT_SONG_MODEL", "INSTRUMENTAL"]
 
 DEFAULT_SONG_MODEL = "pop909_song"  # stem inside moodsong/data
 TICKS_PER_QUARTER = 480
@@ -57,6 +61,12 @@ _TEMPLATE = ("A", "A'", "B", "A'", "C", "C'", "B", "A'")
 #: A3..F#5 .. D4..B5). POP909's melodies sit at C4..Bb5 (5th-95th percentile, median C5), their
 #: lowest note in the first 32 bars at G3..G4 (10th-90th percentile).
 MELODY_SPAN = 21
+#: The form letter of an instrumental section (an intro, or an interlude): accompaniment only.
+INSTRUMENTAL = "I"
+#: Songs of at least this many bars get an instrumental intro when the form is not given.
+INTRO_MIN_BARS = 24
+#: Columns of :attr:`SongModel.styles`: one row per training song.
+STYLE_COLUMNS = ("intro_bars", "melody_low", "melody_span")
 #: General MIDI programs of melody and accompaniment per quadrant (distinct timbres).
 INSTRUMENTS = {1: (73, 0), 2: (40, 0), 3: (71, 0), 4: (11, 4)}
 
@@ -89,6 +99,40 @@ def parse_key(key: str) -> tuple[int, str]:
     if name in _KEY_ALIASES:
         return _KEY_ALIASES[name], mode
     raise MoodsongError(f"unknown key {key!r}; use a note name and a mode, e.g. 'D minor', 'Bb major', 'F#m'")
+
+
+def fit_styles(songs) -> np.ndarray:
+    """One row per song (:data:`STYLE_COLUMNS`): its intro and its melody's register, learned jointly.
+
+    A generated song draws one row, so that songs differ from each other as real songs do
+    (the register and the intro vary together with the song, not independently). Measured on
+    POP909's 700 train songs: the first melody note falls in bar 7 on average (10th-90th
+    percentile: bars 4-12, peaks at 5 and 9: four- and eight-bar intros with a pickup); the melody's
+    lowest note G3..A4 and its range 12..24 semitones (10th-90th percentile) in its first 32 bars.
+
+    Parameters
+    ----------
+    songs : iterable of PopSong
+        Songs with ``melody`` as ``(start_step, duration, pitch, velocity)`` rows.
+
+    Returns
+    -------
+    ndarray of int16, shape (n, 3)
+        Intro bars (whole bars before the melody; a pickup in the second half of a bar counts
+        that bar as intro), and the lowest pitch and range in semitones of the melody's first 32 bars.
+    """
+    rows = []
+    for song in songs:
+        mel = np.asarray(song.melody)
+        if not len(mel):
+            continue
+        first = int(mel[:, 0].min())
+        bar, pos = divmod(first, STEPS_PER_BAR)
+        intro = bar + (pos >= STEPS_PER_BAR // 2)
+        head = mel[mel[:, 0] < first + 32 * STEPS_PER_BAR]
+        lo, hi = int(head[:, 2].min()), int(head[:, 2].max())
+        rows.append((intro, lo, hi - lo))
+    return np.array(rows, np.int16).reshape(-1, len(STYLE_COLUMNS))
 
 
 def default_form(bars: int) -> tuple[list[str], int]:
@@ -270,6 +314,7 @@ class _Row:
     forced: list  # tokens to emit before sampling (a repeated phrase's prefix)
     end_step: int  # no note may sound past this step
     melody_low: int = 60  # lowest MIDI pitch the melody may use
+    melody_span: int = MELODY_SPAN  # and how far above it
     tokens: list = field(default_factory=list)
     bar: int = 0  # bars opened so far (the first BAR is fed at the start)
     busy: int = 0  # absolute step until which the last note sounds
@@ -298,14 +343,18 @@ class SongModel:
         The melody network's state dict.
     meta : dict, optional
         Training record kept in the JSON.
+    styles : ndarray, shape (n, 3), optional
+        :func:`fit_styles` of the training songs: each song draws its intro and its melody's
+        register from one row. Without it: no intro, and a register drawn in A3..D4 + 21 semitones.
     """
 
     def __init__(self, plan: ChordPlanModel, accomp: AccompanimentModel, melody_config: MelodyConfig,
-                 melody_weights: dict[str, np.ndarray], meta: dict | None = None):
+                 melody_weights: dict[str, np.ndarray], meta: dict | None = None, styles: np.ndarray | None = None):
         self.plan = plan
         self.accomp = accomp
         self.melody_config = melody_config
         self.melody_weights = melody_weights
+        self.styles = None if styles is None or not len(styles) else np.asarray(styles, np.int16)
         self.meta = dict(meta or {})
         self.sampler = MelodySampler(melody_weights, melody_config)
 
@@ -322,6 +371,8 @@ class SongModel:
         tensors = {f"melody.{k}": np.ascontiguousarray(v) for k, v in self.melody_weights.items()}
         tensors.update(self.plan.to_arrays())
         tensors.update(self.accomp.to_arrays())
+        if self.styles is not None:
+            tensors["style.table"] = np.ascontiguousarray(self.styles)
         with atomic_path(stem.with_suffix(".safetensors")) as tmp:
             save_file(tensors, str(tmp))
         if meta:
@@ -363,9 +414,27 @@ class SongModel:
         weights = {k.removeprefix("melody."): v for k, v in arrays.items() if k.startswith("melody.")}
         meta = {k: v for k, v in doc.items() if k not in ("model_type", "melody", "plan")}
         return cls(ChordPlanModel.from_arrays(arrays, **doc.get("plan", {})), AccompanimentModel.from_arrays(arrays),
-                   MelodyConfig(**doc["melody"]), weights, meta)
+                   MelodyConfig(**doc["melody"]), weights, meta, styles=arrays.get("style.table"))
 
     # -- generation ------------------------------------------------------------------
+
+    def _draw_intro(self, bars: int, rng: np.random.Generator) -> int:
+        """Intro bars drawn from the training songs, in whole four-bar phrases, at most a quarter of the song."""
+        if self.styles is None:
+            return 0
+        intro = int(self.styles[rng.integers(len(self.styles)), 0])
+        return min(4 * round(intro / 4), 8, bars // 4 // 4 * 4)
+
+    def _draw_register(self, rng: np.random.Generator) -> tuple[int, int]:
+        """The melody's lowest pitch and range (semitones), drawn together from one training song."""
+        if self.styles is None:
+            return int(rng.integers(57, 63)), MELODY_SPAN
+        _, low, span = (int(x) for x in self.styles[rng.integers(len(self.styles))])
+        # a window the melody can move in (at least an octave; at most two, and up to D6), from G3
+        # upwards; a little wider than the song's own range, which a melody seldom spans end to end
+        span = int(np.clip(span + 3, 12, 24))
+        low = int(np.clip(low - 1, 55, 86 - span))
+        return low, span
 
     def generate(self, spec: SongSpec, count: int = 1, seed: int = 0, primer=None) -> list[Song]:
         """``count`` songs for ``spec``; song ``i`` is reproducible from ``(spec, seed, i)``.
@@ -394,6 +463,11 @@ class SongModel:
         rngs = [np.random.default_rng([seed, i]) for i in range(count)]
         prim = _read_primer(primer) if primer is not None else None
         letters, phrase = parse_form(spec.form, spec.bars)
+        intro = 0
+        if spec.form is None and prim is None and spec.bars >= INTRO_MIN_BARS:
+            intro = self._draw_intro(spec.bars, np.random.default_rng([seed, 1 << 20]))
+            if intro:
+                letters, phrase = default_form(spec.bars - intro)
         v, a = float(np.clip(spec.valence, -1, 1)), float(np.clip(spec.arousal, -1, 1))
         songs = []
         for rng in rngs:
@@ -407,21 +481,34 @@ class SongModel:
             # tempo as the piano models' steering sets it (EMOPIA's calm clips are slow), at most 128 qpm
             # so that the default 16 bars last at least 30 s: ~56 .. 128 qpm
             qpm = spec.tempo_qpm or (prim["qpm"] if prim is not None else min(128, round(96 + 34 * a + 6 * v)))
-            # a song's own style, drawn per candidate: how adventurous its chords are, how much of a
-            # returning phrase's melody comes back note for note, how often a return changes its
-            # accompaniment. POP909's songs spread widely on all three (per-piece pitch-class entropy
-            # 2.46-2.91 bits and bar repetition 0.41-0.83, 10th-90th percentile of the first 32 bars).
-            style = {"plan_temperature": float(rng.uniform(0.6, 1.3)), "keep": float(rng.uniform(0.25, 1.0)),
-                     "vary": float(rng.uniform(0.0, 1.0)), "melody_low": int(rng.integers(57, 63))}
+            # a song's own style, drawn per candidate. Two latent traits, as in real songs, where
+            # melody and accompaniment go together (POP909 valid, first 32 bars: the bar repetition
+            # of melody and piano correlates r = 0.40, their pitch-class entropy r = 0.58; drawn
+            # independently, the generated songs had r = -0.24 and 0.00, and too narrow a spread of
+            # either over whole songs):
+            # - repetitiveness: how much of a returning phrase's melody comes back note for note,
+            #   and how rarely a return changes its accompaniment;
+            # - adventurousness: how far the chords and the melody stray from the commonest choices.
+            repeat, adventure = rng.uniform(0.0, 1.0, 2)
+            style = {"plan_temperature": float(0.5 + 1.1 * adventure), "melody_temperature": float(0.9 + 0.2 * adventure),
+                     "keep": float(0.15 + 0.85 * repeat), "vary": float(1.0 - repeat),
+                     "loop": None if repeat < 1 / 3 else 4 if repeat < 2 / 3 else 2,
+                     # the melody's note density class (sparse, medium, busy): arousal shifts the odds
+                     # rather than fixing the class, so calm songs are not all equally sparse
+                     "density": int(rng.choice(3, p=_density_odds(a)))}
+            style["melody_low"], style["melody_span"] = self._draw_register(rng)
             songs.append({"rng": rng, "tonic": tonic, "mode": mode, "qpm": float(qpm), "style": style})
         offset_bars = prim["bars"] if prim is not None else 0
         sections, t = [], offset_bars
+        if intro:
+            sections.append((INSTRUMENTAL, t, intro))
+            t += intro
         for letter in letters:
             sections.append((letter, t, phrase))
             t += phrase
-        if spec.bars - len(letters) * phrase > 0:  # a remainder lengthens the last phrase
+        if spec.bars - intro - len(letters) * phrase > 0:  # a remainder lengthens the last phrase
             last = sections[-1]
-            sections[-1] = (last[0], last[1], last[2] + spec.bars - len(letters) * phrase)
+            sections[-1] = (last[0], last[1], last[2] + spec.bars - intro - len(letters) * phrase)
         # 1. plans
         for s in songs:
             s["plan"] = self._plan(sections, letters, s, v, a, prim)
@@ -470,7 +557,8 @@ class SongModel:
                     phrase = self._recadence(ref, closed, s["mode"])
                 else:
                     cands = [self.plan.sample_phrase(bars, s["mode"], v, a, rng, context=context,
-                                                     ending="closed" if closed else ("open" if root == "A" else "free"),
+                                                     ending="closed" if closed else (
+                                                         "open" if root in ("A", INSTRUMENTAL) else "free"),
                                                      temperature=s["style"]["plan_temperature"])
                              for _ in range(4)]
                     target = 1.0 * v  # brightness scale of ChordPlanModel.plan_valence
@@ -500,6 +588,8 @@ class SongModel:
         first_song = None
         for idx, (letter, start_bar, bars) in enumerate(sections):
             root = letter.rstrip("'")
+            if root == INSTRUMENTAL:  # an intro sets out the texture the first verse keeps
+                root = "A"
             if root not in runs:  # A: a run that suits the arousal; B, C...: another run of the same arrangement
                 run = self.accomp.choose_run(a + (0.0 if root == "A" else 0.3), rng, song=first_song,
                                              exclude=runs.get("A"))
@@ -517,7 +607,7 @@ class SongModel:
                         upper = [55 + (c.root + i - 55) % 12 for i in QUALITIES[c.quality][:3]]
                         out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
                     continue
-                pattern = self.accomp.run_pattern(runs[root], bar - start_bar)
+                pattern = self.accomp.run_pattern(runs[root], bar - start_bar, s["style"]["loop"])
                 out.append(self.accomp.realize(pattern, chords, t, end=end))
         return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
 
@@ -537,14 +627,15 @@ class SongModel:
 
     def _melodies(self, songs, sections, v, a, temperature, prim) -> list[np.ndarray]:
         B = len(songs)
-        density = 0 if a < -0.2 else 2 if a > 0.2 else 1
         h = self.sampler.initial_state(B)
         if prim is not None and len(prim["tokens"]):
-            h = self._warm(h, prim, songs, density)
+            h = self._warm(h, prim, songs)
         notes: list[list] = [[] for _ in range(B)]
         done: dict[str, list] = {}  # letter -> per-row tokens of that section
         for idx, (letter, start_bar, bars) in enumerate(sections):
             root = letter.rstrip("'")
+            if root == INSTRUMENTAL:  # the accompaniment plays alone
+                continue
             closed = letter.endswith("'") or idx == len(sections) - 1
             end_step = (start_bar + bars) * STEPS_PER_BAR
             rows = []
@@ -560,15 +651,15 @@ class SongModel:
                     if letter not in done:  # a variant (A' after A) writes at least its cadence bar anew
                         keep = min(keep, bars - 1)
                     forced = list(toks[: bar_idx[keep] + 1]) if keep < len(bar_idx) else list(toks)
-                rows.append(_Row(s["chords"], start_bar, bars, density, s["mode"] == "minor", s["tonic"], closed,
-                                 forced, end_step, s["style"]["melody_low"]))
+                rows.append(_Row(s["chords"], start_bar, bars, s["style"]["density"], s["mode"] == "minor", s["tonic"], closed,
+                                 forced, end_step, s["style"]["melody_low"], s["style"]["melody_span"]))
             h = self._sample_section(rows, h, songs, temperature)
             done[letter] = [r.tokens for r in rows]
             for b, r in enumerate(rows):
                 notes[b].extend(_decode(r.tokens, start_bar, songs[b]["tonic"]))
         return [np.array(n, np.int64).reshape(-1, 4) for n in notes]
 
-    def _warm(self, h, prim, songs, density):
+    def _warm(self, h, prim, songs):
         """Run the network over the primer's melody events (teacher forcing) to set its state."""
         for t, c in zip(prim["tokens"], prim["conds"]):
             _, h = self.sampler.step(np.full(len(songs), int(t)), np.repeat(c[None], len(songs), 0), h)
@@ -588,6 +679,7 @@ class SongModel:
             if r.forced and r.forced[0] == Vocab.BAR:
                 r.forced = r.forced[1:]
         gumbel_rng = [s["rng"] for s in songs]
+        temps = [temperature * s["style"]["melody_temperature"] for s in songs]
         while True:
             active = [b for b, r in enumerate(rows) if not r.done]
             if not active:
@@ -623,7 +715,7 @@ class SongModel:
                             mask[Vocab.BAR] = 0
                 elif kind == "pos":
                     lo = r.melody_low
-                    ok = (pitch_rel + r.tonic >= lo) & (pitch_rel + r.tonic <= lo + MELODY_SPAN)
+                    ok = (pitch_rel + r.tonic >= lo) & (pitch_rel + r.tonic <= lo + r.melody_span)
                     if last_bar:  # a phrase ends on a stable tone: the chord's (the tonic triad's when closed)
                         c = r.chord_at(r.onset)
                         pcs = {0, 3 if r.minor else 4, 7} if (r.closed or c is None) else {
@@ -642,9 +734,9 @@ class SongModel:
                     tok = int(r.forced.pop(0))
                     if not np.isfinite(mask[tok]):  # the repeated prefix no longer fits: sample from here
                         r.forced = []
-                        tok = _draw(logits[b] / temperature + mask, gumbel_rng[b])
+                        tok = _draw(logits[b] / temps[b] + mask, gumbel_rng[b])
                 else:
-                    tok = _draw(logits[b] / temperature + mask, gumbel_rng[b])
+                    tok = _draw(logits[b] / temps[b] + mask, gumbel_rng[b])
                 k = Vocab.kind(tok)
                 if k == "bar":
                     if r.bar == r.bars:
@@ -660,6 +752,13 @@ class SongModel:
                 r.tokens.append(tok)
                 prev[b] = tok
         return h
+
+
+def _density_odds(arousal: float) -> np.ndarray:
+    """Odds of the melody density classes (sparse, medium, busy) at ``arousal``: 0.6 / 0.34 / 0.06 at -0.6."""
+    sparse, busy = np.clip(1 / 3 - 0.45 * arousal, 0.02, 0.9), np.clip(1 / 3 + 0.45 * arousal, 0.02, 0.9)
+    p = np.array([sparse, max(1.0 - sparse - busy, 0.05), busy])
+    return p / p.sum()
 
 
 def _draw(logits: np.ndarray, rng: np.random.Generator) -> int:

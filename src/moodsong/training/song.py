@@ -135,7 +135,7 @@ def train_song_model(
     """
     from moodsong.fileio import atomic_path
     from moodsong.song.accomp import AccompanimentModel
-    from moodsong.song.model import SongModel
+    from moodsong.song.model import SongModel, fit_styles
     from moodsong.song.plan import ChordPlanModel
     from moodsong.training import distributed
 
@@ -155,6 +155,7 @@ def train_song_model(
     start_epoch, best, bad = 0, math.inf, 0
     plan = ChordPlanModel().fit(train_songs)
     accomp = AccompanimentModel().fit(train_songs)
+    styles = fit_styles(train_songs)
     if resume and optim_path.exists() and stem.with_suffix(".json").exists():
         state = torch.load(optim_path, map_location=dev, weights_only=False)
         net.load_state_dict(state["net"])
@@ -213,7 +214,7 @@ def train_song_model(
             best, bad = (v if v == v else best), 0
             if ctx.is_main:
                 weights = {k: t.detach().cpu().numpy() for k, t in net.state_dict().items()}
-                model = SongModel(plan, accomp, config.melody, weights)
+                model = SongModel(plan, accomp, config.melody, weights, styles=styles)
                 model.save(stem, meta={"training": {"epochs_done": epoch + 1, "best_valid_loss": v, "history": history,
                                                     "train_songs": len(train_songs), "valid_songs": len(valid_songs),
                                                     "crop_bars": config.crop_bars, "lr": config.lr,
