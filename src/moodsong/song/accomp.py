@@ -41,7 +41,9 @@ MAX_NOTES = 32  # notes kept per pattern bar (POP909's busiest bars have more; t
 BASS_BELOW = 55  # a pattern must have a note below G3
 PASSING = (2, 5)  # colour tones kept at any length: the ninth and the fourth above the root
 PASSING_ROLE = 10  # role 10 + i: a non-chord tone i semitones above the root; 0-3 are chord tones
-LOWEST, HIGHEST = 34, 96  # realised notes stay within Bb1..C7 (POP909 piano, first 32 bars: lowest D2 median, G#1..F2 10th-90th percentile; highest C#5, G#4..A5)
+# realised notes stay within Bb1..C7 (POP909 piano, first 32 bars: lowest note D2 median, G#1..F2
+# 10th-90th percentile; highest C#5 median, G#4..A5)
+LOWEST, HIGHEST = 34, 96
 
 
 def _role(interval: int, quality: str) -> int | None:

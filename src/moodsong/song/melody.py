@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from moodsong.song.plan import QUALITY_NAMES, quality_index
 from moodsong.corpora.pop909 import STEPS_PER_BAR, PopSong
+from moodsong.song.plan import QUALITY_NAMES, quality_index
 
 __all__ = ["DURATIONS", "Vocab", "VOCAB", "MelodyConfig", "song_events", "melody_condition", "COND_DIM",
            "MelodySampler"]

@@ -39,11 +39,11 @@ from pathlib import Path
 
 import numpy as np
 
+from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, Chord
 from moodsong.errors import MoodsongError
 from moodsong.song.accomp import AccompanimentModel
 from moodsong.song.melody import COND_DIM, DURATIONS, PITCH_LO, MelodyConfig, MelodySampler, Vocab, melody_condition
 from moodsong.song.plan import ChordPlanModel, PlanChord, chord_name
-from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, Chord
 
 __all__ = ["SongModel", "Song", "SongSpec", "parse_form", "parse_key", "default_form", "fit_styles", "KEY_NAMES",
            "DEFAULT_SONG_MODEL", "INSTRUMENTAL"]
@@ -490,7 +490,8 @@ class SongModel:
             #   and how rarely a return changes its accompaniment;
             # - adventurousness: how far the chords and the melody stray from the commonest choices.
             repeat, adventure = rng.uniform(0.0, 1.0, 2)
-            style = {"plan_temperature": float(0.5 + 1.1 * adventure), "melody_temperature": float(0.9 + 0.2 * adventure),
+            style = {"plan_temperature": float(0.5 + 1.1 * adventure),
+                     "melody_temperature": float(0.9 + 0.2 * adventure),
                      "keep": float(0.15 + 0.85 * repeat), "vary": float(1.0 - repeat),
                      "loop": None if repeat < 1 / 3 else 4 if repeat < 2 / 3 else 2,
                      # the melody's note density class (sparse, medium, busy): arousal shifts the odds
@@ -651,8 +652,9 @@ class SongModel:
                     if letter not in done:  # a variant (A' after A) writes at least its cadence bar anew
                         keep = min(keep, bars - 1)
                     forced = list(toks[: bar_idx[keep] + 1]) if keep < len(bar_idx) else list(toks)
-                rows.append(_Row(s["chords"], start_bar, bars, s["style"]["density"], s["mode"] == "minor", s["tonic"], closed,
-                                 forced, end_step, s["style"]["melody_low"], s["style"]["melody_span"]))
+                rows.append(_Row(s["chords"], start_bar, bars, s["style"]["density"], s["mode"] == "minor",
+                                 s["tonic"], closed, forced, end_step, s["style"]["melody_low"],
+                                 s["style"]["melody_span"]))
             h = self._sample_section(rows, h, songs, temperature)
             done[letter] = [r.tokens for r in rows]
             for b, r in enumerate(rows):
@@ -790,10 +792,10 @@ def _read_primer(score) -> dict:
     each onset); the notes themselves are kept verbatim in ``score`` (ticks rescaled to
     480 per quarter) and copied into the output by :meth:`Song.to_score`.
     """
-    from moodsong.representation.chords import analyze, estimate_key
-    from moodsong.corpora.songs import _MELODY_NAMES, _notes
-    from moodsong.song.melody import song_events
     from moodsong.corpora.pop909 import PopSong
+    from moodsong.corpora.songs import _MELODY_NAMES, _notes
+    from moodsong.representation.chords import analyze, estimate_key
+    from moodsong.song.melody import song_events
 
     score = score.resample(TICKS_PER_QUARTER) if score.ticks_per_quarter != TICKS_PER_QUARTER else score.copy()
     tracks = [t for t in score.tracks if not t.is_drum and len(t.notes)]
