@@ -180,3 +180,37 @@ def test_preload_loads_the_whisper_model_once(monkeypatch, tmp_path):
     monkeypatch.setattr(voice, "_whisper_model", lambda path: loaded.append(path))
     assert voice.preload(tmp_path) is True and loaded == [str(tmp_path)]
     assert voice.preload(tmp_path / "missing") is False and len(loaded) == 1
+
+
+def test_whisper_decoding_is_biased_with_hotwords_and_redone_when_copied():
+    calls = []
+
+    class Seg:
+        def __init__(self, text):
+            self.text = text
+
+    class FakeModel:
+        def __init__(self, texts):
+            self.texts = texts
+
+        def transcribe(self, samples, **kw):
+            calls.append(kw.get("hotwords"))
+            return iter([Seg(self.texts.pop(0))]), None
+
+    x = np.zeros(16000, np.float32)
+    assert voice._whisper_decode(FakeModel(["A calm, peaceful piece, please."]), x, "en") == \
+        "A calm, peaceful piece, please."
+    assert calls == [voice._WHISPER_HOTWORDS["en"]] and "calm" in calls[0]
+    calls.clear()
+    # a loop or a copy of the list itself is heard again without the list
+    assert voice._whisper_decode(FakeModel(["sleepy sleepy sleepy", "a quiet song"]), x, "en") == "a quiet song"
+    assert calls == [voice._WHISPER_HOTWORDS["en"], None]
+    assert voice._looks_copied("calm happy sad") and voice._looks_copied("Merry lonely, Merry lonely, Merry lonely")
+    assert not voice._looks_copied("a song and a dance and a tune")
+    # Chinese: the list is in simplified characters; a transcript made only of listed words is
+    # heard again with the plain prompt
+    calls.clear()
+    assert voice._whisper_decode(FakeModel(["温柔 轻松 兴奋", "我很紧张"]), x, "zh") == "我很紧张"
+    assert calls == [voice._WHISPER_HOTWORDS["zh"], None] and "悲伤" in calls[0]
+    assert voice._looks_hallucinated("孤独 温柔 孤独")
+    assert not voice._looks_hallucinated("我想要一首悲伤的歌")
