@@ -34,7 +34,7 @@ def train_song(source, out, epochs, lr, batch_size, hidden, patience, seed, devi
       moodsong train-song ~/midi/leadsheets --out runs/my-song --epochs 10
       moodsong train-song ~/data/pop909 --out runs/song --resume
       torchrun --nproc-per-node 2 --no-python moodsong train-song ~/data/pop909 --out runs/song-ddp
-      moodsong compose "a hopeful morning" --song-model runs/song/model.json --out songs/
+      moodsong compose "a hopeful morning" --model runs/song/model.json --out songs/
     """
     from dataclasses import replace
     from pathlib import Path

@@ -25,7 +25,7 @@ from torch import nn
 
 from moodsong.corpora.pop909 import PopSong
 from moodsong.errors import MoodsongError
-from moodsong.song.melody import COND_DIM, MelodyConfig, song_events
+from moodsong.song.melody import COND_DIM, MelodyConfig, Vocab, song_events
 
 __all__ = ["MelodyNet", "SongTrainConfig", "train_song_model", "masked_cross_entropy"]
 
@@ -79,11 +79,11 @@ class SongTrainConfig:
 class _Crops:
     """Random ``crop_bars``-bar crops of songs' melody events (token index of each bar kept)."""
 
-    def __init__(self, songs: list[PopSong], crop_bars: int):
+    def __init__(self, songs: list[PopSong], crop_bars: int, vocab: Vocab):
         self.items = []
         for s in songs:
-            toks, conds = song_events(s)
-            bar_at = np.flatnonzero(toks == 0)
+            toks, conds = song_events(s, vocab=vocab)
+            bar_at = np.flatnonzero(toks == vocab.bar)
             if len(bar_at) >= 2 and len(toks) > len(bar_at):
                 self.items.append((toks, conds, np.append(bar_at, len(toks))))
         self.crop_bars = crop_bars
@@ -162,7 +162,8 @@ def train_song_model(
         opt.load_state_dict(state["opt"])
         history, start_epoch, best, bad = state["history"], state["epoch"], state["best"], state["bad"]
         log(f"resumed after epoch {start_epoch} (best valid {best:.4f} nats/token)")
-    train, valid = _Crops(train_songs, config.crop_bars), _Crops(valid_songs, config.crop_bars)
+    vocab = Vocab(config.melody.vocab)
+    train, valid = _Crops(train_songs, config.crop_bars, vocab), _Crops(valid_songs, config.crop_bars, vocab)
     if not train.items:
         raise MoodsongError("the training songs have no melody notes")
     loss_net = nn.parallel.DistributedDataParallel(net) if ctx.distributed else net
