@@ -170,8 +170,10 @@ def predict(model, seqs, size=16) -> np.ndarray:
 
 
 def scores(pred: np.ndarray, q: np.ndarray) -> dict[str, float]:
-    hv = lambda a: np.isin(a, (1, 4))
-    ha = lambda a: np.isin(a, (1, 2))
+    def hv(a):
+        return np.isin(a, (1, 4))
+    def ha(a):
+        return np.isin(a, (1, 2))
     return {"4Q": float(np.mean(pred == q)), "V": float(np.mean(hv(pred) == hv(q))), "A": float(np.mean(ha(pred) == ha(q)))}
 
 
@@ -316,7 +318,8 @@ def main() -> None:
         runs = {s: train_anchor(*job, s, threads=args.threads) for s in args.seeds}
     last = np.array([[r["last"][k] for k in ("4Q", "V", "A")] for r in runs.values()])
     best = np.array([[r["best_on_valid"][k] for k in ("4Q", "V", "A")] for r in runs.values()])
-    fmt = lambda a: " / ".join(f"{x:.3f}" for x in a)
+    def fmt(a):
+        return " / ".join(f"{x:.3f}" for x in a)
     print(f"\n{where} ({va.size} clips), 4Q / V / A")
     print(f"  moodsong estimator                         {fmt([ours[k] for k in ('4Q', 'V', 'A')])}")
     print(f"  anchor logistic baseline (4 features)      {fmt([lr[k] for k in ('4Q', 'V', 'A')])}")
@@ -326,7 +329,8 @@ def main() -> None:
         print(f"    seed {seed}: last {fmt([r['last'][k] for k in ('4Q', 'V', 'A')])}, "
               f"best-on-held-out {fmt([r['best_on_valid'][k] for k in ('4Q', 'V', 'A')])} at epoch {r['best_on_valid']['epoch']}")
     songs = [song_of(names[i]) for i in va]
-    hit = lambda p: np.asarray(p) == q[va]
+    def hit(p):
+        return np.asarray(p) == q[va]
     print(f"\n4Q difference, moodsong minus anchor, 95% interval by resampling the {len(set(songs))} held-out songs:")
     lr_pred = logistic_baseline(B[tr], q[tr], B[va])
     d = song_bootstrap(hit(ours_pred), hit(lr_pred), songs)

@@ -210,7 +210,8 @@ def main() -> int:
     ap.add_argument("--skip-crbm", action="store_true", help="train only the music-emotion estimator")
     ap.add_argument("--cnn-seeds", type=int, default=3, help="members of the shipped CNN ensemble")
     ap.add_argument("--cnn-epochs", type=int, default=MusicCNNConfig.epochs)
-    ap.add_argument("--sequence-weight", type=float, default=0.25, help="CNN share of the blend (unless --select-weight)")
+    ap.add_argument("--sequence-weight", type=float, default=0.25,
+                    help="CNN share of the blend (unless --select-weight)")
     ap.add_argument("--select-weight", action="store_true", help="choose the blend weight by song-grouped CV on train")
     ap.add_argument("--plain-versions", type=int, default=2, help="score-like versions of each train clip (valence)")
     ap.add_argument("--pop909-weight", type=float, default=Recipe.pop909_weight,
@@ -235,11 +236,13 @@ def main() -> int:
         print("choosing L2 by song-grouped 5-fold CV on the train split:")
         l2, cv = choose_l2(X[tr], q[tr], songs, extra, recipe)
         config = MusicCNNConfig(epochs=args.cnn_epochs)
-        fmt = "4Q {quadrant:.3f}  valence {valence:.3f}  arousal {arousal:.3f}  valence of score-like versions {valence_score_like:.3f}"
+        fmt = ("4Q {quadrant:.3f}  valence {valence:.3f}  arousal {arousal:.3f}  "
+               "valence of score-like versions {valence_score_like:.3f}")
         cv_report = {}
         for name, r, lam in (("previous recipe (l2 0.1)", before, 0.1), (f"this recipe (l2 {l2})", recipe, l2)):
             cv_report[name] = cv_recipe(X[tr], q[tr], songs, extra, r, lam)
-            print(f"song-grouped CV on train (fold seeds 0, 1), feature model, {name}: " + fmt.format(**cv_report[name]))
+            print(f"song-grouped CV on train (fold seeds 0, 1), feature model, {name}: "
+                  + fmt.format(**cv_report[name]))
         weight, wcv, cnns = args.sequence_weight, None, None
         if args.select_weight:
             print("choosing the CNN blend weight by song-grouped 5-fold CV on the train split:")
@@ -254,14 +257,18 @@ def main() -> int:
         est = fit_recipe(X[tr], q[tr], extra.plain, extra, recipe, l2)
         est.sequence_weight = weight
         feat_valid = est.score(X[va], q[va])
-        print(f"EMOPIA valid, feature model only: 4Q {feat_valid['quadrant']:.3f}  valence {feat_valid['valence']:.3f}  arousal {feat_valid['arousal']:.3f}")
+        print(f"EMOPIA valid, feature model only: 4Q {feat_valid['quadrant']:.3f}  "
+              f"valence {feat_valid['valence']:.3f}  arousal {feat_valid['arousal']:.3f}")
         est.fit_sequence([notes[i] for i in tr], q[tr], config, seeds=args.cnn_seeds, progress=True)
         valid = est.score_pieces([notes[i] for i in va], q[va])
-        print(f"EMOPIA valid (blend w={weight}): 4Q {valid['quadrant']:.3f}  valence {valid['valence']:.3f}  arousal {valid['arousal']:.3f} (n={valid['n']})")
+        print(f"EMOPIA valid (blend w={weight}): 4Q {valid['quadrant']:.3f}  valence {valid['valence']:.3f}  "
+              f"arousal {valid['arousal']:.3f} (n={valid['n']})")
         if previous is not None:
             old = previous.score_pieces([notes[i] for i in va], q[va])
-            print(f"EMOPIA valid, the model shipped before: 4Q {old['quadrant']:.3f}  valence {old['valence']:.3f}  arousal {old['arousal']:.3f}")
-        rnd = lambda d: {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
+            print(f"EMOPIA valid, the model shipped before: 4Q {old['quadrant']:.3f}  "
+                  f"valence {old['valence']:.3f}  arousal {old['arousal']:.3f}")
+        def rnd(d):
+            return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
         est.info_ = {
             "trained_on": "EMOPIA 1.0 train split (876 clips, CC BY 4.0); valence also on score-like versions of "
                           "them and on POP909 train songs (MIT) with their annotated key as a weak label",
@@ -305,15 +312,18 @@ def main() -> int:
     X = np.array(wins, dtype=np.uint8)
     C = np.array(conds, dtype=np.float32)
     print(f"conditional RBM: {n_emopia} EMOPIA windows (hand labels) + {weak} pop windows (weak labels)")
-    model, hist = fit_conditional_rbm(X, C, cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    model, hist = fit_conditional_rbm(X, C, cfg, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                                      seed=args.seed)
     save_checkpoint(
         model,
         DATA / CRBM_STEM,
         dtype=torch.float16,
         **{
-            "trained_on": "EMOPIA 1.0 (990 clips, hand labels) + pop_music_midi (126 files, labels from the music-emotion estimator)",
+            "trained_on": "EMOPIA 1.0 (990 clips, hand labels) + pop_music_midi (126 files, labels from the "
+                          "music-emotion estimator)",
             "windows": {"emopia": n_emopia, "weak": weak},
-            "epochs": args.epochs, "stride": args.stride, "shifts": args.shifts, "batch_size": args.batch_size, "lr": args.lr,
+            "epochs": args.epochs, "stride": args.stride, "shifts": args.shifts, "batch_size": args.batch_size,
+            "lr": args.lr,
             "reconstruction_error": [round(h, 5) for h in hist],
         },
     )

@@ -64,9 +64,9 @@ from pathlib import Path
 import numpy as np
 import symusic
 
-from moodsong.representation.chords import key_of_histogram
 from moodsong.errors import MoodsongError
 from moodsong.fileio import write_text_atomic
+from moodsong.representation.chords import key_of_histogram
 from moodsong.representation.pianoroll import read_score
 
 __all__ = [
@@ -200,7 +200,8 @@ def score_notes(score: symusic.Score) -> NoteArrays:
     if not parts:
         z = np.zeros(0)
         return NoteArrays(z, z, z.astype(np.int64), z.astype(np.int64))
-    cat = lambda k: np.concatenate([p[k] for p in parts])
+    def cat(k):
+        return np.concatenate([p[k] for p in parts])
     order = np.argsort(cat("time"), kind="stable")
     return NoteArrays(
         cat("time").astype(np.float64)[order],
@@ -848,7 +849,7 @@ class MusicEmotionEstimator:
         as ``<stem>_trees.safetensors``."""
         from safetensors.numpy import save_file
 
-        from ..fileio import atomic_path
+        from moodsong.fileio import atomic_path
 
         path = Path(path)
         seq = trees = None
@@ -885,7 +886,8 @@ class MusicEmotionEstimator:
             try:
                 self.sequence_ = MusicCNNEnsemble.load(folder / d["sequence_model"])
             except Exception as exc:  # missing or corrupt weights file: a user-facing error
-                raise MoodsongError(f"cannot read the music-emotion sequence model {d['sequence_model']} ({exc})") from None
+                raise MoodsongError(f"cannot read the music-emotion sequence model {d['sequence_model']} "
+                                    f"({exc})") from None
         return self
 
     @classmethod
@@ -947,7 +949,8 @@ def song_folds(songs: Sequence[str], folds: int = 5, seed: int = 0) -> np.ndarra
     return np.array([fold_of[s] for s in songs])
 
 
-def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list[str], list[NoteArrays], np.ndarray, list[str]]:
+def emopia_clips(root: str | os.PathLike,
+                 only: str | None = None) -> tuple[list[str], list[NoteArrays], np.ndarray, list[str]]:
     """Read EMOPIA's notes: ``(clip names, notes per clip, quadrant labels, split per clip)``.
 
     ``root`` holds ``midis/``, ``label.csv`` and ``split.csv``. Clips that cannot
@@ -972,14 +975,14 @@ def emopia_clips(root: str | os.PathLike, only: str | None = None) -> tuple[list
 
 
 def pop909_songs(root: str | os.PathLike, split: str) -> tuple[list[str], list[NoteArrays], np.ndarray]:
-    """POP909 songs of one split (``"train"`` or ``"valid"``; see :func:`moodsong.song.pop909.split_of`):
+    """POP909 songs of one split (``"train"`` or ``"valid"``; see :func:`moodsong.corpora.pop909.split_of`):
     ``(song ids, all notes of each song, True where the annotated main key is major)``.
 
     The key annotation is a weak valence label (a minor-key pop song is more often sad than a major one),
     used as extra valence training rows and as a cross-domain check. Songs that
-    :func:`moodsong.song.pop909.load_song` refuses (not in 4/4) are skipped.
+    :func:`moodsong.corpora.pop909.load_song` refuses (not in 4/4) are skipped.
     """
-    from ..song.pop909 import load_song, song_folders
+    from moodsong.corpora.pop909 import load_song, song_folders
 
     if split == "test":
         raise MoodsongError("POP909's test songs are held out; read 'train' or 'valid'")

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -268,7 +268,7 @@ class MusicCNNEnsemble:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "MusicCNNEnsemble":
+    def load(cls, path: str | os.PathLike) -> MusicCNNEnsemble:
         from safetensors import safe_open
 
         with safe_open(str(path), framework="numpy") as f:
