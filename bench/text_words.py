@@ -14,6 +14,7 @@
     python bench/text_words.py                       # words + imagery
     python bench/text_words.py --emobank ../shared/data/emobank/emobank.csv
     python bench/text_words.py --no-model            # lexicons only
+    python bench/text_words.py --dev --skip-words    # imagery development prompts (for tuning)
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ from moodsong.errors import MoodsongError
 HERE = Path(__file__).resolve().parent
 
 
-def imagery(use_model: bool, verbose: bool) -> float:
-    rows = [line.rstrip("\n").split("\t") for line in open(HERE / "data" / "imagery_prompts.tsv", encoding="utf-8")
+def imagery(use_model: bool, verbose: bool, name: str = "imagery_prompts.tsv") -> float:
+    rows = [line.rstrip("\n").split("\t") for line in open(HERE / "data" / name, encoding="utf-8")
             if line.strip() and not line.startswith("#")]
     ok = 0
     per_q = {q: [0, 0] for q in "1234"}
@@ -47,7 +48,7 @@ def imagery(use_model: bool, verbose: bool) -> float:
             print(f"  {'ok ' if hit else 'BAD'} Q{q} -> Q{a.quadrant} V{a.valence:+.2f} A{a.arousal:+.2f} "
                   f"{prompt!r} [{kws}]")
     print("imagery per quadrant: " + ", ".join(f"Q{q} {h}/{n}" for q, (h, n) in per_q.items()))
-    print(f"imagery prompts: {ok}/{len(rows)} = {ok / len(rows):.3f} right quadrant")
+    print(f"imagery prompts ({name}): {ok}/{len(rows)} = {ok / len(rows):.3f} right quadrant")
     return ok / len(rows)
 
 
@@ -82,11 +83,11 @@ def words(use_model: bool, limit: int | None) -> None:
 
 
 def emobank(path: str) -> None:
-    from moodsong.emotion.text import EmoBankHead, SentenceEncoder
+    from moodsong.emotion.text import EmoBankHead
     from moodsong.emotion.train_text import pearson, read_emobank
 
     test = read_emobank(path)["test"]
-    pred = EmoBankHead.load().predict_raw(SentenceEncoder.encode(test["text"]))
+    pred = EmoBankHead.load().predict_text_raw(test["text"])
     print(f"EmoBank test (n={len(test['text'])}): valence r {pearson(pred[:, 0], test['va'][:, 0]):.3f}, "
           f"arousal r {pearson(pred[:, 1], test['va'][:, 1]):.3f}")
 
@@ -96,12 +97,14 @@ def main() -> None:
     ap.add_argument("--no-model", action="store_true", help="lexicons only (no MiniLM)")
     ap.add_argument("--emobank", help="EmoBank csv for the sentence head's test r")
     ap.add_argument("--skip-words", action="store_true")
+    ap.add_argument("--dev", action="store_true",
+                    help="imagery development prompts (bench/data/imagery_dev.tsv) instead of the held-out ones")
     ap.add_argument("--limit", type=int, default=None, help="at most this many words per set (quick runs)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     use_model = not args.no_model
     t = time.perf_counter()
-    imagery(use_model, args.verbose)
+    imagery(use_model, args.verbose, "imagery_dev.tsv" if args.dev else "imagery_prompts.tsv")
     if not args.skip_words:
         words(use_model, args.limit)
     if args.emobank:

@@ -78,3 +78,59 @@ def test_long_lists_are_cached_on_disk(tmp_path, monkeypatch):
     assert not list((tmp_path / "minilm").glob("*.tmp*"))
     enc.encode(words[:3])
     assert len(list((tmp_path / "minilm").glob("*.npy"))) == 1  # short lists (prompts) are not cached
+
+
+@needs_model
+def test_with_layers_replaces_only_the_named_layers():
+    from moodsong.emotion.encoder import load_encoder, read_safetensors
+    from moodsong.errors import MoodsongError
+
+    base = load_encoder(_minilm_dir())
+    w = read_safetensors(_minilm_dir() / "model.safetensors")
+    texts = ["a rainy afternoon in autumn", "the moment we finally won"]
+    layer5 = {k: np.asarray(v, np.float16) for k, v in w.items() if k.startswith("encoder.layer.5.")}
+    same = base.with_layers(layer5, tag="f16")
+    assert same.layers[:5] == base.layers[:5] and same.model_id != base.model_id
+    np.testing.assert_allclose(same.encode(texts), base.encode(texts), atol=2e-3)  # float16 rounding only
+    changed = dict(layer5)
+    changed["encoder.layer.5.output.dense.bias"] = changed["encoder.layer.5.output.dense.bias"].copy()
+    changed["encoder.layer.5.output.dense.bias"][:100] += np.float16(2.0)  # not uniform: LayerNorm follows
+    assert np.abs(base.with_layers(changed).encode(texts) - base.encode(texts)).max() > 1e-3
+    with pytest.raises(MoodsongError, match="shape"):
+        base.with_layers({**layer5, "encoder.layer.5.output.dense.bias": np.zeros(3, np.float16)})
+    with pytest.raises(MoodsongError, match="lacks"):
+        base.with_layers({"encoder.layer.9.output.dense.bias": np.zeros(384, np.float16)})
+    # A low-rank update: base + B @ A; B = 0 gives the base layer back exactly.
+    name = "encoder.layer.5.intermediate.dense.weight"
+    a = np.random.default_rng(1).normal(size=(4, 384)).astype(np.float16)
+    zero = base.with_layers({name + ".lora_A": a, name + ".lora_B": np.zeros((1536, 4), np.float16)})
+    np.testing.assert_array_equal(zero.encode(texts), base.encode(texts))
+    b = np.full((1536, 4), 0.05, np.float16)
+    lora = base.with_layers({name + ".lora_A": a, name + ".lora_B": b})
+    np.testing.assert_allclose(lora.layers[5]["i_w"], (np.asarray(w[name]) + b.astype(np.float32) @ a).T, atol=1e-5)
+    with pytest.raises(MoodsongError, match="low-rank"):
+        base.with_layers({name + ".lora_A": a})
+
+
+@needs_model
+def test_training_layer_matches_numpy_layer():
+    """The torch layer that fine-tuning trains computes what the numpy encoder runs."""
+    import torch
+
+    from moodsong.emotion.encoder import load_encoder, read_safetensors
+    from moodsong.emotion.train_text import _bert_names, _torch_layer
+
+    enc = load_encoder(_minilm_dir())
+    w = read_safetensors(_minilm_dir() / "model.safetensors")
+    x = np.random.default_rng(0).normal(size=(2, 5, 384)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    want = enc._run_layers(x.reshape(-1, 384), mask, enc.layers[4:5]).reshape(2, 5, 384)
+    layer = _torch_layer(w, 4, dropout=0.1).eval()
+    bias = torch.as_tensor((1 - mask)[:, None, None, :] * np.finfo(np.float32).min, dtype=torch.float32)
+    with torch.no_grad():
+        got = layer(torch.as_tensor(x), bias).numpy()
+    np.testing.assert_allclose(got[mask > 0], want[mask > 0], atol=1e-4)
+    names = _bert_names(layer, 4)
+    assert set(names) == {k for k in w if k.startswith("encoder.layer.4.")}
+    for k, v in names.items():
+        np.testing.assert_allclose(v, w[k], atol=2e-3, rtol=1e-3)

