@@ -494,10 +494,10 @@ class SongModel:
             #   and how rarely a return changes its accompaniment;
             # - adventurousness: how far the chords and the melody stray from the commonest choices.
             repeat, adventure = rng.uniform(0.0, 1.0, 2)
-            style = {"plan_temperature": float(0.5 + 1.1 * adventure),
+            style = {"plan_temperature": float(0.45 + 1.35 * adventure),
                      "melody_temperature": float(0.9 + 0.2 * adventure),
-                     "keep": float(0.15 + 0.85 * repeat), "vary": float(1.0 - repeat),
-                     "loop": None if repeat < 1 / 3 else 4 if repeat < 2 / 3 else 2,
+                     "keep": float(0.1 + 0.75 * repeat), "vary": float(1.0 - repeat),
+                     "loop": None if repeat < 0.5 else 4 if repeat < 0.8 else 2,
                      # the melody's note density class (sparse, medium, busy): arousal shifts the odds
                      # rather than fixing the class, so calm songs are not all equally sparse
                      "density": int(rng.choice(3, p=_density_odds(a)))}
@@ -590,6 +590,8 @@ class SongModel:
     def _accompaniment(self, s: dict, sections: list, a: float) -> np.ndarray:
         """One learned pattern per section letter (B, C, ... a little busier), the last bar held."""
         rng, chords = s["rng"], s["chords"]
+        steps = (0, 2, 3, 5, 7, 8, 10) if s["mode"] == "minor" else (0, 2, 4, 5, 7, 9, 11)
+        scale = {(s["tonic"] + i) % 12 for i in steps}
         end = max(st + b for _, st, b in sections) * STEPS_PER_BAR
         runs: dict[str, int] = {}
         out = []
@@ -616,7 +618,7 @@ class SongModel:
                         out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
                     continue
                 pattern = self.accomp.run_pattern(runs[root], bar - start_bar, s["style"]["loop"])
-                out.append(self.accomp.realize(pattern, chords, t, end=end))
+                out.append(self.accomp.realize(pattern, chords, t, end=end, scale=scale))
         return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
 
     def _recadence(self, ref: list[PlanChord], closed: bool, mode: str) -> list[PlanChord]:
