@@ -238,7 +238,10 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
 
         ``u`` (N, V) are the uniforms: pitch i of row r is on when ``u[r, i] < p``.
         Small numpy operations cost ~1 us against torch's ~5-10 us, and this loop
-        is V steps long per frame: 8 s of 6 candidates' 13.8 s went here.
+        is V steps long per frame: 8 s of 6 candidates' 13.8 s went here. Each row's hidden sigmoid is
+        recomputed only when one of its pitches turns on (identical draws, checked bit for bit on the shipped
+        JSB and pop models): ``frame_accuracy`` of jsb-wavenet on 25 JSB valid chorales (1469 frames x 10
+        draws), one thread, 0.82 s against 2.02 s recomputing every row at every pitch.
         """
         W, Vw = self._nade_weights()
         b = b.detach().cpu().float().numpy()
@@ -247,8 +250,10 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
         v = np.zeros((N, V), np.float32)
         scaled = temperature != 1.0
         one = np.float32(1.0)
+        # a row's hidden units change only when one of its pitches turns on: recompute the sigmoid for those
+        # rows alone (the same values as recomputing all; ~4 notes of 88 keys a frame make it ~20x fewer exps)
+        h = one / (one + np.exp(-a))
         for i in range(V):
-            h = one / (one + np.exp(-a))
             logit = b[:, i] + h @ Vw[i]
             if scaled:  # divided, not multiplied by 1/T: the rounding torch's ``logit / T`` had
                 logit = logit / np.float32(temperature)
@@ -256,6 +261,7 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
             if on.any():
                 v[on, i] = 1.0
                 a[on] += W[i]
+                h[on] = one / (one + np.exp(-a[on]))
         return v
 
     # ------------------------------------------------------------------ likelihood
