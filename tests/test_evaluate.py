@@ -65,6 +65,21 @@ def test_train_then_evaluate_end_to_end(tiny_benchmark, tmp_path, model_args):
     assert r.exit_code == 0 and "NLL per step" in r.output and "frame-level accuracy" in r.output
 
 
+@pytest.mark.parametrize("name", ["jsb-wavenet", "nottingham-wavenet", "musedata-wavenet", "piano-midi-wavenet"])
+def test_evaluate_a_shipped_model_by_name_on_the_valid_split(tiny_benchmark, name):
+    from moodsong.models.generate import shipped_model_path
+
+    if not shipped_model_path(name).is_file():
+        pytest.skip(f"{name} is not shipped")
+    path, data = tiny_benchmark
+    r = CliRunner().invoke(main, ["evaluate", name, str(path), "--split", "valid", "--samples", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["split"] == "valid" and res["num_steps"] == sum(len(s) for s in data["valid"])
+    assert np.isfinite(res["nll"]) and res["nll"] > 0 and 0 <= res["accuracy"] <= 1
+    assert res["method"].startswith("exact")
+
+
 def test_evaluate_reports_user_errors_in_one_line(tiny_benchmark, tmp_path):
     path, _ = tiny_benchmark
     runner = CliRunner()

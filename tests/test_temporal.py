@@ -72,6 +72,31 @@ def test_wavenet_nll_is_exact_brute_force_sum_over_all_sequences():
     assert abs(r["nll"] + slow / T) < 1e-9 and r["nll_stderr"] == 0
 
 
+def test_sparse_nade_logits_equal_the_dense_form_values_and_gradients():
+    # nade_logits computes one hidden vector per nonzero pitch; the dense form computes one per pitch
+    torch.manual_seed(1)
+    m = WaveNetNADE(WaveNetConfig(num_visible=40, channels=4, skip_channels=4, dilations=[1], nade_hidden=7)).double()
+    v = (torch.rand(50, 40, dtype=torch.float64) < 0.15).double()
+    v[0], v[1], v[2, :] = 0.0, 1.0, 0.0  # silence, every key, and a frame whose only note is the top key
+    v[2, -1] = 1.0
+    v[3] *= 0.5  # not only 0/1 frames: each nonzero pitch adds its value times its weight row
+    b = torch.randn(50, 40, dtype=torch.float64)
+    c = torch.randn(50, 7, dtype=torch.float64, requires_grad=True)
+
+    def dense(v, b, c):
+        contrib = v[:, :, None] * m.nade_W[None]
+        a = c[:, None, :] + torch.cumsum(contrib, 1) - contrib
+        return b + (torch.sigmoid(a) * m.nade_V[None]).sum(-1)
+
+    sparse_out, dense_out = m.nade_logits(v, b, c), dense(v, b, c)
+    assert torch.allclose(sparse_out, dense_out, atol=1e-12)
+    params = [m.nade_W, m.nade_V, c]
+    g1 = torch.autograd.grad(sparse_out.sin().sum(), params)
+    g2 = torch.autograd.grad(dense_out.sin().sum(), params)
+    assert all(torch.allclose(x, y, atol=1e-10) for x, y in zip(g1, g2))
+    assert m.nade_logits(v[:0], b[:0], c[:0]).shape == (0, 40)
+
+
 def test_rnnrbm_ais_nll_matches_exact_partition_functions():
     m = _tiny_rnnrbm(V=6, H=5)
     rng = np.random.default_rng(0)
@@ -223,6 +248,19 @@ def test_training_lowers_validation_nll_on_bach_chorales(bach_frames, tmp_path, 
     assert [h["epoch"] for h in history2] == list(range(1, tc["epochs"] + 2))
 
 
+def test_resume_trains_at_the_learning_rate_asked_for(tmp_path):
+    # the optimizer state saved with a run holds its learning rate; resuming with --lr must not keep the old one
+    rng = np.random.default_rng(0)
+    train = [(rng.random((20, 5)) < 0.3).astype(np.float32) for _ in range(4)]
+    mc = {"channels": 4, "skip_channels": 4, "dilations": [1, 2], "nade_hidden": 4, "dropout": 0.0}
+    train_sequence_model("wavenet", train, train[:2], tmp_path, mc, TemporalTrainConfig(epochs=1, lr=1e-2),
+                         progress=False)
+    train_sequence_model("wavenet", train, train[:2], tmp_path, mc, TemporalTrainConfig(epochs=2, lr=1e-3),
+                         resume=True, progress=False)
+    saved = torch.load(tmp_path / "last.optim.pt", weights_only=True)
+    assert [g["lr"] for g in saved["param_groups"]] == [1e-3]
+
+
 @pytest.mark.slow
 def test_wavenet_learns_jsb_chorales(shared_data, tmp_path):
     from moodsong.training.sequence import load_frames
@@ -236,8 +274,9 @@ def test_wavenet_learns_jsb_chorales(shared_data, tmp_path):
     assert history[-1]["val_nll"] < history[0]["val_nll"] < 61  # 61 = 88 log 2, a coin flip per key
 
 
-@pytest.mark.parametrize("stem", ["jsb_wavenet", "jsb_rnnrbm", "pop_wavenet"])
-def test_shipped_models_load_and_generate(stem):
+@pytest.mark.parametrize("stem", ["jsb_wavenet", "jsb_rnnrbm", "pop_wavenet", "nottingham_wavenet", "musedata_wavenet",
+                                  "piano_midi_wavenet"])
+def test_shipped_models_load_generate_and_evaluate(stem):
     from importlib import resources
 
     from moodsong.models.generate import load_model
@@ -250,6 +289,12 @@ def test_shipped_models_load_and_generate(stem):
     roll = model.generate_roll(24, generator=torch.Generator().manual_seed(0), **kw)
     assert roll.shape == (24, model.config.pianoroll.width)
     assert roll[:, : model.config.pianoroll.num_pitches].sum() > 0  # a trained model does not fall silent
+    # and scores a tiny synthetic piece (a held chord, then another) with a finite, positive NLL per step
+    piece = np.zeros((12, model.config.num_visible), np.float32)
+    piece[:6, [3, 7, 10]] = 1.0
+    piece[6:, [5, 9, 12]] = 1.0
+    r = sequence_nll(model, [piece], ais_chains=4, ais_betas=20)
+    assert np.isfinite(r["nll"]) and r["nll"] > 0 and r["num_steps"] == 12
 
 
 def test_training_with_per_piece_conditions_learns_the_condition(tmp_path):

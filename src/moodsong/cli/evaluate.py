@@ -27,6 +27,8 @@ def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_step
              as_json):
     """Benchmark a model: NLL per time step (nats) and expected frame-level accuracy.
 
+    CHECKPOINT is a run folder, a model.json, or a shipped model's name
+    (jsb-wavenet, nottingham-wavenet, musedata-wavenet, piano-midi-wavenet, ...).
     DATA is a polyphonic-benchmark pickle or JSON (dict of train/valid/test
     lists of sequences of MIDI-pitch tuples), e.g. JSB Chorales. The NLL is
     exact for WaveNet-NADE; for RBM-based models each partition function is
@@ -35,6 +37,7 @@ def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_step
     \b
     Examples:
       moodsong evaluate runs/jsb-wavenet jsb_chorales.pkl
+      moodsong evaluate nottingham-wavenet nottingham_trainvalid.pkl --split valid
       moodsong evaluate runs/jsb-rnnrbm/model.json jsb_chorales.pkl --split valid --ais-chains 50
       moodsong evaluate runs/jsb-rnnrbm jsb_chorales.pkl --json > result.json
     """
@@ -43,13 +46,15 @@ def evaluate(checkpoint, data, split, ais_chains, ais_betas, samples, gibbs_step
     from moodsong.errors import MoodsongError
     from moodsong.evaluation.likelihood import evaluate_model, load_benchmark, model_representation
     from moodsong.models.checkpoint import load_checkpoint
+    from moodsong.models.generate import SHIPPED_MODELS, shipped_model_path
     from moodsong.training.rbm import resolve_device
 
     if threads:
         torch.set_num_threads(threads)
     if ais_chains < 1 or ais_betas < 2 or samples < 1:
         raise MoodsongError("--ais-chains and --samples must be at least 1, --ais-betas at least 2")
-    model, meta, _ = load_checkpoint(checkpoint, map_location=resolve_device(device))
+    path = shipped_model_path(checkpoint) if checkpoint in SHIPPED_MODELS else checkpoint
+    model, meta, _ = load_checkpoint(path, map_location=resolve_device(device))
     seqs = load_benchmark(data, split, model_representation(model))
     if limit:
         seqs = seqs[:limit]

@@ -16,7 +16,7 @@ from moodsong.errors import MoodsongError
               help="Folder for the pieces.")
 @click.option("--model", "model_path", type=click.Path(), default=None,
               help="Checkpoint (model.json) or a shipped model: pop-wavenet (default), bach-rbm, jsb-wavenet, "
-                   "jsb-rnnrbm.")
+                   "jsb-rnnrbm, nottingham-wavenet, musedata-wavenet, piano-midi-wavenet.")
 @click.option("--bars", default=8, show_default=True, help="Length of each piece in 4/4 bars.")
 @click.option("--pieces", default=1, show_default=True, help="Number of pieces.")
 @click.option("--tempo", default=110.0, show_default=True, help="Tempo in quarter notes per minute.")

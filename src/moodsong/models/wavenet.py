@@ -192,11 +192,27 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
         return -F.binary_cross_entropy_with_logits(logits, v, reduction="none").sum(-1)
 
     def nade_logits(self, v, b, c):
-        """Logit of ``p(v_i = 1 | v_<i)`` for every pitch ``i`` (teacher-forced), ``(N, V)``."""
-        # hidden pre-activation for pitch i sees pitches < i: exclusive cumulative sum
-        contrib = v[:, :, None] * self.nade_W[None]  # (N, V, Hn)
-        a = c[:, None, :] + torch.cumsum(contrib, 1) - contrib
-        return b + (torch.sigmoid(a) * self.nade_V[None]).sum(-1)
+        """Logit of ``p(v_i = 1 | v_<i)`` for every pitch ``i`` (teacher-forced), ``(N, V)``.
+
+        The hidden pre-activation of pitch ``i`` is ``c + sum_{j < i} v_j W_j``: it changes only at the
+        frame's nonzero pitches, so a frame with ``k`` notes has ``k + 1`` distinct hidden vectors. They are
+        computed once each (``(N, K + 1, Hn)``, ``K`` the most notes in any frame) and every pitch reads the
+        one below it, instead of ``V`` hidden vectors per frame (``(N, V, Hn)``). Same values and gradients as
+        the dense form (to float rounding, ~1e-6 relative). Measured on 8192 Nottingham valid frames (88 keys,
+        at most 7 notes a frame), NADE 150 hidden, one CPU thread: forward 0.59 s vs 6.7 s, forward and
+        backward 0.73 s vs 11.4 s.
+        """
+        N, V = v.shape
+        nz = v != 0
+        below = torch.cumsum(nz.long(), 1) - nz.long()  # (N, V): nonzero pitches under pitch i
+        n_idx, p_idx = nz.nonzero(as_tuple=True)
+        K = int(below[n_idx, p_idx].max()) + 1 if n_idx.numel() else 0
+        W = self.nade_W
+        rows = torch.zeros(N, K, W.shape[1], dtype=torch.result_type(v, W), device=v.device)
+        rows = rows.index_put((n_idx, below[n_idx, p_idx]), v[n_idx, p_idx, None] * W[p_idx])
+        a = c[:, None, :] + F.pad(torch.cumsum(rows, 1), (0, 0, 1, 0))  # (N, K + 1, Hn): 0, 1, ..., K notes in
+        per_seg = torch.sigmoid(a) @ self.nade_V.t()  # (N, K + 1, V): each hidden vector against every pitch
+        return b + per_seg.gather(1, below[:, None, :]).squeeze(1)
 
     @torch.no_grad()
     def nade_sample(self, b, c, *, temperature=1.0, generator=None):
@@ -223,7 +239,10 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
 
         ``u`` (N, V) are the uniforms: pitch i of row r is on when ``u[r, i] < p``.
         Small numpy operations cost ~1 us against torch's ~5-10 us, and this loop
-        is V steps long per frame: 8 s of 6 candidates' 13.8 s went here.
+        is V steps long per frame: 8 s of 6 candidates' 13.8 s went here. Each row's hidden sigmoid is
+        recomputed only when one of its pitches turns on (identical draws, checked bit for bit on the shipped
+        JSB and pop models): ``frame_accuracy`` of jsb-wavenet on 25 JSB valid chorales (1469 frames x 10
+        draws), one thread, 0.82 s against 2.02 s recomputing every row at every pitch.
         """
         W, Vw = self._nade_weights()
         b = b.detach().cpu().float().numpy()
@@ -232,8 +251,10 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
         v = np.zeros((N, V), np.float32)
         scaled = temperature != 1.0
         one = np.float32(1.0)
+        # a row's hidden units change only when one of its pitches turns on: recompute the sigmoid for those
+        # rows alone (the same values as recomputing all; ~4 notes of 88 keys a frame make it ~20x fewer exps)
+        h = one / (one + np.exp(-a))
         for i in range(V):
-            h = one / (one + np.exp(-a))
             logit = b[:, i] + h @ Vw[i]
             if scaled:  # divided, not multiplied by 1/T: the rounding torch's ``logit / T`` had
                 logit = logit / np.float32(temperature)
@@ -241,6 +262,7 @@ class WaveNetNADE(FrameModelMixin, nn.Module):
             if on.any():
                 v[on, i] = 1.0
                 a[on] += W[i]
+                h[on] = one / (one + np.exp(-a[on]))
         return v
 
     # ------------------------------------------------------------------ likelihood

@@ -260,6 +260,10 @@ def train_sequence_model(
     opt = torch.optim.Adam(groups, lr=tc.lr, weight_decay=tc.weight_decay)
     if resume and _optim_path(out).exists():
         opt.load_state_dict(torch.load(_optim_path(out), map_location=device, weights_only=True))
+        # load_state_dict restores the saved learning rates: a resumed run must train at the one asked for now
+        # (e.g. a second stage at a lower rate), so set them again
+        for group, lr in zip(opt.param_groups, [tc.lr, tc.cond_lr or tc.lr]):
+            group["lr"] = lr
     rep = model_representation(model)
     n_params = sum(p.numel() for p in model.parameters())
     log(f"{model_type}: {n_params} parameters, {len(train)} training / {len(valid)} validation pieces, device {device}")
