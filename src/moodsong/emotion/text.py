@@ -535,9 +535,11 @@ class TextEmotionAnalyzer:
                 # Its share shrinks with the share of feeling words (lexicon) among the keywords.
                 w = self.config.scene_weight * sum(k.weight for k in result.keywords if k.source == "word model")
                 if not result.neutral and w > 0:
+                    lexicon = any(k.source != "word model" for k in result.keywords)
+                    message = (f'the scene is closest to "{scene[2]}"' if lexicon else
+                               f'no feeling words; the scene is closest to "{scene[2]}"')
                     result = replace(result, label="", valence=(1 - w) * result.valence + w * scene[0],
-                                     arousal=(1 - w) * result.arousal + w * scene[1],
-                                     message=f'no feeling words; the scene is closest to "{scene[2]}"')
+                                     arousal=(1 - w) * result.arousal + w * scene[1], message=message)
                 return result
         return self._combine(text, lang, hits_mods, sentence)
 
