@@ -30,11 +30,12 @@ import symusic
 
 from moodsong.emotion import quadrant_of
 from moodsong.emotion.music import PITCH_NAMES, NoteArrays, key_estimate
+from moodsong.representation.chords import SCALES
 from moodsong.representation.pianoroll import PianoRollConfig, notes_to_roll, roll_to_notes, roll_to_score
 
 __all__ = ["SurfaceParams", "surface_for", "apply_surface", "INSTRUMENTS", "MAJOR_SCALE", "MINOR_SCALE"]
 
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MAJOR_SCALE = SCALES["major"]
 #: Natural minor plus the raised 7th (harmonic minor's leading tone keeps cadences minor, not modal).
 MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)
 

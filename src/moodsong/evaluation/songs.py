@@ -37,6 +37,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from moodsong.representation.chords import SCALES
+
 __all__ = [
     "STEPS_PER_BEAT", "STEPS_PER_BAR", "FEATURES", "EXTRA_FEATURES", "CLASSIFIER_FEATURES",
     "read_song_midi", "midi_key", "crop", "merge", "piece_features", "feature_matrix",
@@ -193,8 +195,8 @@ def crop(arrays, bars: int = 32):
 # Per-piece features
 
 
-_MAJOR = np.array([0, 2, 4, 5, 7, 9, 11])
-_MINOR = np.array([0, 2, 3, 5, 7, 8, 10])
+_MAJOR = np.array(SCALES["major"])
+_MINOR = np.array(SCALES["minor"])
 #: The 24 scales as (24, 12) boolean masks: 12 major, then 12 natural minor.
 _SCALES = np.zeros((24, 12), bool)
 for _t in range(12):

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import symusic
 
-__all__ = ["ChordSegment", "Progression", "analyze", "estimate_key", "key_of_histogram", "segments", "name_chord"]
+__all__ = ["ChordSegment", "Progression", "analyze", "estimate_key", "key_of_histogram", "segments", "name_chord",
+           "SCALES"]
 
 NO_CHORD = "N.C."
 
@@ -269,7 +270,8 @@ def estimate_key(score: symusic.Score) -> str:
 
 _LETTERS = "CDEFGAB"
 _LETTER_PC = (0, 2, 4, 5, 7, 9, 11)
-_SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
+#: Scale steps above the tonic: major and natural minor.
+SCALES = {"major": (0, 2, 4, 5, 7, 9, 11), "minor": (0, 2, 3, 5, 7, 8, 10)}
 
 
 def _spell(letter: int, pc: int) -> str:
@@ -293,10 +295,10 @@ def _spelling(key_name: str) -> tuple[str, ...]:
     tonic, mode = key_name.split()
     letter = _LETTERS.index(tonic[0])
     tonic_pc = (_LETTER_PC[letter] + tonic.count("#") - tonic.count("b")) % 12
-    scale = [_spell(letter + i, (tonic_pc + step) % 12) for i, step in enumerate(_SCALES[mode])]
+    scale = [_spell(letter + i, (tonic_pc + step) % 12) for i, step in enumerate(SCALES[mode])]
     sharps = sum(n.count("#") for n in scale) - sum(n.count("b") for n in scale)  # the key signature
     names = list(default_sharp if sharps > 0 else default_flat)
-    for i, step in enumerate(_SCALES[mode]):
+    for i, step in enumerate(SCALES[mode]):
         names[(tonic_pc + step) % 12] = scale[i]
     if mode == "minor":  # the raised leading tone of harmonic minor (G# in A minor)
         names[(tonic_pc + 11) % 12] = _spell(letter + 6, (tonic_pc + 11) % 12)

@@ -41,8 +41,19 @@ import numpy as np
 
 from moodsong.corpora.pop909 import QUALITIES, STEPS_PER_BAR, Chord
 from moodsong.errors import MoodsongError
+from moodsong.representation.chords import SCALES
 from moodsong.song.accomp import AccompanimentModel
-from moodsong.song.melody import BAR, COND_DIM, DURATION, POSITION, MelodyConfig, MelodySampler, Vocab, melody_condition
+from moodsong.song.melody import (
+    BAR,
+    COND_DIM,
+    DURATION,
+    POSITION,
+    MelodyConfig,
+    MelodySampler,
+    Vocab,
+    melody_condition,
+    model_ids,
+)
 from moodsong.song.plan import ChordPlanModel, PlanChord, chord_name
 
 __all__ = ["SongModel", "Song", "SongSpec", "parse_form", "parse_key", "default_form", "fit_styles", "KEY_NAMES",
@@ -590,8 +601,7 @@ class SongModel:
     def _accompaniment(self, s: dict, sections: list, a: float) -> np.ndarray:
         """One learned pattern per section letter (B, C, ... a little busier), the last bar held."""
         rng, chords = s["rng"], s["chords"]
-        steps = (0, 2, 3, 5, 7, 8, 10) if s["mode"] == "minor" else (0, 2, 4, 5, 7, 9, 11)
-        scale = {(s["tonic"] + i) % 12 for i in steps}
+        scale = {(s["tonic"] + i) % 12 for i in SCALES[s["mode"]]}
         end = max(st + b for _, st, b in sections) * STEPS_PER_BAR
         runs: dict[str, int] = {}
         out = []
@@ -672,8 +682,6 @@ class SongModel:
 
     def _warm(self, h, prim, songs):
         """Run the network over the primer's melody events (teacher forcing) to set its state."""
-        from moodsong.song.melody import model_ids
-
         for t, c in zip(model_ids(prim["tokens"], self.vocab), prim["conds"]):
             _, h = self.sampler.step(np.full(len(songs), int(t)), np.repeat(c[None], len(songs), 0), h)
         return h
