@@ -179,6 +179,31 @@ def test_song_follows_plan_form_and_is_singable(model):
         assert final[1] >= 8 and (final[2] - song.tonic) % 12 in (0, 4, 7)
 
 
+def test_accompaniment_register_runs_and_final_bar(model):
+    acc = model.accomp
+    rng = np.random.default_rng(0)
+    lengths = acc.runs_[:, 1]
+    # a song that asks for long runs gets one whenever the corpus has one
+    want = int(np.median(lengths)) + 1
+    if (lengths >= want).any():
+        assert all(lengths[acc.choose_run(a, rng, min_length=want)] >= want for a in np.linspace(-1, 1, 9))
+    # the bass floor is the lowest note the pianist played in the run (the fixture's bass, 36 + root,
+    # is every bar's lowest note)
+    for run, (first, n, _) in enumerate(acc.runs_):
+        pats = acc.patterns_[first: first + n].reshape(-1, 5)
+        bass = pats[(pats[:, 1] > 0) & (pats[:, 2] == 0) & (pats[:, 3] < 48), 3]
+        assert acc.run_floor(run) == bass.min()
+    for song in model.generate(SongSpec(0.4, -0.3, bars=16), count=3, seed=2):
+        a = song.accompaniment
+        assert a[:, 2].min() >= 31
+        # the final bar: the figure for two beats, then held to the end, only the final chord's tones
+        last = a[a[:, 0] >= 15 * 16]
+        final = [c.absolute(song.tonic) for c in song.plan][-1]
+        assert len(last) and np.all(last[:, 0] < 15 * 16 + 8)
+        np.testing.assert_array_equal(last[:, 0] + last[:, 1], 16 * 16)
+        assert set(last[:, 2] % 12) <= set(final.pitch_classes)
+
+
 def test_closed_variant_ends_on_the_tonic(model):
     """A' takes A's chords with a tonic cadence, also when A's second-last chord already is the tonic."""
     from moodsong.song.plan import PlanChord

@@ -13,7 +13,8 @@ not kept.
 
 To realise a pattern over a planned chord, each note becomes the same role of the new
 chord at the pitch nearest to where it was played (a role the chord lacks, such as a
-seventh over a triad, doubles the root), kept within C2..E6. At least 70 % of every bar's
+seventh over a triad, doubles the root), kept between the lowest note the pianist played in the
+run (:meth:`AccompanimentModel.run_floor`) and E6. At least 70 % of every bar's
 notes are chord tones, so chord recognition on the accompaniment reads back the plan. Keeping
 the pianist's other tones (first only short ninths and fourths were kept) brought the songs'
 pitch-class entropy to real songs' (2.70 bits mean on POP909 valid, was 2.65) and its overlap
@@ -41,9 +42,13 @@ MAX_NOTES = 32  # notes kept per pattern bar (POP909's busiest bars have more; t
 BASS_BELOW = 55  # a pattern must have a note below G3
 PASSING = (2, 5)  # colour tones kept at any length: the ninth and the fourth above the root
 PASSING_ROLE = 10  # role 10 + i: a non-chord tone i semitones above the root; 0-3 are chord tones
-# realised notes stay within C2..E6 (POP909 piano, first 32 bars: lowest note D2 median, G#1..F2
+# realised notes stay within C2..E6 by default (POP909 piano, first 32 bars: lowest note D2 median, G#1..F2
 # 10th-90th percentile; highest C#5 median, G#4..A5)
 LOWEST, HIGHEST = 36, 88
+# a song's floor is the lowest note its arrangement played, within G1..G3: with C2 for every song, half of the
+# songs' lowest note was C2 and their pitch-range overlap with POP909 0.80 (0.87 with the pianist's own floor;
+# bench/songs.py, valid)
+LOWEST_FLOOR = 31
 
 
 def _role(interval: int, quality: str) -> int | None:
@@ -162,23 +167,28 @@ class AccompanimentModel:
         return self
 
     def choose_run(self, arousal: float, rng: np.random.Generator, song: int | None = None,
-                   exclude: int | None = None) -> int:
+                   exclude: int | None = None, min_length: int = 0) -> int:
         """A run (index into ``runs_``) whose density suits ``arousal`` in [-1, 1].
 
         With ``song``, another run of that song is preferred (a chorus after a verse of one
-        arrangement), if it has one.
+        arrangement), if it has one. Runs of at least ``min_length`` bars are preferred when there
+        are any among the candidates (a long run does not loop within a phrase).
         """
         if not len(self.runs_):
             raise ValueError("no accompaniment patterns")
+        long_enough = self.runs_[:, 1] >= min_length
         if song is not None:
             same = [j for j in np.flatnonzero(self.runs_[:, 2] == song) if j != exclude]
+            same = [j for j in same if long_enough[j]] or same
             if same:
                 return int(rng.choice(same))
         order = np.argsort(self.run_density_, kind="stable")
         q = (np.clip(arousal, -1, 1) + 1) / 2  # 0 calm .. 1 excited
         lo = int(np.clip(q - 0.35, 0, 0.6) * len(order))
         hi = max(lo + 1, int(np.clip(q + 0.3, 0.5, 1.0) * len(order)))
-        return int(order[rng.integers(lo, hi)])
+        window = order[lo:hi]
+        window = window[long_enough[window]] if long_enough[window].any() else window
+        return int(window[rng.integers(len(window))])
 
     def run_pattern(self, run: int, bar: int, loop: int | None = None) -> int:
         """The pattern index for the ``bar``-th bar of a section played with ``run`` (the run repeats).
@@ -188,8 +198,20 @@ class AccompanimentModel:
         first, length, _ = self.runs_[run]
         return int(first + bar % (min(loop, length) if loop else length))
 
+    def run_floor(self, run: int) -> int:
+        """The lowest pitch the pianist played in ``run`` (MIDI), kept within LOWEST_FLOOR..BASS_BELOW."""
+        first, length, _ = self.runs_[run]
+        pats = self.patterns_[first: first + length].reshape(-1, 5)
+        pats = pats[pats[:, 1] > 0]
+        if not len(pats):
+            return LOWEST
+        role = pats[:, 2].astype(int)
+        was = pats[:, 3].astype(int) + np.where(role >= PASSING_ROLE, role - PASSING_ROLE,
+                                                np.array([0, 4, 7, 10])[np.minimum(role, 3)])
+        return int(np.clip(was.min(), LOWEST_FLOOR, BASS_BELOW))
+
     def realize(self, pattern: int, chords: list, bar_start: int, velocity_scale: float = 1.0,
-                end: int | None = None, scale=None) -> np.ndarray:
+                end: int | None = None, scale=None, lowest: int | None = None) -> np.ndarray:
         """Notes ``(start_step, duration, pitch, velocity)`` of one bar of ``pattern`` over ``chords``.
 
         ``chords`` are absolute :class:`~moodsong.corpora.pop909.Chord` spans; each note takes
@@ -199,8 +221,10 @@ class AccompanimentModel:
         is chromatic), and is moved a semitone down (or up) onto the scale. Short passing notes
         (an eighth or less) may stay chromatic, as real pianists' do (moving them too left the
         songs more in-scale than POP909's: scale consistency 0.992 against 0.986).
+        ``lowest`` (MIDI pitch; default C2) is the floor: a note re-voiced below it goes up an octave.
         """
         out = []
+        low = LOWEST if lowest is None else lowest
         for on, dur, role, root_pitch, vel in self.patterns_[pattern]:
             if dur <= 0:
                 continue
@@ -222,7 +246,7 @@ class AccompanimentModel:
                 was = int(root_pitch) + (0, 4, 7, 10)[role]  # where the pianist played it (a major-chord estimate)
             pitch = was + (pc - was + 6) % 12 - 6  # the nearest pitch of the new chord tone
             # keep the texture in the register POP909's pianists use (lowest note ~D2, highest ~B5)
-            pitch = pitch + 12 if pitch < LOWEST else pitch - 12 if pitch > HIGHEST else pitch
+            pitch = pitch + 12 if pitch < low else pitch - 12 if pitch > HIGHEST else pitch
             stop = min(t + int(dur), ch.end, end if end is not None else ch.end)
             out.append((t, max(stop - t, 1), pitch, int(np.clip(round(vel * velocity_scale), 20, 120))))
         notes = np.array(out, np.int64).reshape(-1, 4)

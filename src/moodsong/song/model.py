@@ -507,8 +507,10 @@ class SongModel:
             repeat, adventure = rng.uniform(0.0, 1.0, 2)
             style = {"plan_temperature": float(0.45 + 1.35 * adventure),
                      "melody_temperature": float(0.9 + 0.2 * adventure),
-                     "keep": float(0.1 + 0.75 * repeat), "vary": float(1.0 - repeat),
-                     "loop": None if repeat < 0.5 else 4 if repeat < 0.8 else 2,
+                     "keep": float(0.0 + 0.95 * repeat), "vary": float(1.0 - repeat),
+                     "loop": None if repeat < 0.65 else 4 if repeat < 0.9 else 2,
+                     "run_length": 8 if repeat < 0.65 else 0,
+                     "rhythm_temperature": float(0.85 - 0.3 * repeat),
                      # the melody's note density class (sparse, medium, busy): arousal shifts the odds
                      # rather than fixing the class, so calm songs are not all equally sparse
                      "density": int(rng.choice(3, p=_density_odds(a)))}
@@ -612,23 +614,31 @@ class SongModel:
                 root = "A"
             if root not in runs:  # A: a run that suits the arousal; B, C...: another run of the same arrangement
                 run = self.accomp.choose_run(a + (0.0 if root == "A" else 0.3), rng, song=first_song,
-                                             exclude=runs.get("A"))
+                                             exclude=runs.get("A"), min_length=s["style"]["run_length"])
                 runs[root] = run
                 if first_song is None:
                     first_song = int(self.accomp.runs_[run, 2])
+                    floor = self.accomp.run_floor(run)
             elif rng.random() < s["style"]["vary"]:  # a return, played differently this time
-                runs[root] = self.accomp.choose_run(a, rng, song=first_song, exclude=runs[root])
+                runs[root] = self.accomp.choose_run(a, rng, song=first_song, exclude=runs[root],
+                                                    min_length=s["style"]["run_length"])
             for bar in range(start_bar, start_bar + bars):
                 t = bar * STEPS_PER_BAR
-                if idx == len(sections) - 1 and bar == start_bar + bars - 1:
-                    c = next((c for c in chords if c.start <= t < c.end), None)
-                    if c is not None:  # the final chord, held: root in the bass, the triad above
-                        bass = 38 + (c.root - 38) % 12
-                        upper = [55 + (c.root + i - 55) % 12 for i in QUALITIES[c.quality][:3]]
-                        out.append(np.array([(t, STEPS_PER_BAR, p, 70) for p in [bass, *upper]], np.int64))
-                    continue
                 pattern = self.accomp.run_pattern(runs[root], bar - start_bar, s["style"]["loop"])
-                out.append(self.accomp.realize(pattern, chords, t, end=end, scale=scale))
+                notes = self.accomp.realize(pattern, chords, t, end=end, scale=scale, lowest=floor)
+                if idx == len(sections) - 1 and bar == start_bar + bars - 1:
+                    # the final bar: the figure goes on for two beats over the last chord, then everything
+                    # is held (a single held chord made the last bar unlike any other: POP909's first 32
+                    # bars never end, and the songs' rhythm repetition fell below theirs)
+                    notes = notes[notes[:, 0] < t + STEPS_PER_BAR // 2]
+                    notes[:, 1] = t + STEPS_PER_BAR - notes[:, 0]
+                    c = next((c for c in chords if c.start <= t < c.end), None)
+                    if c is not None:  # only the chord's own tones are held, over its root in the bass
+                        tones = [(c.root + i) % 12 for i in QUALITIES[c.quality]]
+                        notes = notes[np.isin(notes[:, 2] % 12, tones)]
+                        bass = floor + (c.root - floor) % 12
+                        notes = np.concatenate([notes, np.array([(t, STEPS_PER_BAR, bass, 70)], np.int64)])
+                out.append(notes)
         return np.concatenate(out) if out else np.zeros((0, 4), np.int64)
 
     def _recadence(self, ref: list[PlanChord], closed: bool, mode: str) -> list[PlanChord]:
@@ -704,6 +714,7 @@ class SongModel:
                 r.forced = r.forced[1:]
         gumbel_rng = [s["rng"] for s in songs]
         temps = [temperature * s["style"]["melody_temperature"] for s in songs]
+        rhythm_temps = [t * s["style"]["rhythm_temperature"] for t, s in zip(temps, songs)]
         while True:
             active = [b for b, r in enumerate(rows) if not r.done]
             if not active:
@@ -754,13 +765,14 @@ class SongModel:
                     if not ok.any():
                         ok[0] = True
                     mask[dur_ids[ok]] = 0
+                tb = temps[b] if kind == POSITION else rhythm_temps[b]  # after a position comes a pitch
                 if r.forced:
                     tok = int(r.forced.pop(0))
                     if not np.isfinite(mask[tok]):  # the repeated prefix no longer fits: sample from here
                         r.forced = []
-                        tok = _draw(logits[b] / temps[b] + mask, gumbel_rng[b])
+                        tok = _draw(logits[b] / tb + mask, gumbel_rng[b])
                 else:
-                    tok = _draw(logits[b] / temps[b] + mask, gumbel_rng[b])
+                    tok = _draw(logits[b] / tb + mask, gumbel_rng[b])
                 k = vocab.kind[tok]
                 if k == BAR:
                     if r.bar == r.bars:
