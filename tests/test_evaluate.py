@@ -131,3 +131,22 @@ def test_moodsong_train_model_option_trains_a_whole_piece_model(tiny_benchmark, 
     meta = json.loads((tmp_path / "w" / "model.json").read_text())
     assert meta["model_type"] == "wavenet" and meta["model_config"]["nade_hidden"] == 8
     assert meta["train_config"]["epochs"] == 1 and meta["train_config"]["batch_size"] == 6
+
+
+def test_train_seq_starts_from_a_shipped_model(tiny_benchmark, tmp_path):
+    from moodsong.models.generate import shipped_model_path
+
+    path, _ = tiny_benchmark
+    out = tmp_path / "from-jsb"
+    runner = CliRunner()
+    r = runner.invoke(main, ["train-seq", str(path), "--out", str(out), "--init", "jsb-wavenet", "--epochs", "1",
+                             "--batch-size", "4", "--threads", "1", "--channels", "8"])
+    assert r.exit_code == 0, r.output
+    assert "epoch 0 (starting model)" in r.output
+    shipped = json.loads(shipped_model_path("jsb-wavenet").read_text())
+    meta = json.loads((out / "model.json").read_text())
+    # the shipped architecture, not the --channels given: the weights come from it
+    assert meta["model_config"] == shipped["model_config"]
+    assert [h["epoch"] for h in meta["history"]][:1] == [0]
+    r = runner.invoke(main, ["train-seq", str(path), "--out", str(out), "--init", "jsb-wavenet", "--resume"])
+    assert r.exit_code != 0 and "use one of them" in r.output

@@ -59,10 +59,13 @@ STACKS = 2  # --dilations is one stack, repeated --stacks times: the library's d
 @click.option("--device", default=TC["device"], show_default=True, help="cpu, cuda or auto.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch (1 is fastest on a busy machine).")
 @click.option("--resume", is_flag=True, help="Continue the run saved in --out.")
+@click.option("--init", "init", default=None, metavar="MODEL",
+              help="Start a new run from this model's weights (a shipped name such as musedata-wavenet, or a "
+                   "checkpoint path); its architecture and frame layout replace those options.")
 @click.option("--force", is_flag=True, help="Start over even if --out holds a model.")
 def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpose, patience, max_minutes, hidden,
               channels, dilations, stacks, dropout, recurrent, cell, cd_k, pretrain_epochs, cond_dim, representation,
-              lowest_pitch, num_pitches, steps_per_quarter, val_fraction, seed, device, threads, resume, force):
+              lowest_pitch, num_pitches, steps_per_quarter, val_fraction, seed, device, threads, resume, init, force):
     """Train a whole-piece model: WaveNet-NADE (default) or RNN-RBM.
 
     SOURCE is a polyphonic-benchmark pickle/JSON (its train and valid splits
@@ -76,6 +79,7 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
       moodsong train-seq jsb_chorales.pkl --model rnnrbm --out runs/jsb-rnnrbm --threads 1
       moodsong train-seq ~/midi/pop --out runs/pop-wavenet --max-len 256 --max-minutes 30
       moodsong train-seq jsb_chorales.pkl --out runs/jsb-wavenet --resume
+      moodsong train-seq musedata_trainvalid.pkl --out runs/musedata --init musedata-wavenet --lr 0.0005
       torchrun --nproc-per-node 2 --no-python moodsong train-seq jsb_chorales.pkl --out runs/jsb-ddp  # data-parallel
     """
     import numpy as np
@@ -89,6 +93,22 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
         torch.set_num_threads(threads)
     from moodsong.training import distributed as dist
 
+    init_model = None
+    if init is not None:
+        if resume:
+            raise MoodsongError("--init starts a new run from a model and --resume continues the run in --out: "
+                                "use one of them")
+        from moodsong.models.generate import load_model
+
+        init_model, init_meta = load_model(init)
+        model_type = init_meta["model_type"]
+        if model_type not in ("wavenet", "rnnrbm"):
+            raise MoodsongError(f"{init} is a {model_type} model; train-seq continues wavenet and rnnrbm models")
+        from moodsong.evaluation.likelihood import model_representation
+
+        init_rep = model_representation(init_model)
+        representation, lowest_pitch, num_pitches, steps_per_quarter = (
+            init_rep["kind"], init_rep["lowest_pitch"], init_rep["num_pitches"], init_rep.get("steps_per_quarter"))
     job = dist.init_from_env(device)  # data-parallel when launched by torchrun (docs/scale.md)
     base = source.rsplit(":", 1)[0] if source.endswith((":train", ":valid", ":test")) else source
     _, files, kind = list_inputs(base)
@@ -121,8 +141,11 @@ def train_seq(source, model_type, out, epochs, lr, batch_size, max_len, transpos
     tc = TemporalTrainConfig(epochs=epochs, lr=lr, batch_size=batch_size, max_len=max_len, transpose=transpose,
                              patience=patience, max_minutes=max_minutes, seed=seed, device=device,
                              pretrain_epochs=pretrain_epochs if model_type == "rnnrbm" else 0)
+    if init_model is not None:
+        mc = dict(init_meta["model_config"])
     model, history = train_sequence_model(model_type, train, valid, out, mc, tc, source=str(source), resume=resume,
-                                          overwrite=force, log=click.echo, progress=job.is_main)
+                                          overwrite=force, log=click.echo, progress=job.is_main,
+                                          init_model=init_model)
     dist.shutdown()
     if not job.is_main:
         return

@@ -31,8 +31,8 @@ SHIPPED_MODELS = {
     "jsb-rnnrbm": "jsb_rnnrbm",  # RNN-RBM on JSB Chorales
     # WaveNet-NADE on the other three benchmarks of Boulanger-Lewandowski et al. 2012 (eighth notes, 88 keys)
     "nottingham-wavenet": "nottingham_wavenet",  # folk tunes: melody and chords; valid NLL 2.033
-    "musedata-wavenet": "musedata_wavenet",  # orchestral and keyboard classical music; valid NLL 5.838
-    "piano-midi-wavenet": "piano_midi_wavenet",  # classical piano; valid NLL 6.842
+    "musedata-wavenet": "musedata_wavenet",  # orchestral and keyboard classical music; valid NLL 5.287
+    "piano-midi-wavenet": "piano_midi_wavenet",  # classical piano; valid NLL 6.680
 }
 #: The model ``moodsong generate`` uses when none is named: the best temporal model in the product's format.
 DEFAULT_MODEL = "pop-wavenet"
