@@ -214,3 +214,63 @@ def test_whisper_decoding_is_biased_with_hotwords_and_redone_when_copied():
     assert calls == [voice._WHISPER_HOTWORDS["zh"], None] and "悲伤" in calls[0]
     assert voice._looks_hallucinated("孤独 温柔 孤独")
     assert not voice._looks_hallucinated("我想要一首悲伤的歌")
+
+
+
+def test_a_chinese_decode_that_copies_the_list_or_prompt_is_redone_without_context():
+    calls = []
+
+    class Seg:
+        def __init__(self, text):
+            self.text = text
+
+    class FakeModel:
+        def __init__(self, texts):
+            self.texts = texts
+
+        def transcribe(self, samples, **kw):
+            calls.append((kw.get("hotwords") is not None, kw.get("initial_prompt") is not None))
+            return iter([Seg(self.texts.pop(0))]), None
+
+    x = np.zeros(16000, np.float32)
+    # the list names three feeling words (a request names one or two), the prompt is copied back:
+    # the third decode has neither
+    heard = ["我愤怒、孤独、温柔。", "一首快乐、悲伤、平静、愤怒、孤独、温柔或者充满希望的歌。", "我很担心"]
+    assert voice._whisper_decode(FakeModel(heard), x, "zh") == "我很担心"
+    assert calls == [(True, False), (False, True), (False, False)]
+    calls.clear()
+    assert voice._whisper_decode(FakeModel(["放一首愤怒紧张的音乐"]), x, "zh") == "放一首愤怒紧张的音乐"
+    assert calls == [(True, False)]
+    assert voice._looks_hallucinated("温柔 轻轻松 兴奋") and not voice._looks_hallucinated("一首轻松安静的歌")
+
+
+def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypatch, tmp_path):
+    class Seg:
+        def __init__(self, text):
+            self.text = text
+
+    class FakeModel:
+        model = type("M", (), {"is_multilingual": True})()
+
+        def __init__(self, zh_prob):
+            self.zh_prob, self.calls = zh_prob, []
+
+        def detect_language(self, samples):
+            return "en", 0.5, [("en", 0.5), ("zh", self.zh_prob)]
+
+        def transcribe(self, samples, language, **kw):
+            self.calls.append(language)
+            heard = {"en": "a song full of fear and anger", "zh": "孤独、温柔、孤独、温柔。"}[language]
+            return iter([Seg(heard)]), None
+
+    monkeypatch.setattr(voice, "_whisper_model_path", lambda p: tmp_path)
+    monkeypatch.setattr(voice, "_faster_whisper_installed", lambda: True)
+    x = np.zeros(16000, np.float32)
+    unsure = FakeModel(0.03)  # Chinese above its floor but below English
+    monkeypatch.setattr(voice, "_whisper_model", lambda p: unsure)
+    assert voice._whisper_transcribe(x, None) == ("a song full of fear and anger", "en")
+    assert unsure.calls == ["zh", "zh", "en"]  # with the list, with the prompt, then English
+    sure = FakeModel(0.9)
+    monkeypatch.setattr(voice, "_whisper_model", lambda p: sure)
+    assert voice._whisper_transcribe(x, None)[1] == "zh"
+    assert sure.calls == ["zh", "zh", "zh"]  # the third decode has no context

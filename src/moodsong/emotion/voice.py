@@ -457,26 +457,40 @@ def _whisper_transcribe(samples: np.ndarray, model_path, language: str | None = 
         prob = dict(probs)
         language = "zh" if prob.get("zh", 0.0) >= _ZH_MIN_PROB else "en"
         unsure = language == "zh" and prob.get("zh", 0.0) < prob.get("en", 0.0)
-    text = _whisper_decode(model, samples, language)
+    # when unsure, a Chinese decode that copies both the list and the prompt means English audio: no
+    # third, context-free Chinese decode (it made "a song full of fear and anger" into "宋夫農夫和彈彈者")
+    text = _whisper_decode(model, samples, language, last_resort=not unsure)
     if unsure and _looks_hallucinated(text):
         # English audio that detection half took for Chinese comes back as a loop of the
-        # prompt's words ("孤独、温柔、温柔、温柔"); hear it as English instead.
+        # prompt's words ("孤独、温柔、温柔、温柔"); hear it as English instead. (Keeping whichever
+        # decode Whisper is surer of, by mean log-probability per token, gained one English request
+        # and lost one Chinese request on the bench: not kept.)
         text, language = _whisper_decode(model, samples, "en"), "en"
     if language == "zh":
         text = _to_simplified(text)
     return text, language
 
 
-def _whisper_decode(model, samples: np.ndarray, language: str, hotwords: bool = True) -> str:
+def _whisper_decode(model, samples: np.ndarray, language: str, hotwords: bool = True, prompt: bool = True,
+                    last_resort: bool = True) -> str:
+    """The transcript, decoded with the feeling-word list (``hotwords``).
+
+    A transcript that loops or copies the list is decoded again without it: Chinese first with
+    ``_ZH_PROMPT``, and if that is copied too ("一首快乐、悲伤、平静、愤怒、孤独、温柔。") and
+    ``last_resort``, with no context at all.
+    """
+    initial = _ZH_PROMPT if language == "zh" and not hotwords and prompt else None
     segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
                                        hotwords=_WHISPER_HOTWORDS[language] if hotwords else None,
-                                       initial_prompt=None if hotwords or language == "en" else _ZH_PROMPT,
-                                       condition_on_previous_text=False)
+                                       initial_prompt=initial, condition_on_previous_text=False)
     text = " ".join(s.text.strip() for s in segments).strip()
-    if hotwords and (_looks_copied(text) if language == "en" else _looks_hallucinated(text)):
+    copied = _looks_copied(text) if language == "en" else _looks_hallucinated(text)
+    if copied and hotwords:
         # Unclear audio heard as a loop or as the list itself ("sleepy sleepy sleepy", "温柔 轻松 兴奋"):
         # hear it again without the list.
-        text = _whisper_decode(model, samples, language, hotwords=False)
+        return _whisper_decode(model, samples, language, hotwords=False, last_resort=last_resort)
+    if copied and initial is not None and last_resort:
+        return _whisper_decode(model, samples, language, hotwords=False, prompt=False)
     return text
 
 
@@ -498,13 +512,16 @@ def _looks_copied(text: str) -> bool:
 
 def _looks_hallucinated(text: str) -> bool:
     """A Chinese transcript with no Han characters, one that loops (a 2-character run 3+ times),
-    or one made only of the feeling words the Chinese prompt lists ("孤独、温柔、孤独、温柔")."""
+    one made only of the feeling words the Chinese prompt lists ("孤独、温柔、孤独、温柔"), or one
+    that names three or more of them ("我愤怒、孤独、温柔。"): a request holds one or two."""
     han = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
     if not han:
         return True
     pairs = Counter("".join(han[i:i + 2]) for i in range(len(han) - 1))
     pieces = [p for p in re.split(r"[^\u4e00-\u9fff]+", text) if p]
-    return any(c >= 3 for c in pairs.values()) or (len(pieces) >= 2 and set(pieces) <= _PROMPT_WORDS_ZH)
+    listed = sum(w in text for w in _PROMPT_WORDS_ZH)
+    return (any(c >= 3 for c in pairs.values()) or (len(pieces) >= 2 and set(pieces) <= _PROMPT_WORDS_ZH)
+            or listed >= 3)
 
 
 # Traditional -> simplified characters for the feeling and request words moodsong reads; Whisper
