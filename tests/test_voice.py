@@ -182,73 +182,72 @@ def test_preload_loads_the_whisper_model_once(monkeypatch, tmp_path):
     assert voice.preload(tmp_path / "missing") is False and len(loaded) == 1
 
 
+class _Seg:
+    def __init__(self, text):
+        self.text = text
+
+
+class _ScriptedWhisper:
+    """Answers each ``transcribe`` with the next scripted text and records the keyword arguments."""
+
+    def __init__(self, texts, calls):
+        self.texts, self.calls = texts, calls
+
+    def transcribe(self, samples, **kw):
+        self.calls.append(kw)
+        return iter([_Seg(self.texts.pop(0))]), None
+
+
 def test_whisper_decoding_is_biased_with_hotwords_and_redone_when_copied():
-    calls = []
+    kws = []
 
-    class Seg:
-        def __init__(self, text):
-            self.text = text
+    def FakeModel(texts):  # noqa: N802 - reads as the class it stands for
+        return _ScriptedWhisper(texts, kws)
 
-    class FakeModel:
-        def __init__(self, texts):
-            self.texts = texts
-
-        def transcribe(self, samples, **kw):
-            calls.append(kw.get("hotwords"))
-            return iter([Seg(self.texts.pop(0))]), None
+    def hotwords():
+        return [kw.get("hotwords") for kw in kws]
 
     x = np.zeros(16000, np.float32)
     assert voice._whisper_decode(FakeModel(["A calm, peaceful piece, please."]), x, "en") == \
         "A calm, peaceful piece, please."
-    assert calls == [voice._WHISPER_HOTWORDS["en"]] and "calm" in calls[0]
-    calls.clear()
+    assert hotwords() == [voice._WHISPER_HOTWORDS["en"]] and "calm" in hotwords()[0]
+    kws.clear()
     # a loop or a copy of the list itself is heard again without the list
     assert voice._whisper_decode(FakeModel(["sleepy sleepy sleepy", "a quiet song"]), x, "en") == "a quiet song"
-    assert calls == [voice._WHISPER_HOTWORDS["en"], None]
+    assert hotwords() == [voice._WHISPER_HOTWORDS["en"], None]
     assert voice._looks_copied("calm happy sad") and voice._looks_copied("Merry lonely, Merry lonely, Merry lonely")
     assert not voice._looks_copied("a song and a dance and a tune")
     # Chinese: the list is in simplified characters; a transcript made only of listed words is
     # heard again with the plain prompt
-    calls.clear()
+    kws.clear()
     assert voice._whisper_decode(FakeModel(["温柔 轻松 兴奋", "我很紧张"]), x, "zh") == "我很紧张"
-    assert calls == [voice._WHISPER_HOTWORDS["zh"], None] and "悲伤" in calls[0]
+    assert hotwords() == [voice._WHISPER_HOTWORDS["zh"], None] and "悲伤" in hotwords()[0]
     assert voice._looks_hallucinated("孤独 温柔 孤独")
     assert not voice._looks_hallucinated("我想要一首悲伤的歌")
 
 
-
 def test_a_chinese_decode_that_copies_the_list_or_prompt_is_redone_without_context():
-    calls = []
+    kws = []
 
-    class Seg:
-        def __init__(self, text):
-            self.text = text
+    def FakeModel(texts):  # noqa: N802
+        return _ScriptedWhisper(texts, kws)
 
-    class FakeModel:
-        def __init__(self, texts):
-            self.texts = texts
-
-        def transcribe(self, samples, **kw):
-            calls.append((kw.get("hotwords") is not None, kw.get("initial_prompt") is not None))
-            return iter([Seg(self.texts.pop(0))]), None
+    def contexts():
+        return [(kw.get("hotwords") is not None, kw.get("initial_prompt") is not None) for kw in kws]
 
     x = np.zeros(16000, np.float32)
     # the list names three feeling words (a request names one or two), the prompt is copied back:
     # the third decode has neither
     heard = ["我愤怒、孤独、温柔。", "一首快乐、悲伤、平静、愤怒、孤独、温柔或者充满希望的歌。", "我很担心"]
     assert voice._whisper_decode(FakeModel(heard), x, "zh") == "我很担心"
-    assert calls == [(True, False), (False, True), (False, False)]
-    calls.clear()
+    assert contexts() == [(True, False), (False, True), (False, False)]
+    kws.clear()
     assert voice._whisper_decode(FakeModel(["放一首愤怒紧张的音乐"]), x, "zh") == "放一首愤怒紧张的音乐"
-    assert calls == [(True, False)]
+    assert contexts() == [(True, False)]
     assert voice._looks_hallucinated("温柔 轻轻松 兴奋") and not voice._looks_hallucinated("一首轻松安静的歌")
 
 
 def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypatch, tmp_path):
-    class Seg:
-        def __init__(self, text):
-            self.text = text
-
     class FakeModel:
         model = type("M", (), {"is_multilingual": True})()
 
@@ -261,7 +260,7 @@ def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypa
         def transcribe(self, samples, language, **kw):
             self.calls.append(language)
             heard = {"en": "a song full of fear and anger", "zh": "孤独、温柔、孤独、温柔。"}[language]
-            return iter([Seg(heard)]), None
+            return iter([_Seg(heard)]), None
 
     monkeypatch.setattr(voice, "_whisper_model_path", lambda p: tmp_path)
     monkeypatch.setattr(voice, "_faster_whisper_installed", lambda: True)
