@@ -471,26 +471,27 @@ def _whisper_transcribe(samples: np.ndarray, model_path, language: str | None = 
     return text, language
 
 
-def _whisper_decode(model, samples: np.ndarray, language: str, hotwords: bool = True, prompt: bool = True,
-                    last_resort: bool = True) -> str:
+def _whisper_decode(model, samples: np.ndarray, language: str, last_resort: bool = True) -> str:
     """The transcript, decoded with the feeling-word list (``hotwords``).
 
-    A transcript that loops or copies the list is decoded again without it: Chinese first with
-    ``_ZH_PROMPT``, and if that is copied too ("一首快乐、悲伤、平静、愤怒、孤独、温柔。") and
-    ``last_resort``, with no context at all.
+    Unclear audio can come back as a loop or as the list itself ("sleepy sleepy sleepy", "温柔 轻松 兴奋");
+    it is then decoded again without the list: English with no context, Chinese first with
+    ``_ZH_PROMPT`` and, if that is copied too ("一首快乐、悲伤、平静、愤怒、孤独、温柔。") and
+    ``last_resort``, with no context at all. The last decode is kept whatever it says.
     """
-    initial = _ZH_PROMPT if language == "zh" and not hotwords and prompt else None
-    segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
-                                       hotwords=_WHISPER_HOTWORDS[language] if hotwords else None,
-                                       initial_prompt=initial, condition_on_previous_text=False)
-    text = " ".join(s.text.strip() for s in segments).strip()
-    copied = _looks_copied(text) if language == "en" else _looks_hallucinated(text)
-    if copied and hotwords:
-        # Unclear audio heard as a loop or as the list itself ("sleepy sleepy sleepy", "温柔 轻松 兴奋"):
-        # hear it again without the list.
-        return _whisper_decode(model, samples, language, hotwords=False, last_resort=last_resort)
-    if copied and initial is not None and last_resort:
-        return _whisper_decode(model, samples, language, hotwords=False, prompt=False)
+    stages = [{"hotwords": _WHISPER_HOTWORDS[language]}]
+    if language == "zh":
+        stages.append({"initial_prompt": _ZH_PROMPT})
+    if language == "en" or last_resort:
+        stages.append({})
+    for context in stages:
+        segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
+                                           hotwords=context.get("hotwords"),
+                                           initial_prompt=context.get("initial_prompt"),
+                                           condition_on_previous_text=False)
+        text = " ".join(s.text.strip() for s in segments).strip()
+        if not (_looks_copied(text) if language == "en" else _looks_hallucinated(text)):
+            break
     return text
 
 

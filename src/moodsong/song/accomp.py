@@ -51,6 +51,14 @@ LOWEST, HIGHEST = 36, 88
 LOWEST_FLOOR = 31
 
 
+def played_pitch(role, root_pitch):
+    """Where the pianist played a pattern note (MIDI; arrays or scalars): the root pitch plus the role's
+    interval (chord tones as in a major seventh chord, an estimate; non-chord tones exactly)."""
+    role = np.asarray(role, int)
+    return np.asarray(root_pitch, int) + np.where(role >= PASSING_ROLE, role - PASSING_ROLE,
+                                                  np.array([0, 4, 7, 10])[np.minimum(role, 3)])
+
+
 def _role(interval: int, quality: str) -> int | None:
     ivs = QUALITIES[quality]
     return ivs.index(interval) if interval in ivs else None
@@ -205,10 +213,7 @@ class AccompanimentModel:
         pats = pats[pats[:, 1] > 0]
         if not len(pats):
             return LOWEST
-        role = pats[:, 2].astype(int)
-        was = pats[:, 3].astype(int) + np.where(role >= PASSING_ROLE, role - PASSING_ROLE,
-                                                np.array([0, 4, 7, 10])[np.minimum(role, 3)])
-        return int(np.clip(was.min(), LOWEST_FLOOR, BASS_BELOW))
+        return int(np.clip(played_pitch(pats[:, 2], pats[:, 3]).min(), LOWEST_FLOOR, BASS_BELOW))
 
     def realize(self, pattern: int, chords: list, bar_start: int, velocity_scale: float = 1.0,
                 end: int | None = None, scale=None, lowest: int | None = None) -> np.ndarray:
@@ -237,13 +242,13 @@ class AccompanimentModel:
                 if ch.quality.startswith("sus") or len(ivs) < 3:
                     continue
                 pc = (ch.root + role - PASSING_ROLE) % 12
-                was = int(root_pitch) + role - PASSING_ROLE
+                was = int(played_pitch(role, root_pitch))
                 if scale is not None and pc not in scale and dur > 2:  # short chromatic passing notes stay
                     step = -1 if (pc - 1) % 12 in scale else 1
                     pc, was = (pc + step) % 12, was + step
             else:
                 pc = (ch.root + (ivs[role] if role < len(ivs) else 0)) % 12
-                was = int(root_pitch) + (0, 4, 7, 10)[role]  # where the pianist played it (a major-chord estimate)
+                was = int(played_pitch(role, root_pitch))
             pitch = was + (pc - was + 6) % 12 - 6  # the nearest pitch of the new chord tone
             # keep the texture in the register POP909's pianists use (lowest note ~D2, highest ~B5)
             pitch = pitch + 12 if pitch < low else pitch - 12 if pitch > HIGHEST else pitch
