@@ -99,12 +99,15 @@ def main() -> None:
     ap.add_argument("--skip-words", action="store_true")
     ap.add_argument("--dev", action="store_true",
                     help="imagery development prompts (bench/data/imagery_dev.tsv) instead of the held-out ones")
+    ap.add_argument("--set", choices=["prompts", "held2"], default=None,
+                    help="imagery set: prompts (the first 52, the default) or held2 (48 more, written 2026-12-02)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many words per set (quick runs)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
     use_model = not args.no_model
     t = time.perf_counter()
-    imagery(use_model, args.verbose, "imagery_dev.tsv" if args.dev else "imagery_prompts.tsv")
+    name = "imagery_dev.tsv" if args.dev else f"imagery_{args.set}.tsv" if args.set else "imagery_prompts.tsv"
+    imagery(use_model, args.verbose, name)
     if not args.skip_words:
         words(use_model, args.limit)
     if args.emobank:
