@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -165,6 +166,46 @@ def test_scene_reading_of_images_only():
     assert analyze_text("a song that is not sad and not slow").message is None
     assert "scene" not in (analyze_text("autumn").message or "")
     assert analyze_text("I want a song that expresses hope and wonder").quadrant == 1
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_scene_head_matches_its_scenes_and_reads_them():
+    """The shipped scene head was fitted to the shipped scenes file (same texts), and it puts most of its
+    own feeling descriptions in their quadrant (a head that lost its weights or its class order would not)."""
+    from moodsong.emotion.text import SceneHead, read_scenes
+
+    head, rows = SceneHead.load(), read_scenes()
+    feeling = [(q, t) for q, kind, t in rows if kind == "feeling"]
+    p = head.proba(SentenceEncoder.encode([t for _, t in feeling]))
+    predicted = np.array(head.classes)[p.argmax(1)]
+    assert np.mean(predicted == np.array([q for q, _ in feeling])) >= 0.9
+    v, a, nearest = head.read(SentenceEncoder.encode(["an earthquake shaking the building"])[0])
+    assert v < 0 < a and nearest in {t for q, _, t in rows if q == 2}
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_scene_training_writes_a_head_that_loads(tmp_path):
+    from moodsong.emotion.text import SceneHead
+    from moodsong.emotion.train_scenes import train
+
+    scenes = tmp_path / "scenes.tsv"
+    lines = ["# tiny scene file"]
+    for q, words in {1: "party dancing cheering fireworks victory", 2: "explosion chase attack siren riot",
+                     3: "funeral grave farewell mourning loss", 4: "hammock meadow lake breeze nap"}.items():
+        lines += [f"{q}\tscene\ta {w} scene" for w in words.split()]
+    scenes.write_text("\n".join(lines) + "\n")
+    report = train(tmp_path / "head.npz", scenes, folds=5, dev=None)
+    assert report["scenes"] == 20 and 0.0 <= report["cv_right_quadrant"] <= 1.0
+    head = SceneHead.load(tmp_path / "head.npz", scenes)
+    v, a, nearest = head.read(SentenceEncoder.encode(["a funeral in the rain"])[0])
+    assert v < 0 and a < 0 and nearest.startswith("a ")
+    # Scenes edited after training: the head is stale and says how to retrain it.
+    scenes.write_text(scenes.read_text().replace("a nap scene", "a picnic scene"))
+    with pytest.raises(MoodsongError, match="retrain"):
+        SceneHead.load(tmp_path / "head.npz", scenes)
+    scenes.write_text("1\tscene\n")
+    with pytest.raises(MoodsongError, match="line 1"):
+        SceneHead.load(tmp_path / "head.npz", scenes)
 
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
