@@ -455,7 +455,7 @@ class WordHead:
     Ridge regressions trained by :mod:`moodsong.emotion.train_words` on VADER's rated
     words (valence), moodsong's seed lexicon and its coarse word ratings (valence and
     arousal), with neutral filler words. Held-out words (20 %, by a hash of the word):
-    valence r 0.80 on 1,440 VADER words; arousal r 0.80 on 147 lexicon/rating words
+    valence r 0.80 on 1,440 VADER words; arousal r 0.73 on 213 lexicon/rating words
     (one rater, the authors of the model: partly circular). ``unit = clip((raw - center) * gain)``: ``center``
     is the raw reading of neutral words, ``gain`` = 0.35 / sd of the raw readings, so
     both dimensions spread alike.
