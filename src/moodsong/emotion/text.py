@@ -579,23 +579,24 @@ class TextEmotionAnalyzer:
             # MiniLM reads English: the scene is read from the content words' glosses, in order.
             hits_mods, glosses = self._keywords_zh(text)
             sentence = None
-            scene = self._scene(" ".join(glosses), hits_mods, len(glosses))
+            scene_text, content = " ".join(glosses), len(glosses)
         else:
             tokens = _TOKEN_EN.findall(text.lower())
             self._check_english(text, tokens)
             hits_mods = self._keywords_en(tokens)
             sentence = self._sentence(text) if self.head is not None else None
-            content = [t for t in tokens
-                       if t[0].isalpha() and len(t) >= 3 and t not in STOPWORDS_EN and t not in NEGATIONS_EN]
-            scene = self._scene(text, hits_mods, len(content))
+            scene_text = text
+            content = sum(1 for t in tokens
+                          if t[0].isalpha() and len(t) >= 3 and t not in STOPWORDS_EN and t not in NEGATIONS_EN)
         result = self._combine(text, lang, hits_mods, sentence)
-        if scene is None:
-            return result
         # An image without feeling words reads partly as the scenes it resembles; that share shrinks with
-        # the share of feeling words (lexicons) among the keywords.
+        # the share of feeling words (lexicons) among the keywords, so a prompt of feeling words skips it.
         share = sum(k.weight for k in result.keywords if k.source == "word model") if result.keywords else 1.0
         w = self.config.scene_weight * share
         if result.neutral or w <= 0:
+            return result
+        scene = self._scene(scene_text, hits_mods, content)
+        if scene is None:
             return result
         lexicon = any(k.source != "word model" for k in result.keywords)
         message = (f'the scene is closest to "{scene[2]}"' if lexicon else
@@ -742,14 +743,18 @@ class TextEmotionAnalyzer:
         hits: list[_Hit] = []
         unknown: list[tuple[int, str, str]] = []
         glosses: list[str] = []
-        for i, tok in enumerate(tokens):
-            # A segment led by a negation ("不会", "没法") is grammar here, and the negation is read as such.
-            if (self.use_model and _HAN.match(tok) and tok not in STOPWORDS_ZH and tok not in ints
-                    and not any(tok.startswith(n) for n in negs)):
-                parts = [(w, g) for w, g in _gloss_zh(tok) if not set(g.lower().split()) <= STOPWORDS_EN]
+        # Content segments; a segment led by a negation ("不会", "没法") is grammar, read as a negation.
+        content = [i for i, tok in enumerate(tokens)
+                   if _HAN.match(tok) and tok not in STOPWORDS_ZH and tok not in ints
+                   and not any(tok.startswith(n) for n in negs)]
+        # Only a prompt with a segment the lexicons lack needs the dictionary (and then its scene reading).
+        if self.use_model and any(tokens[i] not in words and tokens[i] not in dutir for i in content):
+            for i in content:
+                parts = [(w, g) for w, g in _gloss_zh(tokens[i]) if not set(g.lower().split()) <= STOPWORDS_EN]
                 glosses.extend(g for _, g in parts)
-                if tok not in words and tok not in dutir:
+                if tokens[i] not in words and tokens[i] not in dutir:
                     unknown.extend((i, f"{w} ({g})", g) for w, g in parts)
+        for i, tok in enumerate(tokens):
             if tok in words:
                 hits.append(_Hit(tok, *words[tok], conf=1.0, source="lexicon", index=i))
             elif tok.isascii() and tok.isalpha() and self._lookup_en(tok.lower()):
