@@ -13,7 +13,9 @@ WAV at 22.05 kHz, and recognized on the same audio by:
 Keyword recall = feeling words of the prompt (moodsong's lexicon) found in the
 transcript / all feeling words spoken. Quadrant accuracy = transcript analysed by
 ``analyze_text`` (lexicons only) lands in the same Russell quadrant as the typed
-prompt. Real-time factor = decoding seconds / audio seconds (lower is faster),
+prompt; "q. full" does the same with the whole analyzer (word, scene and sentence
+models), as ``compose --voice`` reads a transcript. A neutral reading (no feeling
+found) never counts as right (before 2026-12-02 it counted as Q1). Real-time factor = decoding seconds / audio seconds (lower is faster),
 with the recognizer limited to ``--threads`` CPU threads.
 
 Chinese is spoken by espeak-ng's Mandarin voice from pinyin with tone numbers
@@ -224,6 +226,7 @@ def main() -> None:
             else:
                 spoken = _feeling_words_zh(prompt, lex_zh)
             want_q = analyze_text(prompt, use_model=False).quadrant
+            want_full = analyze_text(prompt).quadrant
             line = [f"[{lang} {part} {v}:{speed}] {prompt!r}"]
             for b in backends:
                 if lang == "zh" and b != "whisper":
@@ -239,13 +242,20 @@ def main() -> None:
                     heard = _feeling_words_zh(text, lex_zh)
                     hits = sum(w in heard for w in spoken)
                     spurious = sum(1 for w in heard if w not in spoken)
+                # A neutral reading (no feeling found) is never the right quadrant.
                 try:
-                    ok = analyze_text(text, use_model=False).quadrant == want_q
+                    heard_lex = analyze_text(text, use_model=False)
+                    ok = heard_lex.quadrant == want_q and not heard_lex.neutral
                 except Exception:  # empty or unreadable transcript
                     ok = False
-                # n, feeling words, heard, quadrant ok, spurious, wall s, audio s, CPU s
+                try:  # the whole analyzer, as compose --voice reads the transcript
+                    heard_full = analyze_text(text)
+                    ok_full = heard_full.quadrant == want_full and not heard_full.neutral
+                except Exception:
+                    ok_full = False
+                # n, feeling words, heard, quadrant ok, spurious, wall s, audio s, CPU s, quadrant ok (full)
                 for key in ((lang, part, b), (lang, "all", b)):
-                    s = stats.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0.0, 0.0])
+                    s = stats.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0])
                     s[0] += 1
                     s[1] += len(spoken)
                     s[2] += hits
@@ -254,13 +264,15 @@ def main() -> None:
                     s[5] += secs
                     s[6] += audio_s
                     s[7] += cpu
-                line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {text!r}")
+                    s[8] += ok_full
+                line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {'ok ' if ok_full else 'BAD'} {text!r}")
             print("\n".join(line), flush=True)
-    print(f"\n{'language':8s} {'part':8s} {'backend':12s} {'prompts':>7s} {'recall':>7s} {'quadrant':>8s} {'spurious':>8s} "
-          f"{'RTF':>6s} {'CPU RTF':>7s}  ({args.threads} threads; RTF = wall s / audio s, CPU RTF = CPU s / audio s)")
-    for (lang, part, b), (n, kw, hits, qok, spur, secs, audio, cpu) in sorted(stats.items()):
-        print(f"{lang:8s} {part:8s} {b:12s} {n:7d} {hits / max(kw, 1):7.3f} {qok / n:8.3f} {spur:8d} {secs / audio:6.3f} "
-              f"{cpu / audio:7.3f}")
+    print(f"\n{'language':8s} {'part':8s} {'backend':12s} {'prompts':>7s} {'recall':>7s} {'quadrant':>8s} {'q. full':>8s} "
+          f"{'spurious':>8s} {'RTF':>6s} {'CPU RTF':>7s}  ({args.threads} threads; RTF = wall s / audio s, CPU RTF = "
+          "CPU s / audio s; quadrant: lexicons only; q. full: the whole analyzer, as compose --voice reads it)")
+    for (lang, part, b), (n, kw, hits, qok, spur, secs, audio, cpu, qfull) in sorted(stats.items()):
+        print(f"{lang:8s} {part:8s} {b:12s} {n:7d} {hits / max(kw, 1):7.3f} {qok / n:8.3f} {qfull / n:8.3f} {spur:8d} "
+              f"{secs / audio:6.3f} {cpu / audio:7.3f}")
 
 
 if __name__ == "__main__":
