@@ -124,8 +124,8 @@ PROMPTS_ZH_HELD = [
     ("一首难过的歌", "yi4 shou3 nan2 guo4 de5 ge1"),
     ("我需要一首兴奋的音乐", "wo3 xu1 yao4 yi4 shou3 xing1 fen4 de5 yin1 yue4"),
 ]
-# Chinese requests written 2026-12-02 (later) before the homophone rescue of Chinese transcripts was built: its
-# held-out check (``--prompt-set held2``; Chinese only).
+# Chinese requests written 2026-12-02 (later), before the Chinese glosses were measured on speech
+# (``--prompt-set held2``; Chinese only).
 PROMPTS_ZH_HELD2 = [
     ("我想听一首忧伤的歌", "wo3 xiang3 ting1 yi4 shou3 you1 shang1 de5 ge1"),
     ("放一首欢乐的音乐", "fang4 yi4 shou3 huan1 le4 de5 yin1 yue4"),
@@ -140,13 +140,29 @@ PROMPTS_ZH_HELD2 = [
     ("我很害怕黑夜", "wo3 hen3 hai4 pa4 hei1 ye4"),
     ("我今天特别快乐", "wo3 jin1 tian1 te4 bie2 kuai4 le4"),
 ]
+# Chinese requests written 2026-12-02 (later still), after PROMPTS_ZH_HELD2's transcripts had been read and before
+# the guard against hotword-only transcripts was built: its held-out check (``--prompt-set held3``; Chinese only).
+PROMPTS_ZH_HELD3 = [
+    ("我想听一首开心快乐的歌", "wo3 xiang3 ting1 yi4 shou3 kai1 xin1 kuai4 le4 de5 ge1"),
+    ("请放一首悲伤的钢琴曲", "qing3 fang4 yi4 shou3 bei1 shang1 de5 gang1 qin2 qu3"),
+    ("我现在非常紧张", "wo3 xian4 zai4 fei1 chang2 jin3 zhang1"),
+    ("来一首平静的音乐", "lai2 yi4 shou3 ping2 jing4 de5 yin1 yue4"),
+    ("我觉得很失落", "wo3 jue2 de5 hen3 shi1 luo4"),
+    ("一首充满希望的歌", "yi4 shou3 chong1 man3 xi1 wang4 de5 ge1"),
+    ("我对他很生气", "wo3 dui4 ta1 hen3 sheng1 qi4"),
+    ("给我一首浪漫温柔的歌", "gei3 wo3 yi4 shou3 lang4 man4 wen1 rou2 de5 ge1"),
+    ("我很想念我的家人", "wo3 hen3 xiang3 nian4 wo3 de5 jia1 ren2"),
+    ("放一首让人兴奋的音乐", "fang4 yi4 shou3 rang4 ren2 xing1 fen4 de5 yin1 yue4"),
+    ("我今天很累", "wo3 jin1 tian1 hen3 lei4"),
+    ("一首孤独的歌", "yi4 shou3 gu1 du2 de5 ge1"),
+]
 # Which bench requests the whisper hotwords were tuned on: the first 10 English ones and the Chinese
 # ones at even positions (0, 2, ...); the rest, and all of PROMPTS_NEW / PROMPTS_ZH_NEW, are held out.
 TUNED_EN = 10
 
 
 def _part(lang: str, prompt_set: str, index: int) -> str:
-    if prompt_set in ("new", "held", "held2"):
+    if prompt_set in ("new", "held", "held2", "held3"):
         return "held-out"
     if lang == "en":
         return "tuned" if index < TUNED_EN else "held-out"
@@ -184,10 +200,10 @@ def main() -> None:
     ap.add_argument("--english-only", action="store_true")
     ap.add_argument("--prompts", default=None,
                     help="English prompts to run: N (the first N) or A:B (a slice), e.g. 10:20 for the held-out half")
-    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2"), default="bench",
+    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3"), default="bench",
                     help="bench: PROMPTS / PROMPTS_ZH; new: the held-out requests written before tuning; "
                          "held: Chinese requests written before the second Chinese change; held2: Chinese requests "
-                         "written before the homophone rescue (Chinese only)")
+                         "written before the whole-analyzer column; held3: before the hotword-only guard (Chinese only)")
     args = ap.parse_args()
     a, _, b = (args.prompts or "").rpartition(":")
     first, last = (int(a or 0), int(b)) if b else (0, None)
@@ -202,9 +218,9 @@ def main() -> None:
     sph = _Sphinx.get() if {"pocketsphinx", "plain"} & set(backends) else None
     if "whisper" in backends:  # load once, outside the timings
         voice._whisper_model(str(voice._whisper_model_path(args.whisper_model)))
-    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held": [], "held2": []}[args.prompt_set]
+    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW}.get(args.prompt_set, [])
     prompts_zh = {"bench": PROMPTS_ZH, "new": PROMPTS_ZH_NEW, "held": PROMPTS_ZH_HELD,
-                  "held2": PROMPTS_ZH_HELD2}[args.prompt_set]
+                  "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3}[args.prompt_set]
     jobs = []  # (language, tuned or held-out, voice, speed, text to analyse, text to speak)
     if not args.chinese_only:
         for spec in args.voices.split(","):
