@@ -255,6 +255,8 @@ def test_cedict_glosses_are_plain_english(monkeypatch):
     assert T._first_sense(["to brake (when driving)", "to stop"]) == "brake"
     assert T._first_sense(["(completed action marker)", "variant of 瞭[liao3]"]) is None
     assert T._first_sense(["surname Li", "plum"]) == "plum"
+    idiom = "lit. heart untroubled, spirit pleased (idiom); carefree and relaxed"
+    assert T._first_sense([idiom]) == "carefree and relaxed"
     monkeypatch.setattr(T, "_cedict", lambda: {})
     a = T.TextEmotionAnalyzer().analyze("奶奶秋天的花园")
     assert a.neutral and not a.keywords

@@ -1000,7 +1000,8 @@ STOPWORDS_ZH = frozenset(
 )
 _CEDICT_SKIP = re.compile(r"^(surname |variant of|old variant|archaic variant|see |also written|also pr\.|abbr\. for|"
                           r"used in|CL:|Japanese variant|erhua variant|taboo variant|\([^()]*\)$|"
-                          r"indicating |used to |used after|used before|particle|.*marker$|measure word|classifier)")
+                          r"indicating |expressing |used to |used after|used before|particle|.*marker$|"
+                          r"measure word|classifier)")
 _PARENS = re.compile(r"\([^()]*\)")
 _PLAIN_GLOSS = re.compile(r"[A-Za-z][A-Za-z' -]*")
 
@@ -1010,7 +1011,7 @@ _RARE_SENSE = re.compile(r"^\((classical|literary|archaic|old|dialect|Tw|slang|I
 
 
 def _first_sense(senses: list[str]) -> str | None:
-    """The first sense of a CC-CEDICT entry that reads as plain English of at most four words
+    """The first sense of a CC-CEDICT entry that reads as plain English of at most six words
     ("to brake (when driving)" -> "brake"); a sense marked as a rare register only when there is no other."""
     found = []
     for sense in senses:
@@ -1018,10 +1019,12 @@ def _first_sense(senses: list[str]) -> str | None:
             continue
         rare = bool(_RARE_SENSE.match(sense))
         sense = " ".join(_PARENS.sub(" ", sense).split()).strip(" ,;")
-        sense = sense.split(";")[0].strip()
-        if sense.startswith("to "):
-            sense = sense[3:]
-        if sense and _PLAIN_GLOSS.fullmatch(sense) and len(sense.split()) <= 4:
+        # An idiom's literal reading gives way to its figurative one ("lit. heart untroubled, spirit
+        # pleased; carefree and relaxed" -> "carefree and relaxed").
+        parts = [p.strip() for p in sense.split(";") if p.strip()]
+        sense = next((p for p in parts if not p.startswith("lit.")), parts[0] if parts else "")
+        sense = sense.removeprefix("fig. ").removeprefix("to ")
+        if sense and _PLAIN_GLOSS.fullmatch(sense) and len(sense.split()) <= 6:
             if not rare:
                 return sense
             found.append(sense)
@@ -1051,7 +1054,7 @@ def _cedict() -> dict[str, str]:
     from moodsong.corpora.sources import default_cache_dir
 
     # The leading number is the parsing rules' version: changing them must not reuse an old table.
-    h = hashlib.sha256(f"4|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    h = hashlib.sha256(f"6|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
     path = default_cache_dir() / "cedict" / f"gloss-{h}.marshal"
     try:
         table = marshal.loads(path.read_bytes())
