@@ -1092,16 +1092,20 @@ def _cedict() -> dict[str, str]:
 
 def _gloss_zh(tok: str) -> list[tuple[str, str]]:
     """(part, English gloss) for a Chinese segment: the whole word if the dictionary has it, else its
-    longest dictionary pieces from the left (single characters last). Parts without a gloss are left out."""
+    longest dictionary pieces from the left (single characters last), leaving out grammar, negations
+    ("不会") and intensity words ("很"). Parts without a gloss are left out."""
     table = _cedict()
     if tok in table:
         return [(tok, table[tok])]
+    lex = _lexicon("zh")
+    skip = STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"])
     out, i = [], 0
     while i < len(tok):
         for j in range(min(len(tok), i + 6), i, -1):
             if tok[i:j] in table or j == i + 1:
-                if tok[i:j] in table and tok[i:j] not in STOPWORDS_ZH:
-                    out.append((tok[i:j], table[tok[i:j]]))
+                part = tok[i:j]
+                if part in table and part not in skip and not part.startswith(tuple(lex["negations"])):
+                    out.append((part, table[part]))
                 i = j
                 break
     return out
