@@ -131,9 +131,9 @@ def main() -> None:
     ap.add_argument("--skip-words", action="store_true")
     ap.add_argument("--dev", action="store_true",
                     help="imagery development prompts (bench/data/imagery_dev.tsv) instead of the held-out ones")
-    ap.add_argument("--set", choices=["prompts", "held2", "zh_held", "zh_held2", "zh_dev"], default=None,
+    ap.add_argument("--set", choices=["prompts", "held2", "zh_held", "zh_held2", "zh_held3", "zh_dev"], default=None,
                     help="imagery set: prompts (the first 52, the default), held2 (48 more), zh_held (40 in "
-                    "Chinese), zh_held2 (24 more) or zh_dev (20 Chinese development prompts)")
+                    "Chinese), zh_held2 / zh_held3 (24 more each) or zh_dev (84 Chinese development prompts)")
     ap.add_argument("--limit", type=int, default=None, help="at most this many words per set (quick runs)")
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args()
