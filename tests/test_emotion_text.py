@@ -113,7 +113,8 @@ def test_empty_or_unreadable_is_clear_error(bad):
         analyze_text(bad, use_model=False)
 
 
-@pytest.mark.parametrize("other", ["Привет, как дела", "je suis très triste", "te quiero mucho", "ich bin traurig"])
+@pytest.mark.parametrize("other", ["Привет, как дела", "je suis très triste", "te quiero mucho", "ich bin traurig",
+                                   "Ich bin sehr glücklich heute"])
 def test_other_languages_are_named_in_the_error(other):
     with pytest.raises(MoodsongError, match="English and Chinese"):
         analyze_text(other, use_model=False)

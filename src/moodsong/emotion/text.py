@@ -625,9 +625,10 @@ class TextEmotionAnalyzer:
 
     # -- English --------------------------------------------------------------------------
     def _check_english(self, text: str, tokens: list[str]) -> None:
-        words = [t for t in tokens if t[0].isalpha()]
-        if not words:
+        if not any(t[0].isalpha() for t in tokens):
             raise MoodsongError(f"prompt {text!r} has no words; describe a feeling in English or Chinese")
+        # Whole words with their accented letters: "glücklich" is one German word, not "gl" + "cklich".
+        words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", text.lower())
         vocab = _english_vocab()
         if not vocab:
             return
