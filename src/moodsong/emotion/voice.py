@@ -467,7 +467,10 @@ def _whisper_transcribe(samples: np.ndarray, model_path, language: str | None = 
         # and lost one Chinese request on the bench: not kept.)
         text, language = _whisper_decode(model, samples, "en"), "en"
     if language == "zh":
-        text = _to_simplified(text)
+        # Whisper sometimes writes Mandarin in traditional characters ("快樂" for "快乐").
+        from moodsong.emotion.text import to_simplified
+
+        text = to_simplified(text)
     return text, language
 
 
@@ -523,18 +526,6 @@ def _looks_hallucinated(text: str) -> bool:
     listed = sum(w in text for w in _PROMPT_WORDS_ZH)
     return (any(c >= 3 for c in pairs.values()) or (len(pieces) >= 2 and set(pieces) <= _PROMPT_WORDS_ZH)
             or listed >= 3)
-
-
-# Traditional -> simplified characters for the feeling and request words moodsong reads; Whisper
-# sometimes writes Mandarin in traditional characters ("快樂" for "快乐").
-_T2S = str.maketrans(
-    "樂歡傷憂鬱靜緊張憤懼驚溫無聽這麼讓從難過愛戀夢輕鬆暢開聲寧願勵傑氣興奮憐淚孤獨優雅悵惘慮煩躁",
-    "乐欢伤忧郁静紧张愤惧惊温无听这么让从难过爱恋梦轻松畅开声宁愿励杰气兴奋怜泪孤独优雅怅惘虑烦躁",
-)
-
-
-def _to_simplified(text: str) -> str:
-    return text.translate(_T2S)
 
 
 # --------------------------------------------------------------------------------------- public
