@@ -256,6 +256,42 @@ def test_traditional_characters_read_like_simplified_and_japanese_is_named():
         analyze_text("秋の夕暮れ")
 
 
+def test_kernel_arousal_learns_a_nonlinear_map():
+    """Kernel ridge on unit vectors fits a target no linear map can (the product of two coordinates), and
+    generalises to new points from the same distribution better than predicting the mean."""
+    from moodsong.emotion.text import KernelArousal
+
+    rng = np.random.default_rng(0)
+
+    def sample(n):
+        x = rng.normal(size=(n, 8))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        return x, 4 * x[:, 0] * x[:, 1]
+
+    x, y = sample(400)
+    k = KernelArousal.fit(x, y, np.ones(len(y)), gamma=2.0, alpha=0.03)
+    xt, yt = sample(200)
+    assert np.corrcoef(k.predict(xt), yt)[0, 1] > 0.8
+    linear = np.linalg.lstsq(np.c_[x, np.ones(len(x))], y, rcond=None)[0]
+    assert abs(np.corrcoef(np.c_[xt, np.ones(len(xt))] @ linear, yt)[0, 1]) < 0.3
+    # Weights count: a zero-weight row does not pull the fit.
+    w = np.ones(len(y))
+    w[0] = 0.0
+    y2 = y.copy()
+    y2[0] = 100.0
+    assert abs(KernelArousal.fit(x, y2, w, 2.0, 0.03).predict(x[:1])[0] - k.predict(x[:1])[0]) < 0.5
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_shipped_word_head_reads_arousal_of_everyday_words():
+    from moodsong.emotion.text import WordHead
+
+    head = WordHead.load()
+    assert head.arousal is not None
+    va = head.predict(SentenceEncoder.encode(["explosion", "riot", "nap", "hammock"]))
+    assert min(va[:2, 1]) > max(va[2:, 1])
+
+
 def test_cedict_glosses_are_plain_english(monkeypatch):
     """The gloss of a dictionary sense drops grammar notes, rare registers and "to ", and without the
     dictionary Chinese falls back to the lexicons (no error)."""

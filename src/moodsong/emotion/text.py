@@ -455,26 +455,65 @@ class EmoBankHead:
 WORD_HEAD_PATH = DATA_DIR / "word_head.npz"
 
 
-class WordHead:
-    """Linear head: MiniLM vector of a word or short phrase -> valence/arousal in [-1, 1].
+class KernelArousal:
+    """Kernel ridge regression with an RBF kernel: MiniLM word vector -> raw arousal.
 
-    Ridge regressions trained by :mod:`moodsong.emotion.train_words` on VADER's rated
-    words (valence), moodsong's seed lexicon and its coarse word ratings (valence and
-    arousal), with neutral filler words. Held-out words (20 %, by a hash of the word):
-    valence r 0.80 on 1,440 VADER words; arousal r 0.73 on 213 lexicon/rating words
-    (one rater, the authors of the model: partly circular). ``unit = clip((raw - center) * gain)``: ``center``
-    is the raw reading of neutral words, ``gain`` = 0.35 / sd of the raw readings, so
-    both dimensions spread alike.
+    ``predict(x) = exp(-gamma * |x - s|^2) @ dual + mean`` over the support vectors ``s`` (the rated
+    training words). Fitted by :meth:`fit` (weighted, closed form); scored in numpy.
     """
 
-    def __init__(self, coef: np.ndarray, bias: np.ndarray, center: np.ndarray, gain: np.ndarray):
+    def __init__(self, support: np.ndarray, dual: np.ndarray, gamma: float, mean: float):
+        self.support = np.asarray(support, np.float32)
+        self.dual = np.asarray(dual, np.float32)
+        self.gamma = float(gamma)
+        self.mean = float(mean)
+        self._sq = (self.support ** 2).sum(1)
+
+    def kernel(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, np.float32)
+        d2 = (x ** 2).sum(1)[:, None] + self._sq[None, :] - 2.0 * (x @ self.support.T)
+        return np.exp(-self.gamma * np.maximum(d2, 0.0))
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.kernel(x) @ self.dual + self.mean
+
+    @classmethod
+    def fit(cls, x: np.ndarray, y: np.ndarray, w: np.ndarray, gamma: float, alpha: float) -> KernelArousal:
+        """Minimise sum w (y - f)^2 + alpha |f|_H^2 around the weighted mean of ``y``."""
+        mean = float((w * y).sum() / w.sum())
+        head = cls(x, np.zeros(len(x)), gamma, mean)
+        k = head.kernel(x).astype(np.float64)
+        # (W K + alpha I) dual = W (y - mean): the weighted kernel ridge solution.
+        dual = np.linalg.solve(w[:, None] * k + alpha * np.eye(len(x)), w * (y - mean))
+        head.dual = dual.astype(np.float32)
+        return head
+
+
+class WordHead:
+    """MiniLM vector of a word or short phrase -> valence/arousal in [-1, 1].
+
+    A ridge regression (valence) and a kernel ridge regression (arousal, :class:`KernelArousal`)
+    trained by :mod:`moodsong.emotion.train_words` on VADER's rated words (valence), moodsong's
+    seed lexicon and its coarse word ratings (valence and arousal), with neutral filler words.
+    Held-out words (20 %, by a hash of the word): valence r 0.80 on 1,440 VADER words; arousal
+    r 0.76 on 213 lexicon/rating words (one rater, the authors of the model: partly circular).
+    ``unit = clip((raw - center) * gain)``: ``center`` is the raw reading of neutral words,
+    ``gain`` = 0.35 / sd of the raw readings, so both dimensions spread alike.
+    """
+
+    def __init__(self, coef: np.ndarray, bias: np.ndarray, center: np.ndarray, gain: np.ndarray,
+                 arousal: KernelArousal | None = None):
         self.coef = np.asarray(coef, np.float32)
         self.bias = np.asarray(bias, np.float32)
         self.center = np.asarray(center, np.float32)
         self.gain = np.asarray(gain, np.float32)
+        self.arousal = arousal
 
     def predict_raw(self, emb: np.ndarray) -> np.ndarray:
-        return np.asarray(emb, np.float32) @ self.coef + self.bias
+        raw = np.asarray(emb, np.float32) @ self.coef + self.bias
+        if self.arousal is not None:
+            raw[:, 1] = self.arousal.predict(emb)
+        return raw
 
     def predict(self, emb: np.ndarray) -> np.ndarray:
         """(n, 2) valence/arousal in [-1, 1]."""
@@ -484,7 +523,9 @@ class WordHead:
     def load(cls, path: str | Path = WORD_HEAD_PATH) -> WordHead:
         try:
             with np.load(path) as z:
-                return cls(z["coef"], z["bias"], z["center"], 0.35 / z["raw_sd"])
+                arousal = (KernelArousal(z["a_support"], z["a_dual"], float(z["a_gamma"]), float(z["a_mean"]))
+                           if "a_support" in z.files else None)
+                return cls(z["coef"], z["bias"], z["center"], 0.35 / z["raw_sd"], arousal)
         except Exception as exc:  # missing, truncated or mismatched file
             raise MoodsongError(f"cannot read the word-emotion head {path}: {exc}") from None
 
