@@ -35,6 +35,8 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
       moodsong emotion "I want a song that expresses hope and wonder"
       moodsong emotion "not sad, just very calm" --json
       moodsong emotion "一首悲伤缓慢的歌"
+      moodsong emotion "a haunted lighthouse in a storm"   # images, read as a scene
+      moodsong emotion "海边的日出"
       moodsong emotion --voice request.wav
       moodsong emotion --voice request.wav --backend pocketsphinx
     """
