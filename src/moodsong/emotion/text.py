@@ -496,7 +496,7 @@ class WordHead:
     trained by :mod:`moodsong.emotion.train_words` on VADER's rated words (valence), moodsong's
     seed lexicon and its coarse word ratings (valence and arousal), with neutral filler words.
     Held-out words (20 %, by a hash of the word): valence r 0.80 on 1,440 VADER words; arousal
-    r 0.76 on 213 lexicon/rating words (one rater, the authors of the model: partly circular).
+    r 0.76 on 249 lexicon/rating words (one rater, the authors of the model: partly circular).
     ``unit = clip((raw - center) * gain)``: ``center`` is the raw reading of neutral words,
     ``gain`` = 0.35 / sd of the raw readings, so both dimensions spread alike.
     """
