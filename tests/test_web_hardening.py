@@ -279,7 +279,8 @@ def test_failed_voice_job_names_no_server_path(tmp_path, monkeypatch):
     from moodsong.web.worker import run_job
 
     # What the probe saw: a recording in which nothing was recognised.
-    monkeypatch.setattr(moodsong.emotion.voice, "transcribe", lambda *a, **k: "")
+    heard = moodsong.emotion.voice.Transcript(text=". . . .", backend="whisper")  # beeps come back as dots
+    monkeypatch.setattr(moodsong.emotion.voice, "transcribe", lambda *a, **k: heard)
     (tmp_path / "voice.wav").write_bytes(wav_bytes())
     out = run_job(str(tmp_path), {"voice": "voice.wav", **QUICK})
     assert out["ok"] is False and out["error"].startswith("the recording: no speech recognised"), out

@@ -404,11 +404,7 @@ def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | No
     if req.voice is not None:
         from moodsong.emotion.voice import transcribe
 
-        transcript = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model)
-        text = getattr(transcript, "text", str(transcript))
-        if not text.strip():
-            raise MoodsongError(f"{req.voice}: no speech recognised; try again closer to the microphone, "
-                                "or type the request")
+        text = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model).request(req.voice)
         return analyze_text(text), "voice", text
     return analyze_text(req.prompt), "prompt", None
 

@@ -49,9 +49,7 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
         from moodsong.emotion.voice import transcribe
 
         transcript = transcribe(voice, backend=backend, model_path=whisper_model)
-        if not transcript.text.strip():
-            raise MoodsongError(f"no speech recognized in {voice}")
-        text = transcript.text
+        text = transcript.request(voice)
     elif not text:
         raise MoodsongError('give a prompt, e.g. moodsong emotion "a calm, hopeful song" (or --voice file.wav)')
 

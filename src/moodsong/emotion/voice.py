@@ -101,6 +101,17 @@ class Transcript:
         d["duration_s"] = round(self.duration_s, 3)
         return d
 
+    def request(self, source: str | os.PathLike) -> str:
+        """The text to read as a request; one clear error when nothing was said.
+
+        Noise can come back empty or as punctuation alone (". . . ."): that is no speech, not a
+        prompt without words.
+        """
+        if not any(ch.isalnum() for ch in self.text):
+            raise MoodsongError(f"{source}: no speech recognised; try again closer to the microphone, "
+                                "or type the request")
+        return self.text
+
     def explain(self) -> str:
         lines = [f"heard ({self.backend}, {self.duration_s:.1f} s): {self.text!r}"]
         if self.free_text and self.free_text != self.text:
