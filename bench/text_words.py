@@ -39,8 +39,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def imagery(use_model: bool, verbose: bool, name: str = "imagery_prompts.tsv") -> float:
-    rows = [line.rstrip("\n").split("\t") for line in open(HERE / "data" / name, encoding="utf-8")
-            if line.strip() and not line.startswith("#")]
+    from moodsong.emotion.train_words import read_imagery_prompts
+
+    rows = [(str(q), prompt) for q, prompt in read_imagery_prompts(HERE / "data" / name)]
     ok = 0
     per_q = {q: [0, 0] for q in "1234"}
     for q, prompt in rows:

@@ -187,7 +187,7 @@ def test_scene_head_matches_its_scenes_and_reads_them():
 @pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
 def test_scene_training_writes_a_head_that_loads(tmp_path):
     from moodsong.emotion.text import SceneHead
-    from moodsong.emotion.train_scenes import train
+    from moodsong.emotion.train_scenes import train_scene_head
 
     scenes = tmp_path / "scenes.tsv"
     lines = ["# tiny scene file"]
@@ -195,7 +195,7 @@ def test_scene_training_writes_a_head_that_loads(tmp_path):
                      3: "funeral grave farewell mourning loss", 4: "hammock meadow lake breeze nap"}.items():
         lines += [f"{q}\tscene\ta {w} scene" for w in words.split()]
     scenes.write_text("\n".join(lines) + "\n")
-    report = train(tmp_path / "head.npz", scenes, folds=5, dev=None)
+    report = train_scene_head(tmp_path / "head.npz", scenes, folds=5, dev=None)
     assert report["scenes"] == 20 and 0.0 <= report["cv_right_quadrant"] <= 1.0
     head = SceneHead.load(tmp_path / "head.npz", scenes)
     v, a, nearest = head.read(SentenceEncoder.encode(["a funeral in the rain"])[0])

@@ -1151,6 +1151,13 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str]]:
     return table, t2s
 
 
+@lru_cache(maxsize=1)
+def _gloss_skip() -> tuple[frozenset[str], tuple[str, ...]]:
+    """Pieces never glossed (grammar, negations, intensity words), and the negations a piece may start with."""
+    lex = _lexicon("zh")
+    return STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"]), tuple(lex["negations"])
+
+
 def _gloss_zh(tok: str) -> list[tuple[str, str]]:
     """(part, English gloss) for a Chinese segment: the whole word if the dictionary has it, else its
     longest dictionary pieces from the left (single characters last), leaving out grammar, negations
@@ -1158,14 +1165,13 @@ def _gloss_zh(tok: str) -> list[tuple[str, str]]:
     table = _cedict()
     if tok in table:
         return [(tok, table[tok])]
-    lex = _lexicon("zh")
-    skip = STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"])
+    skip, negations = _gloss_skip()
     out, i = [], 0
     while i < len(tok):
         for j in range(min(len(tok), i + 6), i, -1):
             if tok[i:j] in table or j == i + 1:
                 part = tok[i:j]
-                if part in table and part not in skip and not part.startswith(tuple(lex["negations"])):
+                if part in table and part not in skip and not part.startswith(negations):
                     out.append((part, table[part]))
                 i = j
                 break

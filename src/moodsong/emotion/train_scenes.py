@@ -68,8 +68,8 @@ def cross_validate(x: np.ndarray, y: np.ndarray, kind: np.ndarray, c: float = C,
     return right / len(concrete)
 
 
-def train(out: Path = SCENE_HEAD_PATH, scenes: Path = SCENES_PATH, c: float = C, dev: Path | None = DEV_PROMPTS,
-          folds: int = FOLDS) -> dict:
+def train_scene_head(out: Path = SCENE_HEAD_PATH, scenes: Path = SCENES_PATH, c: float = C,
+                     dev: Path | None = DEV_PROMPTS, folds: int = FOLDS) -> dict:
     """Fit the scene head on ``scenes``, report cross-validation (and the dev prompts if present), write ``out``."""
     rows = read_scenes(scenes)
     texts = [t for _, _, t in rows]
@@ -83,10 +83,11 @@ def train(out: Path = SCENE_HEAD_PATH, scenes: Path = SCENES_PATH, c: float = C,
         report["cv_right_quadrant"] = round(cross_validate(x, y, kind, c, folds), 4)
     clf = _fit(x, y, c)
     if dev is not None and Path(dev).is_file():
-        prompts = [line.rstrip("\n").split("\t") for line in open(dev, encoding="utf-8")
-                   if line.strip() and not line.startswith("#")]
+        from moodsong.emotion.train_words import read_imagery_prompts
+
+        prompts = read_imagery_prompts(dev)
         pred = clf.predict(SentenceEncoder.encode([p for _, p in prompts]).astype(np.float64))
-        report["dev_right_quadrant"] = round(float(np.mean(pred == np.array([int(q) for q, _ in prompts]))), 4)
+        report["dev_right_quadrant"] = round(float(np.mean(pred == np.array([q for q, _ in prompts]))), 4)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, coef=clf.coef_.T.astype(np.float32), bias=clf.intercept_.astype(np.float32),
@@ -106,7 +107,7 @@ def main(argv=None) -> None:
     p.add_argument("--C", type=float, default=C, help="inverse regularisation strength of the logistic regression")
     args = p.parse_args(argv)
     try:
-        print(json.dumps(train(args.out, args.scenes, args.C), indent=1))
+        print(json.dumps(train_scene_head(args.out, args.scenes, args.C), indent=1))
     except MoodsongError as exc:
         raise SystemExit(f"error: {exc}") from None
 

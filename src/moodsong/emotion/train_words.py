@@ -103,14 +103,22 @@ def read_vader() -> dict[str, float]:
     return out
 
 
+def read_imagery_prompts(path: str | Path) -> list[tuple[int, str]]:
+    """(quadrant, prompt) rows of an imagery prompt file (``quadrant<TAB>prompt``; ``#`` comments)."""
+    rows = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            q, prompt = line.split("\t", 1)
+            rows.append((int(q), prompt))
+    return rows
+
+
 def imagery_words(paths: tuple[Path, ...] = IMAGERY_BENCH) -> set[str]:
     words = set()
     for path in paths:
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line and not line.startswith("#"):
-                words.update(re.findall(r"[a-z]+", line.split("\t", 1)[-1].lower()))
+        if path.is_file():
+            for _, prompt in read_imagery_prompts(path):
+                words.update(re.findall(r"[a-z]+", prompt.lower()))
     return words
 
 
@@ -163,7 +171,7 @@ def embed(words: list[str], cache: Path | None = None) -> np.ndarray:
     return np.stack([known[w] for w in words]).astype(np.float32)
 
 
-def train(seed: int = 0, out: Path = WORD_HEAD_PATH, cache: Path | None = None) -> dict:
+def train_word_head(seed: int = 0, out: Path = WORD_HEAD_PATH, cache: Path | None = None) -> dict:
     rows = build_rows(seed)
     words = sorted({r["word"] for r in rows})
     emb = embed(words, cache)
@@ -232,7 +240,7 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=WORD_HEAD_PATH)
     p.add_argument("--cache", type=Path, default=None, help="an .npz that keeps the word vectors for reruns")
     args = p.parse_args(argv)
-    print(json.dumps(train(args.seed, args.out, args.cache), indent=2))
+    print(json.dumps(train_word_head(args.seed, args.out, args.cache), indent=2))
 
 
 if __name__ == "__main__":
