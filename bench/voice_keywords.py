@@ -156,13 +156,42 @@ PROMPTS_ZH_HELD3 = [
     ("我今天很累", "wo3 jin1 tian1 hen3 lei4"),
     ("一首孤独的歌", "yi4 shou3 gu1 du2 de5 ge1"),
 ]
+# Requests written 2026-12-02 (fourth session) before any change of that session to voice decoding or to the
+# reading of transcripts, never looked at while building: the held-out check of that session's changes
+# (``--prompt-set held4``; English and Chinese).
+PROMPTS_HELD4 = [
+    "compose a melancholy piano song",
+    "I want to hear something cheerful",
+    "play a scary and tense song",
+    "a gentle and calm melody for the evening",
+    "I am so angry right now",
+    "make a joyful song for a party",
+    "something sad for a lonely night",
+    "I feel relaxed and content",
+    "a dramatic intense battle theme",
+    "play me a sweet romantic song",
+]
+PROMPTS_ZH_HELD4 = [
+    ("我想要一首温柔的歌", "wo3 xiang3 yao4 yi4 shou3 wen1 rou2 de5 ge1"),
+    ("放一首悲伤的音乐", "fang4 yi4 shou3 bei1 shang1 de5 yin1 yue4"),
+    ("我今天很难过", "wo3 jin1 tian1 hen3 nan2 guo4"),
+    ("一首快乐的钢琴曲", "yi4 shou3 kuai4 le4 de5 gang1 qin2 qu3"),
+    ("我非常愤怒", "wo3 fei1 chang2 fen4 nu4"),
+    ("来一首安静的歌", "lai2 yi4 shou3 an1 jing4 de5 ge1"),
+    ("我觉得很害怕", "wo3 jue2 de5 hen3 hai4 pa4"),
+    ("给我一首放松的音乐", "gei3 wo3 yi4 shou3 fang4 song1 de5 yin1 yue4"),
+    ("我有点伤心", "wo3 you3 dian3 shang1 xin1"),
+    ("一首热情的舞曲", "yi4 shou3 re4 qing2 de5 wu3 qu3"),
+    ("我现在很烦躁", "wo3 xian4 zai4 hen3 fan2 zao4"),
+    ("一首宁静的夜曲", "yi4 shou3 ning2 jing4 de5 ye4 qu3"),
+]
 # Which bench requests the whisper hotwords were tuned on: the first 10 English ones and the Chinese
 # ones at even positions (0, 2, ...); the rest, and all of PROMPTS_NEW / PROMPTS_ZH_NEW, are held out.
 TUNED_EN = 10
 
 
 def _part(lang: str, prompt_set: str, index: int) -> str:
-    if prompt_set in ("new", "held", "held2", "held3"):
+    if prompt_set in ("new", "held", "held2", "held3", "held4"):
         return "held-out"
     if lang == "en":
         return "tuned" if index < TUNED_EN else "held-out"
@@ -200,10 +229,11 @@ def main() -> None:
     ap.add_argument("--english-only", action="store_true")
     ap.add_argument("--prompts", default=None,
                     help="English prompts to run: N (the first N) or A:B (a slice), e.g. 10:20 for the held-out half")
-    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3"), default="bench",
+    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3", "held4"), default="bench",
                     help="bench: PROMPTS / PROMPTS_ZH; new: the held-out requests written before tuning; "
                          "held: Chinese requests written before the second Chinese change; held2: Chinese requests "
-                         "written before the whole-analyzer column; held3: before the hotword-only guard (Chinese only)")
+                         "written before the whole-analyzer column; held3: before the hotword-only guard (Chinese only); "
+                         "held4: English and Chinese requests written before the fourth session's changes")
     args = ap.parse_args()
     a, _, b = (args.prompts or "").rpartition(":")
     first, last = (int(a or 0), int(b)) if b else (0, None)
@@ -218,9 +248,9 @@ def main() -> None:
     sph = _Sphinx.get() if {"pocketsphinx", "plain"} & set(backends) else None
     if "whisper" in backends:  # load once, outside the timings
         voice._whisper_model(str(voice._whisper_model_path(args.whisper_model)))
-    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW}.get(args.prompt_set, [])
+    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held4": PROMPTS_HELD4}.get(args.prompt_set, [])
     prompts_zh = {"bench": PROMPTS_ZH, "new": PROMPTS_ZH_NEW, "held": PROMPTS_ZH_HELD,
-                  "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3}[args.prompt_set]
+                  "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3, "held4": PROMPTS_ZH_HELD4}[args.prompt_set]
     jobs = []  # (language, tuned or held-out, voice, speed, text to analyse, text to speak)
     if not args.chinese_only:
         for spec in args.voices.split(","):

