@@ -55,7 +55,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moodsong.emotion import EmotionAnalysis, Keyword, clip_va
+from moodsong.emotion import EmotionAnalysis, Keyword, clip_va, quadrant_of
 from moodsong.errors import MoodsongError
 
 __all__ = ["TextEmotionConfig", "TextEmotionAnalyzer", "EmoBankHead", "HeadConfig", "analyze_text", "DATA_DIR",
@@ -289,14 +289,20 @@ class SceneHead:
         p = np.exp(z - z.max(axis=1, keepdims=True))
         return p / p.sum(axis=1, keepdims=True)
 
-    def read(self, emb: np.ndarray) -> tuple[float, float, str]:
-        """Valence, arousal and the nearest scene of the most likely quadrant, for one vector."""
+    def read(self, emb: np.ndarray) -> tuple[float, float, dict[int, str]]:
+        """Valence, arousal and, for each quadrant, its nearest written scene, for one vector.
+
+        The explanation names the nearest scene of the quadrant the whole prompt lands in, which other
+        readings can move away from the scene head's likeliest one.
+        """
         p = self.proba(emb[None])[0]
         v, a = p @ self._points
-        best = self.classes[int(np.argmax(p))]
         sim = self.vectors @ np.asarray(emb, np.float32)
-        sim[[q != best for q, _, _ in self.scenes]] = -np.inf
-        return float(v), float(a), self.scenes[int(np.argmax(sim))][2]
+        nearest = {}
+        for q in self.classes:
+            masked = np.where([sq == q for sq, _, _ in self.scenes], sim, -np.inf)
+            nearest[q] = self.scenes[int(np.argmax(masked))][2]
+        return float(v), float(a), nearest
 
     @classmethod
     def load(cls, path: str | Path = SCENE_HEAD_PATH, scenes: str | Path = SCENES_PATH) -> SceneHead:
@@ -650,13 +656,14 @@ class TextEmotionAnalyzer:
         if scene is None:
             return result
         lexicon = any(k.source != "word model" for k in result.keywords)
-        message = (f'the scene is closest to "{scene[2]}"' if lexicon else
-                   f'no feeling words; the scene is closest to "{scene[2]}"')
-        return replace(result, label="", valence=(1 - w) * result.valence + w * scene[0],
-                       arousal=(1 - w) * result.arousal + w * scene[1], message=message)
+        v, a = (1 - w) * result.valence + w * scene[0], (1 - w) * result.arousal + w * scene[1]
+        nearest = scene[2].get(quadrant_of(v, a), "")
+        message = (f'the scene is closest to "{nearest}"' if lexicon else
+                   f'no feeling words; the scene is closest to "{nearest}"')
+        return replace(result, label="", valence=v, arousal=a, message=message)
 
-    def _scene(self, text: str, hits_mods, content: int) -> tuple[float, float, str] | None:
-        """Valence/arousal of ``text`` as a scene (:class:`SceneHead`), and the nearest scene.
+    def _scene(self, text: str, hits_mods, content: int) -> tuple[float, float, dict[int, str]] | None:
+        """Valence/arousal of ``text`` as a scene (:class:`SceneHead`), and each quadrant's nearest scene.
 
         None for a prompt with fewer than two content words (a single word is read better by the word head,
         which learned from thousands of rated words) or with a negated feeling (lexicon) word ("not
