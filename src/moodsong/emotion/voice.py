@@ -79,7 +79,9 @@ class Transcript:
     keywords_spotted : list of str
         Emotion-lexicon words found in the speech, in order.
     free_text : str
-        pocketsphinx only: the generic-model transcript (often poor; for reference).
+        pocketsphinx: the generic-model transcript (often poor; for reference). whisper: what Whisper
+        wrote, when near-homophones of Chinese feeling words in it were read as those words
+        (:func:`correct_homophones_zh`); empty otherwise.
     duration_s : float
         Length of the audio in seconds.
     sample_rate : int
@@ -115,7 +117,8 @@ class Transcript:
     def explain(self) -> str:
         lines = [f"heard ({self.backend}, {self.duration_s:.1f} s): {self.text!r}"]
         if self.free_text and self.free_text != self.text:
-            lines.append(f"  generic model heard: {self.free_text!r}")
+            what = "generic model heard" if self.backend == "pocketsphinx" else "whisper wrote (before near-homophones)"
+            lines.append(f"  {what}: {self.free_text!r}")
         if self.keywords_spotted:
             lines.append("  feeling words spotted: " + ", ".join(self.keywords_spotted))
         return "\n".join(lines)
@@ -483,7 +486,7 @@ def _whisper_transcribe(samples: np.ndarray, model_path, language: str | None = 
         # Whisper sometimes writes Mandarin in traditional characters ("快樂" for "快乐").
         from moodsong.emotion.text import to_simplified
 
-        text = correct_homophones_zh(to_simplified(text))
+        text = to_simplified(text)
     return text, language
 
 
@@ -696,14 +699,18 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
         backend = "whisper" if _whisper_available(model_path) else "pocketsphinx"
     if backend == "whisper":
         text, lang = _whisper_transcribe(samples, model_path, language)
+        written = ""
         if lang == "zh":
             from moodsong.emotion.text import _lexicon
 
+            fixed = correct_homophones_zh(text)
+            if fixed != text:
+                written, text = text, fixed
             spotted = [w for w in _lexicon("zh")["words"] if len(w) > 1 and w in text]
         else:
             ew = set(task_vocabulary()[0])
             spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
-        return Transcript(text, "whisper", spotted, "", duration, sr, channels)
+        return Transcript(text, "whisper", spotted, written, duration, sr, channels)
     if language == "zh":
         raise MoodsongError("pocketsphinx hears English only; Chinese speech needs whisper: "
                             'pip install "moodsong[voice]"')
