@@ -1098,7 +1098,8 @@ def to_simplified(text: str) -> str:
     "乾淨", but qian2 in "乾坤"; "宁" is simplified "peaceful" and CC-CEDICT's traditional form of "㝉").
     Those change only inside a CC-CEDICT word that names their simplified form.
     """
-    _, t2s, words, _ = _cedict_tables()
+    tables = _cedict_tables()
+    t2s, words = tables.t2s, tables.words
     if words:
         rx, ambiguous = _t2s_words()
         if not ambiguous.isdisjoint(text):
@@ -1110,7 +1111,7 @@ def to_simplified(text: str) -> str:
 def _t2s_words() -> tuple[re.Pattern, frozenset[str]]:
     """The traditional words of :func:`_cedict_tables` as one longest-first pattern, and their characters
     that the character map leaves alone."""
-    _, t2s, words, _ = _cedict_tables()
+    t2s, words = _cedict_tables().t2s, _cedict_tables().words
     rx = re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
     return rx, frozenset(c for w in words for c in w if ord(c) not in t2s and _HAN.match(c))
 
