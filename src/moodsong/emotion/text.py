@@ -1109,11 +1109,11 @@ def to_simplified(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _t2s_words() -> tuple[re.Pattern, frozenset[str]]:
-    """The traditional words of :func:`_cedict_tables` as one longest-first pattern, and their characters
-    that the character map leaves alone."""
+    """The traditional words of :func:`_cedict_tables` as one longest-first pattern, and the characters
+    that change only inside them (such as "乾"): text without one of those needs no word look-up."""
     t2s, words = _cedict_tables().t2s, _cedict_tables().words
     rx = re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
-    return rx, frozenset(c for w in words for c in w if ord(c) not in t2s and _HAN.match(c))
+    return rx, frozenset(c for w, simp in words.items() for c, d in zip(w, simp) if c != d and ord(c) not in t2s)
 
 
 class _Cedict(NamedTuple):
@@ -1148,7 +1148,7 @@ def _cedict_tables() -> _Cedict:
     from moodsong.corpora.sources import default_cache_dir
 
     # The leading number is the parsing rules' version: changing them must not reuse an old table.
-    h = hashlib.sha256(f"10|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    h = hashlib.sha256(f"11|{src}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
     path = default_cache_dir() / "cedict" / f"tables-{h}.marshal"
     try:
         tables = _Cedict(*marshal.loads(path.read_bytes()))
@@ -1193,7 +1193,8 @@ def _cedict_tables() -> _Cedict:
     # within the words that name it (52 characters, ~700 words).
     ambiguous = {chr(c) for c in t2s if chr(c) in single}
     t2s = {c: s for c, s in t2s.items() if chr(c) not in ambiguous}
-    words = {t: s for t, s in trad_words.items() if not ambiguous.isdisjoint(t)}
+    # (a word that is also simplified, such as 合著 "co-author", is left as it is)
+    words = {t: s for t, s in trad_words.items() if not ambiguous.isdisjoint(t) and t not in table}
     tables = _Cedict(table, t2s, words, {c: " ".join(sorted(r, key=r.get, reverse=True)) for c, r in reading.items()})
     try:
         from moodsong.fileio import atomic_path
