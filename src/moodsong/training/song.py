@@ -206,7 +206,7 @@ def train_song_model(
             loss.backward()
             nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
             opt.step()
-            tot += float(loss) * len(glob)
+            tot += loss.item() * len(glob)
             n += len(glob)
         v = validate()
         history.append({"epoch": epoch + 1, "train_loss": round(tot / max(n, 1), 5), "valid_loss": round(v, 5)})
