@@ -198,31 +198,7 @@ class _ScriptedWhisper:
         return iter([_Seg(self.texts.pop(0))]), None
 
 
-@pytest.fixture
-def scripted_nbest(monkeypatch):
-    """English first decodes go through ``_english_nbest``: answer it from the same script, as a single
-    hypothesis, and record its hotwords like the other decodes."""
-    def nbest(model, samples, hotwords, n=5):
-        model.calls.append({"hotwords": hotwords})
-        return [(model.texts.pop(0), -0.3)]
-
-    monkeypatch.setattr(voice, "_english_nbest", nbest)
-
-
-def test_english_hypothesis_naming_a_feeling_wins_when_the_likeliest_names_none():
-    choose = voice._choose_hypothesis
-    heard = [("I want music not sound hungry", -0.52), ("i want music not sound hungry", -0.54),
-             ("I want music that sounds angry", -0.60)]
-    assert choose(heard) == "I want music that sounds angry"
-    # the likeliest names a feeling already: kept, however many feeling words the others have
-    assert choose([("a calm song", -0.5), ("a calm sad happy song", -0.52)]) == "a calm song"
-    # too unlikely, or no hypothesis names one: the likeliest stays
-    assert choose([("not sound hungry", -0.5), ("sounds angry", -0.5 - voice.NBEST_MARGIN - 0.1)]) == "not sound hungry"
-    assert choose([("hello there", -0.2), ("hello their", -0.3)]) == "hello there"
-    assert choose([]) == ""
-
-
-def test_whisper_decoding_is_biased_with_hotwords_and_redone_when_copied(scripted_nbest):
+def test_whisper_decoding_is_biased_with_hotwords_and_redone_when_copied():
     kws = []
 
     def FakeModel(texts):  # noqa: N802 - reads as the class it stands for
@@ -303,10 +279,6 @@ def test_a_chinese_decode_that_copies_the_list_or_prompt_is_redone_without_conte
 
 
 def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypatch, tmp_path):
-    def nbest(model, samples, hotwords, n=5):
-        return [(next(model.transcribe(samples, language="en")[0]).text, -0.3)]
-
-    monkeypatch.setattr(voice, "_english_nbest", nbest)
     class FakeModel:
         model = type("M", (), {"is_multilingual": True})()
 

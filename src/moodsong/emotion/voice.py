@@ -505,15 +505,12 @@ def _whisper_decode(model, samples: np.ndarray, language: str, last_resort: bool
     if language == "en" or last_resort:
         stages.append({})
     text = ""
-    for k, context in enumerate(stages):
-        if k == 0 and language == "en" and len(samples) <= NBEST_MAX_S * SAMPLE_RATE:
-            heard = _choose_hypothesis(_english_nbest(model, samples, context["hotwords"]))
-        else:
-            segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
-                                               hotwords=context.get("hotwords"),
-                                               initial_prompt=context.get("initial_prompt"),
-                                               condition_on_previous_text=False)
-            heard = " ".join(s.text.strip() for s in segments).strip()
+    for context in stages:
+        segments, _info = model.transcribe(samples, beam_size=5, language=language, vad_filter=False,
+                                           hotwords=context.get("hotwords"),
+                                           initial_prompt=context.get("initial_prompt"),
+                                           condition_on_previous_text=False)
+        heard = " ".join(s.text.strip() for s in segments).strip()
         # A later decode that hears nothing at all does not replace words heard before.
         if any(ch.isalnum() for ch in heard) or not text:
             text = heard
@@ -521,51 +518,6 @@ def _whisper_decode(model, samples: np.ndarray, language: str, last_resort: bool
                 _looks_copied(text) if language == "en" else _looks_hallucinated(text)):
             break
     return text
-
-
-# English requests are first decoded as the 5 best hypotheses of one beam search (a request of at most one
-# Whisper window). The likeliest is kept unless it holds no feeling word and another within this many nats
-# of mean log-probability per token does: espeak-ng's "that sounds angry" is "not sound hungry" first and
-# "that sounds angry" fourth (-0.52 vs -0.60). On the 240 English development requests the top
-# hypothesis was right on 224, the rule on 226 (2 mended, none broken; margins 0.1-1.0 alike); taking the
-# hypothesis with the most feeling words instead reached 228 by adding words nobody said, and was not kept.
-NBEST_MARGIN = 0.5
-NBEST_MAX_S = 30.0  # seconds: longer requests are decoded window by window by faster-whisper's transcribe
-
-
-def _english_nbest(model, samples: np.ndarray, hotwords: str, n: int = 5) -> list[tuple[str, float]]:
-    """Up to ``n`` (text, mean log-probability per token) hypotheses for English audio of at most 30 s:
-    one beam search (beam 5, no timestamps) with the feeling-word list as preceding context, built as
-    faster-whisper's own ``transcribe`` builds its prompt."""
-    from faster_whisper.audio import pad_or_trim
-    from faster_whisper.tokenizer import Tokenizer
-
-    multilingual = model.model.is_multilingual
-    tokenizer = Tokenizer(model.hf_tokenizer, multilingual, task="transcribe", language="en" if multilingual else None)
-    features = pad_or_trim(model.feature_extractor(samples)[..., :-1])
-    prompt = model.get_prompt(tokenizer, [], without_timestamps=True, hotwords=hotwords)
-    result = model.model.generate(model.encode(features), [prompt], beam_size=max(5, n), num_hypotheses=n,
-                                  return_scores=True, max_length=model.max_length, suppress_blank=True,
-                                  suppress_tokens=[-1])[0]
-    return [(tokenizer.decode(ids).strip(), float(score)) for ids, score in zip(result.sequences_ids, result.scores)]
-
-
-def _choose_hypothesis(hypotheses: list[tuple[str, float]]) -> str:
-    """The likeliest hypothesis, or, when it names no feeling, the likeliest one within
-    :data:`NBEST_MARGIN` that names one."""
-    if not hypotheses:
-        return ""
-    feeling = set(task_vocabulary()[0])
-
-    def names_feeling(text: str) -> bool:
-        return any(w in feeling for w in re.findall(r"[a-z]+", text.lower()))
-
-    top, top_score = hypotheses[0]
-    if names_feeling(top):
-        return top
-    near = [(score, text) for text, score in hypotheses[1:]
-            if score >= top_score - NBEST_MARGIN and names_feeling(text)]
-    return max(near)[1] if near else top
 
 
 _PROMPT_WORDS_ZH = frozenset(_WHISPER_HOTWORDS["zh"].split() + ["充满希望"])
