@@ -283,6 +283,7 @@ class SceneHead:
         self.vectors = np.asarray(vectors, np.float32)
         self.scenes = scenes
         self._points = np.array([_SCENE_VA[q] for q in self.classes], np.float32)
+        self._of_quadrant = {q: np.array([sq == q for sq, _, _ in scenes]) for q in self.classes}
 
     def proba(self, emb: np.ndarray) -> np.ndarray:
         """(n, 4) quadrant probabilities, columns in the order of ``classes``."""
@@ -299,10 +300,8 @@ class SceneHead:
         p = self.proba(emb[None])[0]
         v, a = p @ self._points
         sim = self.vectors @ np.asarray(emb, np.float32)
-        nearest = {}
-        for q in self.classes:
-            masked = np.where([sq == q for sq, _, _ in self.scenes], sim, -np.inf)
-            nearest[q] = self.scenes[int(np.argmax(masked))][2]
+        nearest = {q: self.scenes[int(np.argmax(np.where(mask, sim, -np.inf)))][2]
+                   for q, mask in self._of_quadrant.items()}
         return float(v), float(a), nearest
 
     @classmethod
@@ -1111,7 +1110,8 @@ def to_simplified(text: str) -> str:
 def _t2s_words() -> tuple[re.Pattern, frozenset[str]]:
     """The traditional words of :func:`_cedict_tables` as one longest-first pattern, and the characters
     that change only inside them (such as "乾"): text without one of those needs no word look-up."""
-    t2s, words = _cedict_tables().t2s, _cedict_tables().words
+    tables = _cedict_tables()
+    t2s, words = tables.t2s, tables.words
     rx = re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
     return rx, frozenset(c for w, simp in words.items() for c, d in zip(w, simp) if c != d and ord(c) not in t2s)
 

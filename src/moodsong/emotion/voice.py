@@ -587,13 +587,13 @@ def _homophone_tables() -> tuple[dict[str, str], frozenset[str], frozenset[str],
     """Each character's commonest reading; the words never corrected; the request words; and the readings
     of every word a stretch may become (lexicon and request words; a character of a word may take any of
     its readings: "乐" in "音乐" is yue)."""
-    from moodsong.emotion.text import STOPWORDS_ZH, _cedict_tables, _lexicon
+    from moodsong.emotion.text import STOPWORDS_ZH, _cedict_tables, _gloss_skip, _lexicon
 
     readings = _cedict_tables().reading
     if not readings:
         return {}, frozenset(), frozenset(), {}
     lex = _lexicon("zh")
-    skip = STOPWORDS_ZH | set(lex["negations"]) | set(lex["intensifiers"]) | set(lex["words"])
+    skip = _gloss_skip()[0] | set(lex["words"])  # grammar, negations, intensity words, and the lexicon
     targets = [w for w in lex["words"] if len(w) in (2, 3) and all(c in readings for c in w)]
     # Request words compete too: "银约" is "音乐" (music, yin yue), not "阴郁" (gloomy, yin yu).
     request = frozenset(w for w in STOPWORDS_ZH if len(w) in (2, 3) and all(c in readings for c in w))
