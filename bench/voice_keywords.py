@@ -185,13 +185,41 @@ PROMPTS_ZH_HELD4 = [
     ("我现在很烦躁", "wo3 xian4 zai4 hen3 fan2 zao4"),
     ("一首宁静的夜曲", "yi4 shou3 ning2 jing4 de5 ye4 qu3"),
 ]
+# Requests written 2026-12-02 (fifth session) before any change of that session to voice decoding, never
+# looked at while building: the held-out check of that session's changes (``--prompt-set held5``).
+PROMPTS_HELD5 = [
+    "I want a happy song about summer",
+    "play something calm for studying",
+    "a sad song about saying goodbye",
+    "make me an angry rock song",
+    "I feel nervous about tomorrow",
+    "a peaceful song for a quiet morning",
+    "something exciting for the gym",
+    "a lonely song for a rainy day",
+    "I feel hopeful and happy",
+    "play a soothing gentle lullaby",
+]
+PROMPTS_ZH_HELD5 = [
+    ("我想听一首快乐的音乐", "wo3 xiang3 ting1 yi4 shou3 kuai4 le4 de5 yin1 yue4"),
+    ("放一首伤心的歌", "fang4 yi4 shou3 shang1 xin1 de5 ge1"),
+    ("我现在很紧张", "wo3 xian4 zai4 hen3 jin3 zhang1"),
+    ("来一首平静的钢琴曲", "lai2 yi4 shou3 ping2 jing4 de5 gang1 qin2 qu3"),
+    ("我今天特别生气", "wo3 jin1 tian1 te4 bie2 sheng1 qi4"),
+    ("给我一首轻松的歌", "gei3 wo3 yi4 shou3 qing1 song1 de5 ge1"),
+    ("晚上我一个人很孤独", "wan3 shang4 wo3 yi2 ge4 ren2 hen3 gu1 du2"),
+    ("一首兴奋的舞曲", "yi4 shou3 xing1 fen4 de5 wu3 qu3"),
+    ("我想要一首悲伤的钢琴曲", "wo3 xiang3 yao4 yi4 shou3 bei1 shang1 de5 gang1 qin2 qu3"),
+    ("来一首开心的音乐", "lai2 yi4 shou3 kai1 xin1 de5 yin1 yue4"),
+    ("这首歌让我很害怕", "zhe4 shou3 ge1 rang4 wo3 hen3 hai4 pa4"),
+    ("放一首温柔安静的音乐", "fang4 yi4 shou3 wen1 rou2 an1 jing4 de5 yin1 yue4"),
+]
 # Which bench requests the whisper hotwords were tuned on: the first 10 English ones and the Chinese
 # ones at even positions (0, 2, ...); the rest, and all of PROMPTS_NEW / PROMPTS_ZH_NEW, are held out.
 TUNED_EN = 10
 
 
 def _part(lang: str, prompt_set: str, index: int) -> str:
-    if prompt_set in ("new", "held", "held2", "held3", "held4"):
+    if prompt_set in ("new", "held", "held2", "held3", "held4", "held5"):
         return "held-out"
     if lang == "en":
         return "tuned" if index < TUNED_EN else "held-out"
@@ -229,11 +257,12 @@ def main() -> None:
     ap.add_argument("--english-only", action="store_true")
     ap.add_argument("--prompts", default=None,
                     help="English prompts to run: N (the first N) or A:B (a slice), e.g. 10:20 for the held-out half")
-    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3", "held4"), default="bench",
+    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3", "held4", "held5"), default="bench",
                     help="bench: PROMPTS / PROMPTS_ZH; new: the held-out requests written before tuning; "
                          "held: Chinese requests written before the second Chinese change; held2: Chinese requests "
                          "written before the whole-analyzer column; held3: before the hotword-only guard (Chinese only); "
-                         "held4: English and Chinese requests written before the fourth session's changes")
+                         "held4: English and Chinese requests written before the fourth session's changes; "
+                         "held5: the same, before the fifth session's")
     args = ap.parse_args()
     a, _, b = (args.prompts or "").rpartition(":")
     first, last = (int(a or 0), int(b)) if b else (0, None)
@@ -248,9 +277,10 @@ def main() -> None:
     sph = _Sphinx.get() if {"pocketsphinx", "plain"} & set(backends) else None
     if "whisper" in backends:  # load once, outside the timings
         voice._whisper_model(str(voice._whisper_model_path(args.whisper_model)))
-    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held4": PROMPTS_HELD4}.get(args.prompt_set, [])
+    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held4": PROMPTS_HELD4, "held5": PROMPTS_HELD5}.get(args.prompt_set, [])
     prompts_zh = {"bench": PROMPTS_ZH, "new": PROMPTS_ZH_NEW, "held": PROMPTS_ZH_HELD,
-                  "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3, "held4": PROMPTS_ZH_HELD4}[args.prompt_set]
+                  "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3, "held4": PROMPTS_ZH_HELD4,
+                  "held5": PROMPTS_ZH_HELD5}[args.prompt_set]
     jobs = []  # (language, tuned or held-out, voice, speed, text to analyse, text to speak)
     if not args.chinese_only:
         for spec in args.voices.split(","):
