@@ -371,8 +371,8 @@ def test_cli_emotion_json_and_errors():
 
 
 @pytest.mark.skipif(not SentenceEncoder.available(), reason="MiniLM package not installed")
-@pytest.mark.parametrize("top,rank", [(1, 0), (0, 2)])
-def test_training_writes_a_head_that_loads(tmp_path, monkeypatch, top, rank):
+@pytest.mark.parametrize("top,rank,pooling", [(1, 0, "mean"), (0, 2, "mean"), (1, 0, "mean+max")])
+def test_training_writes_a_head_that_loads(tmp_path, monkeypatch, top, rank, pooling):
     """Fine-tuning on a tiny EmoBank-shaped CSV: the written head loads and reads text without torch code."""
     import csv
 
@@ -391,12 +391,15 @@ def test_training_writes_a_head_that_loads(tmp_path, monkeypatch, top, rank):
         w.writeheader()
         w.writerows(rows)
     out = tmp_path / "head.safetensors"
-    report = train_text.train_head(path, out=out, seed=0, top=top, rank=rank, epochs=1, threads=1)
+    report = train_text.train_head(path, out=out, seed=0, top=top, rank=rank, epochs=1, threads=1,
+                                   aux_dominance=0.5, pooling=pooling)
     assert set(report["test_r"]) == {"valence", "arousal"} and report["fine_tuned_layers"] == list(range(6 - top, 6))
     head = EmoBankHead.load(out)
     assert head.encoder_layers and all(v.dtype == np.float16 for v in head.encoder_layers.values())
     assert any(k.endswith(".lora_A") for k in head.encoder_layers) == bool(rank)
     assert head.encoder is not SentenceEncoder._load()
+    assert head.config.pooling == pooling and head.encode(["a calm day"]).shape == (1, head.config.n_in)
+    assert head.state["4.weight"].shape == (2, 128)  # the dominance output is dropped when saving
     a = TextEmotionAnalyzer(head_path=out).analyze("a happy day")
     assert a.sentence is not None and np.isfinite(a.sentence).all()
 

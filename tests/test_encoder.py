@@ -35,7 +35,7 @@ def test_head_numpy_matches_torch():
     from moodsong.emotion.text import EmoBankHead
 
     head = EmoBankHead.load(HEAD_PATH)
-    x = np.random.default_rng(0).normal(size=(7, 384)).astype(np.float32)
+    x = np.random.default_rng(0).normal(size=(7, head.config.n_in)).astype(np.float32)
     with torch.no_grad():
         want = head.net(torch.as_tensor(x)).numpy()
     np.testing.assert_allclose(head.predict_raw(x), want, atol=1e-5)
@@ -134,3 +134,28 @@ def test_training_layer_matches_numpy_layer():
     assert set(names) == {k for k in w if k.startswith("encoder.layer.4.")}
     for k, v in names.items():
         np.testing.assert_allclose(v, w[k], atol=2e-3, rtol=1e-3)
+
+
+@needs_model
+@pytest.mark.parametrize("pooling", ["mean", "mean+max", "mean+cls"])
+def test_training_pooling_matches_numpy_pooling(pooling):
+    """The sentence vector that fine-tuning trains on is the one the numpy encoder gives at run time."""
+    import torch
+
+    from moodsong.emotion.encoder import POOLINGS, load_encoder
+    from moodsong.emotion.train_text import _pool
+    from moodsong.errors import MoodsongError
+
+    base = load_encoder(_minilm_dir())
+    enc = base.with_pooling(pooling)
+    assert (enc is base) == (pooling == "mean") and enc.out_dim == 384 * POOLINGS[pooling]
+    x = np.random.default_rng(0).normal(size=(2, 5, 384)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    x[mask == 0] = 50.0  # padding must not reach the mean or the max
+    want = enc._pool(x.reshape(-1, 384), mask)
+    got = _pool(torch.as_tensor(x), torch.as_tensor(mask, dtype=torch.float32), pooling).numpy()
+    assert want.shape == (2, enc.out_dim) and want.max() < 1.0
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(want.reshape(2, -1, 384), axis=2), 1.0, atol=1e-6)
+    with pytest.raises(MoodsongError, match="pooling"):
+        base.with_pooling("max")

@@ -81,8 +81,15 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
                    "[default: moodsong.emotion.train_text.LORA_RANK].")
 @click.option("--epochs", type=click.IntRange(1, 50), default=None,
               help="Training epochs; the best dev checkpoint is kept [default: moodsong.emotion.train_text.EPOCHS].")
+@click.option("--aux-dominance", "aux", type=click.FloatRange(0, None), default=None,
+              help="Loss weight of EmoBank's dominance rating, an auxiliary target (the head still outputs "
+                   "valence and arousal) [default: moodsong.emotion.train_text.AUX_DOMINANCE].")
+# The choices are moodsong.emotion.encoder.POOLINGS, spelled out: importing it here would load numpy for every command.
+@click.option("--pooling", type=click.Choice(["mean", "mean+max", "mean+cls"]), default=None,
+              help="Sentence vector the head reads: mean over tokens, or that and the max over tokens or the "
+                   "[CLS] state [default: moodsong.emotion.train_text.POOLING].")
 @click.option("--threads", type=click.IntRange(1, 64), default=2, show_default=True, help="torch CPU threads.")
-def train_emotion_text(emobank, out, cache, seed, top, rank, epochs, threads):
+def train_emotion_text(emobank, out, cache, seed, top, rank, epochs, aux, pooling, threads):
     """Fine-tune MiniLM's top layers and a head on EmoBank (train split; checkpoint chosen on dev; r on test).
 
     \b
@@ -95,5 +102,6 @@ def train_emotion_text(emobank, out, cache, seed, top, rank, epochs, threads):
     report = train_text.train_head(
         emobank, out=out, cache=cache, seed=seed, threads=threads,
         top=train_text.TOP_LAYERS if top is None else top, rank=train_text.LORA_RANK if rank is None else rank,
-        epochs=epochs or train_text.EPOCHS)
+        epochs=epochs or train_text.EPOCHS,
+        aux_dominance=train_text.AUX_DOMINANCE if aux is None else aux, pooling=pooling or train_text.POOLING)
     click.echo(json.dumps(report, indent=2))

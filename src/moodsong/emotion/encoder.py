@@ -42,13 +42,17 @@ import numpy as np
 
 from moodsong.errors import MoodsongError
 
-__all__ = ["MiniLMEncoder", "read_safetensors"]
+__all__ = ["MiniLMEncoder", "POOLINGS", "read_safetensors"]
 
 MAX_TOKENS = 256  # sentence-transformers' max_seq_length for this model (sentence_bert_config.json)
 LAYER_NORM_EPS = 1e-12
 # Lists of at least this many texts (the lexicon's words, which the text analyser compares unknown words
 # with) are kept in a disk cache: 285 words cost 1.3-1.5 s of BERT on one busy core, a cache read ~1 ms.
 CACHE_MIN_TEXTS = 32
+# Sentence vector of each pooling: "mean" is sentence-transformers' (and the plain MiniLM vectors'); the
+# others append a second unit-length 384-vector, the max over the real tokens or the [CLS] token's state,
+# for a fine-tuned copy whose head was trained on it (:meth:`MiniLMEncoder.with_pooling`).
+POOLINGS = {"mean": 1, "mean+max": 2, "mean+cls": 2}
 
 _DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64, "I32": np.int32}
 
@@ -181,6 +185,7 @@ class MiniLMEncoder:
         self.layers = [_layer(w, i) for i in range(self.num_layers)]
         self._weights = w  # memory-mapped; kept for :meth:`with_layers`
         self.dim = int(self.position.shape[1])
+        self.pooling = "mean"
         # Identifies these weights in the disk cache: the weight file's size and modification time, and this
         # code's numerics version.
         st = (model_dir / "model.safetensors").stat()
@@ -233,8 +238,32 @@ class MiniLMEncoder:
         new.model_id = f"{self.model_id} layers {changed} {tag}"
         return new
 
+    def with_pooling(self, pooling: str) -> MiniLMEncoder:
+        """A copy (sharing all weights) whose sentence vectors use ``pooling``, one of :data:`POOLINGS`.
+
+        Raises
+        ------
+        MoodsongError
+            An unknown pooling.
+        """
+        import copy
+
+        if pooling not in POOLINGS:
+            raise MoodsongError(f"unknown pooling {pooling!r} (one of {', '.join(POOLINGS)})")
+        if pooling == self.pooling:
+            return self
+        new = copy.copy(self)
+        new.pooling = pooling
+        new.model_id = f"{self.model_id} pooling {pooling}"  # keeps the disk caches apart
+        return new
+
+    @property
+    def out_dim(self) -> int:
+        """Length of a sentence vector: 384 per part of :attr:`pooling`."""
+        return self.dim * POOLINGS[self.pooling]
+
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """Mean-pooled, L2-normalised vectors (B, 384) of token ids (B, L) with 0/1 mask (B, L)."""
+        """Pooled, L2-normalised vectors (B, :attr:`out_dim`) of token ids (B, L) with 0/1 mask (B, L)."""
         x = self._embed(ids)
         x = self._run_layers(x, mask, self.layers)
         return self._pool(x, mask)
@@ -272,12 +301,17 @@ class MiniLMEncoder:
         B, L = mask.shape
         x = x.reshape(B, L, self.dim)
         m = mask[:, :, None].astype(np.float32)
-        pooled = (x * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-        return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        parts = [(x * m).sum(1) / np.maximum(m.sum(1), 1e-9)]
+        if self.pooling == "mean+max":
+            parts.append(np.where(m > 0, x, np.float32(-np.inf)).max(1))
+        elif self.pooling == "mean+cls":
+            parts.append(x[:, 0])
+        # Each part unit length on its own, as the training code (train_text._pool) computes it.
+        return np.concatenate([p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12) for p in parts], 1)
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False,
                cache: bool | None = None) -> np.ndarray:
-        """Sentence vectors (n, 384), float32, unit length.
+        """Sentence vectors (n, :attr:`out_dim`), float32, each pooled part unit length.
 
         Inputs are sorted by token count and batched, so padding stays small, as
         sentence-transformers does; the order of ``texts`` is kept in the output.
@@ -292,7 +326,7 @@ class MiniLMEncoder:
         if path is not None and path.is_file():
             try:
                 out = np.load(path, allow_pickle=False)
-                if out.shape == (len(texts), self.dim) and out.dtype == np.float32:
+                if out.shape == (len(texts), self.out_dim) and out.dtype == np.float32:
                     return out
             except (OSError, ValueError):  # a damaged cache file is recomputed and replaced
                 pass
@@ -319,7 +353,7 @@ class MiniLMEncoder:
         return default_cache_dir() / "minilm" / f"{h.hexdigest()[:24]}.npy"
 
     def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        out = np.zeros((len(texts), self.out_dim), dtype=np.float32)
         if not texts:
             return out
         enc = self.tokenizer.encode_batch(texts)

@@ -321,11 +321,16 @@ class SceneHead:
 
 @dataclass
 class HeadConfig:
-    """Shape of the EmoBank head: 384 -> hidden (GELU) -> 2, with dropout in training."""
+    """Shape of the EmoBank head: n_in -> hidden (GELU) -> 2, with dropout in training.
+
+    ``pooling`` is the sentence vector the head reads (:data:`moodsong.emotion.encoder.POOLINGS`;
+    ``n_in`` = 384 per pooled part). Files written before it existed read mean-pooled vectors.
+    """
 
     n_in: int = 384
     hidden: int = 128
     dropout: float = 0.2
+    pooling: str = "mean"
 
 
 class EmoBankHead:
@@ -395,13 +400,12 @@ class EmoBankHead:
                         for k in sorted(self.encoder_layers):
                             h.update(k.encode() + self.encoder_layers[k].tobytes())
                         tag = h.hexdigest()[:16]
-                    self._encoder = base.with_layers(self.encoder_layers, tag=tag)
-                else:
-                    self._encoder = base
+                    base = base.with_layers(self.encoder_layers, tag=tag)
+                self._encoder = base.with_pooling(self.config.pooling)
             return self._encoder
 
     def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        """Sentence vectors (n, 384) from :attr:`encoder` (fine-tuned where the head has layers)."""
+        """Sentence vectors (n, ``config.n_in``) from :attr:`encoder` (fine-tuned where the head has layers)."""
         return self.encoder.encode(list(texts), batch_size=batch_size, progress=progress)
 
     def predict_raw(self, emb: np.ndarray) -> np.ndarray:

@@ -18,8 +18,13 @@ r are those of the shipped weights, run by the numpy encoder.
 Also available, not shipped: low-rank (LoRA) updates of the layers below the fully
 trained ones (``--lora-rank``; with ``--top-layers 0`` all six layers get them and
 ~1.3 MB ship, but merging them costs 0.6-1.5 s at every cold start; dev r 0.719 /
-0.553, test r 0.744 / 0.531), and
-EmoBank's dominance rating as an auxiliary target (``AUX_DOMINANCE``, 0 here).
+0.553, test r 0.744 / 0.531), EmoBank's dominance rating as an auxiliary target
+(``--aux-dominance``, the loss weight; the head's dominance output is dropped when saving; dev r
+0.710 / 0.550 at weight 1, 0.715 / 0.553 at 0.3), and a sentence vector of the mean and the max over
+the tokens or the [CLS] state, each part unit length (``--pooling mean+max`` / ``mean+cls``; the head
+then reads 768 numbers and the numpy encoder pools the same way, :meth:`MiniLMEncoder.with_pooling`;
+dev r 0.716 / 0.553 and 0.714 / 0.549). None beats the shipped recipe's dev r beyond seed-to-seed
+differences (0.714-0.717 / 0.548-0.553).
 
 Shipped model (2026-12-02): dev r 0.715 / 0.553, test r 0.736 / 0.514 (frozen MiniLM
 + the same head: 0.677 / 0.534 and 0.676 / 0.474).
@@ -63,6 +68,7 @@ LORA_RANK = 0  # low-rank updates of the layers below the fully trained ones (0:
 LORA_SCALE = 2.0
 LR_LORA = 5e-4
 AUX_DOMINANCE = 0.0  # loss weight of EmoBank's dominance rating, an auxiliary target
+POOLING = "mean"  # sentence vector the head reads (moodsong.emotion.encoder.POOLINGS)
 SPREAD = 4.0
 # Requests with no feeling in them. Their mean prediction is the head's centre for prompts: the
 # request frame ("I want a song ...") itself reads slightly pleasant and calm to a model of
@@ -178,7 +184,7 @@ def top_vectors(enc, states: tuple, start: int, batch: int = 128) -> np.ndarray:
     h, off = states
     n = len(off) - 1
     order = np.argsort(np.diff(off), kind="stable")
-    out = np.zeros((n, enc.dim), np.float32)
+    out = np.zeros((n, enc.out_dim), np.float32)
     with _one_blas_thread():
         for b in range(0, n, batch):
             idx = order[b:b + batch]
@@ -275,18 +281,31 @@ def _bert_names(layer, i: int) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v, np.float16) for k, v in out.items()}
 
 
-def _finetune(S: dict, Y: dict, start: int, config: HeadConfig, seed: int, epochs: int, rank: int):
+def _pool(x, m, pooling: str):
+    """Torch twin of :meth:`MiniLMEncoder._pool`: hidden states (B, L, 384), 0/1 mask (B, L) -> (B, 384 * parts)."""
+    import torch
+    import torch.nn.functional as F
+
+    parts = [(x * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1e-9)]
+    if pooling == "mean+max":
+        parts.append(x.masked_fill(m[..., None] == 0, float("-inf")).amax(1))
+    elif pooling == "mean+cls":
+        parts.append(x[:, 0])
+    return torch.cat([F.normalize(p, dim=-1) for p in parts], -1)
+
+
+def _finetune(S: dict, Y: dict, start: int, config: HeadConfig, seed: int, epochs: int, rank: int,
+              aux: float = AUX_DOMINANCE):
     """Train layers start..5 fully, low-rank updates of the layers below (``rank`` > 0; the states in
     ``S`` are then the embeddings' output) and the head; keep the checkpoint with the best dev r (V + A).
 
     ``Y[split]`` is (n, 3): valence, arousal and dominance; dominance is an auxiliary target (loss
-    weight ``AUX_DOMINANCE``) and the shipped head outputs valence and arousal only.
+    weight ``aux``) and the shipped head outputs valence and arousal only.
 
     Returns (encoder layers in BERT names, float16; head state with the target scale folded in;
     dev r of the kept checkpoint; its epoch; the dev-r history).
     """
     import torch
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from moodsong.emotion.encoder import read_safetensors
@@ -302,7 +321,7 @@ def _finetune(S: dict, Y: dict, start: int, config: HeadConfig, seed: int, epoch
     mu, sd = Y["train"].mean(0), Y["train"].std(0)
     sd = np.where(sd > 0, sd, 1.0)
     yt = torch.tensor((Y["train"] - mu) / sd, dtype=torch.float32)
-    loss_w = torch.tensor([1.0, 1.0, AUX_DOMINANCE])
+    loss_w = torch.tensor([1.0, 1.0, aux])
 
     def forward(split, idx):
         x, m = _states_batch(*S[split], idx)
@@ -310,8 +329,7 @@ def _finetune(S: dict, Y: dict, start: int, config: HeadConfig, seed: int, epoch
         bias = (1 - m)[:, None, None, :] * torch.finfo(torch.float32).min
         for lay in layers:
             x = lay(x, bias)
-        pooled = (x * m[..., None]).sum(1) / m.sum(1, keepdim=True)
-        return head(F.normalize(pooled, dim=-1))
+        return head(_pool(x, m, config.pooling))
 
     def dev_r():
         layers.eval()
@@ -374,7 +392,7 @@ def _finetune(S: dict, Y: dict, start: int, config: HeadConfig, seed: int, epoch
 
 def train_head(emobank: str | Path, out: str | Path | None = None, cache: str | Path | None = None,
                seed: int = 0, top: int = TOP_LAYERS, epochs: int = EPOCHS, threads: int = 2,
-               rank: int = LORA_RANK) -> dict:
+               rank: int = LORA_RANK, aux_dominance: float = AUX_DOMINANCE, pooling: str = POOLING) -> dict:
     """Fine-tune, select and evaluate; write ``out`` (.safetensors) and a .json report beside it.
 
     Returns the report (selection, Pearson r per split and dimension, calibration).
@@ -394,9 +412,10 @@ def train_head(emobank: str | Path, out: str | Path | None = None, cache: str | 
         S = frozen_states(data, first, cache)
         base = SentenceEncoder._load()
 
-        config = HeadConfig(n_in=base.dim, hidden=128)
+        config = HeadConfig(n_in=base.with_pooling(pooling).out_dim, hidden=128, pooling=pooling)
         Yd = {s: np.column_stack([Y[s], data[s]["d"]]) for s in Y}
-        enc_layers, state, dev_r, at, history = _finetune(S, Yd, start, config, seed, epochs, rank)
+        enc_layers, state, dev_r, at, history = _finetune(S, Yd, start, config, seed, epochs, rank,
+                                                        aux_dominance)
     finally:
         torch.set_num_threads(previous)
 
@@ -412,12 +431,14 @@ def train_head(emobank: str | Path, out: str | Path | None = None, cache: str | 
         "command": "moodsong train-emotion-text --emobank ../shared/data/emobank/emobank.csv "
                    f"--seed {seed}" + (f" --top-layers {top}" if top != TOP_LAYERS else "")
                    + (f" --epochs {epochs}" if epochs != EPOCHS else "")
-                   + (f" --lora-rank {rank}" if rank != LORA_RANK else ""),
+                   + (f" --lora-rank {rank}" if rank != LORA_RANK else "")
+                   + (f" --aux-dominance {aux_dominance:g}" if aux_dominance != AUX_DOMINANCE else "")
+                   + (f" --pooling {pooling}" if pooling != POOLING else ""),
         "seed": seed,
         "fine_tuned_layers": list(range(start, 6)),
         "low_rank_layers": list(range(0, start)) if rank else [],
         "training": {"epochs": epochs, "lr_layers": LR_LAYERS, "lr_low_rank": LR_LORA, "lora_rank": rank,
-                     "lora_scale": LORA_SCALE, "aux_dominance": AUX_DOMINANCE, "lr_head": LR_HEAD, "batch": BATCH,
+                     "lora_scale": LORA_SCALE, "aux_dominance": aux_dominance, "lr_head": LR_HEAD, "batch": BATCH,
                      "dropout": DROPOUT, "selected_epoch": at, "selected_dev_r": [round(x, 4) for x in dev_r],
                      "dev_r_history": history},
         "center": head.center.round(4).tolist(),
