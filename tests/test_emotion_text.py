@@ -226,6 +226,67 @@ def test_scene_training_writes_a_head_that_loads(tmp_path):
 
 
 @pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_chinese_scenes_are_read_whole_by_the_multilingual_head(monkeypatch):
+    """A Chinese prompt of images is read whole by the scene head fitted to the multilingual encoder's
+    vectors of the English scenes (one vector space for both languages); the explanation names an English
+    scene of the quadrant it lands in. Without that encoder, the glosses are read as before."""
+    from moodsong.emotion.text import (
+        SCENE_HEAD_ZH_PATH,
+        MultilingualEncoder,
+        SceneHead,
+        TextEmotionAnalyzer,
+        read_scenes,
+    )
+
+    head = SceneHead.load(SCENE_HEAD_ZH_PATH)
+    assert head.encoder == "multilingual" and head.coef.shape[0] == 512
+    # English and Chinese descriptions of one scene are near; unrelated scenes are not.
+    en, zh, other = MultilingualEncoder.encode(["a car chase through the city at night", "夜里穿过城市的飞车追逐",
+                                                "a canoe gliding across a lake at dawn"])
+    assert en @ zh > 0.6 > en @ other
+    quadrant_of_scene = {t: q for q, _, t in read_scenes()}
+    analyzer = TextEmotionAnalyzer()
+    for prompt, quadrant in [("夜里穿过城市的飞车追逐", 2), ("大学寄来的拒信", 3), ("黎明时划过湖面的独木舟", 4)]:
+        a = analyzer.analyze(prompt)
+        assert a.quadrant == quadrant, (prompt, a.quadrant)
+        named = a.message.split("closest to ")[1].strip('"')
+        assert quadrant_of_scene[named] == quadrant
+    monkeypatch.setattr(MultilingualEncoder, "available", classmethod(lambda cls: False))
+    glossed = TextEmotionAnalyzer()
+    assert glossed.scene_head_zh is None
+    a = glossed.analyze("黎明时划过湖面的独木舟")
+    assert not a.neutral and "scene is closest to" in a.message
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
+def test_multilingual_scene_head_trains_and_keeps_its_encoder(tmp_path):
+    from moodsong.emotion.text import MultilingualEncoder, SceneHead
+    from moodsong.emotion.train_scenes import train_scene_head
+
+    scenes = tmp_path / "scenes.tsv"
+    rows = {1: "a birthday party with cheering friends|fireworks over a festival|winning the final match",
+            2: "a burglar breaking in at night|a siren and a chase|an explosion in the street",
+            3: "a funeral in the rain|an empty chair after a farewell|a letter from a lost friend",
+            4: "a hammock in a quiet meadow|a calm lake at dawn|a cat asleep by the fire"}
+    scenes.write_text("".join(f"{q}\tscene\t{t}\n" for q, ts in rows.items() for t in ts.split("|")))
+    report = train_scene_head(tmp_path / "head.npz", scenes, c=10.0, folds=3, dev=None, encoder="multilingual")
+    assert report["encoder"] == "multilingual" and report["scenes"] == 12
+    head = SceneHead.load(tmp_path / "head.npz", scenes)
+    assert head.encoder == "multilingual"
+    v, a, nearest = head.read(head.encode(["雨中的葬礼"])[0])  # a funeral in the rain
+    assert v < 0 and a < 0 and nearest[3] == "a funeral in the rain"
+    # A head file of an encoder moodsong does not know is refused with one line.
+    with np.load(tmp_path / "head.npz") as z:
+        parts = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "odd.npz", **{**parts, "encoder": np.array("word2vec")})
+    with pytest.raises(MoodsongError, match="unknown scene-head encoder"):
+        SceneHead.load(tmp_path / "odd.npz", scenes)
+    with pytest.raises(MoodsongError, match="unknown encoder"):
+        train_scene_head(tmp_path / "x.npz", scenes, encoder="glove")
+    assert MultilingualEncoder.encode(["快乐", "happy"]).shape == (2, 512)
+
+
+@pytest.mark.skipif(not HAVE_MODEL, reason="MiniLM package or trained head not installed")
 def test_word_head_keeps_negation_and_intensity():
     plain, negated = analyze_text("a funeral march"), analyze_text("not a funeral march")
     assert plain.valence < 0 and negated.valence > plain.valence

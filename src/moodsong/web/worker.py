@@ -147,6 +147,13 @@ def _warm_up(model: str | None, scratch_dir: str | None = None) -> None:
             preload()
         except Exception:  # noqa: BLE001 - voice requests will report their own errors
             pass
+        try:  # Chinese scenes are read by the multilingual encoder: read its weights now (about 1 s)
+            from moodsong.emotion.text import MultilingualEncoder
+
+            if MultilingualEncoder.available():
+                MultilingualEncoder.encode(["夏天的海边"])
+        except Exception:  # noqa: BLE001 - text requests will report their own errors
+            pass
 
 
 # -- never outlive the server -----------------------------------------------------------------
