@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -274,9 +275,13 @@ def train_rbm(
     # its sparse (CSR) form, so the positive phase costs in proportion to the notes (~3% of the bits).
     fixed = None
     if fast is None and tc.order == "per-song" and data is not None and not ctx.distributed:
-        fixed = [(data[i : min(i + tc.batch_size, b)], data[i : min(i + tc.batch_size, b)].to_sparse_csr())
-                 for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
-                 for i in range(a, b, tc.batch_size)]
+        with warnings.catch_warnings():
+            # torch warns that its CSR layout is in beta; this path and the fused kernel learn alike
+            # (tests/test_train_fast.py), so the warning only alarms users
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            fixed = [(data[i : min(i + tc.batch_size, b)], data[i : min(i + tc.batch_size, b)].to_sparse_csr())
+                     for a, b in zip(song_start[:-1].tolist(), song_start[1:].tolist())
+                     for i in range(a, b, tc.batch_size)]
     bar = tqdm(range(start_epoch, tc.epochs), initial=start_epoch, total=tc.epochs, desc="training", unit="epoch",
                disable=not progress)
     epoch = start_epoch
