@@ -213,13 +213,41 @@ PROMPTS_ZH_HELD5 = [
     ("这首歌让我很害怕", "zhe4 shou3 ge1 rang4 wo3 hen3 hai4 pa4"),
     ("放一首温柔安静的音乐", "fang4 yi4 shou3 wen1 rou2 an1 jing4 de5 yin1 yue4"),
 ]
+# Requests written 2026-12-02 (fifth session) after PROMPTS_HELD5's run had been read (English requests heard as
+# Chinese) and before the language decision was changed: its held-out check (``--prompt-set held6``).
+PROMPTS_HELD6 = [
+    "a warm and gentle song for my mother",
+    "play something fast and exciting",
+    "I feel sad and alone tonight",
+    "write a tense song for a horror movie",
+    "a relaxing tune for a lazy afternoon",
+    "give me a bright cheerful melody",
+    "an angry song about injustice",
+    "something slow and melancholy",
+    "a peaceful piano piece for sleeping",
+    "I am excited about my trip",
+]
+PROMPTS_ZH_HELD6 = [
+    ("给我妈妈的一首温暖的歌", "gei3 wo3 ma1 ma5 de5 yi4 shou3 wen1 nuan3 de5 ge1"),
+    ("放一首快节奏的兴奋的音乐", "fang4 yi4 shou3 kuai4 jie2 zou4 de5 xing1 fen4 de5 yin1 yue4"),
+    ("今晚我很难过", "jin1 wan3 wo3 hen3 nan2 guo4"),
+    ("写一首紧张的恐怖片音乐", "xie3 yi4 shou3 jin3 zhang1 de5 kong3 bu4 pian4 yin1 yue4"),
+    ("一首适合午后的轻松的歌", "yi4 shou3 shi4 he2 wu3 hou4 de5 qing1 song1 de5 ge1"),
+    ("我想要一首欢快的旋律", "wo3 xiang3 yao4 yi4 shou3 huan1 kuai4 de5 xuan2 lv4"),
+    ("一首愤怒的摇滚歌", "yi4 shou3 fen4 nu4 de5 yao2 gun3 ge1"),
+    ("一首缓慢忧伤的歌", "yi4 shou3 huan3 man4 you1 shang1 de5 ge1"),
+    ("一首适合睡觉的安静的钢琴曲", "yi4 shou3 shi4 he2 shui4 jiao4 de5 an1 jing4 de5 gang1 qin2 qu3"),
+    ("我对这次旅行很兴奋", "wo3 dui4 zhe4 ci4 lv3 xing2 hen3 xing1 fen4"),
+    ("我很害怕一个人在家", "wo3 hen3 hai4 pa4 yi2 ge4 ren2 zai4 jia1"),
+    ("来一首甜蜜的情歌", "lai2 yi4 shou3 tian2 mi4 de5 qing2 ge1"),
+]
 # Which bench requests the whisper hotwords were tuned on: the first 10 English ones and the Chinese
 # ones at even positions (0, 2, ...); the rest, and all of PROMPTS_NEW / PROMPTS_ZH_NEW, are held out.
 TUNED_EN = 10
 
 
 def _part(lang: str, prompt_set: str, index: int) -> str:
-    if prompt_set in ("new", "held", "held2", "held3", "held4", "held5"):
+    if prompt_set in ("new", "held", "held2", "held3", "held4", "held5", "held6"):
         return "held-out"
     if lang == "en":
         return "tuned" if index < TUNED_EN else "held-out"
@@ -257,12 +285,12 @@ def main() -> None:
     ap.add_argument("--english-only", action="store_true")
     ap.add_argument("--prompts", default=None,
                     help="English prompts to run: N (the first N) or A:B (a slice), e.g. 10:20 for the held-out half")
-    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3", "held4", "held5"), default="bench",
+    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3", "held4", "held5", "held6"), default="bench",
                     help="bench: PROMPTS / PROMPTS_ZH; new: the held-out requests written before tuning; "
                          "held: Chinese requests written before the second Chinese change; held2: Chinese requests "
                          "written before the whole-analyzer column; held3: before the hotword-only guard (Chinese only); "
                          "held4: English and Chinese requests written before the fourth session's changes; "
-                         "held5: the same, before the fifth session's")
+                         "held5: the same, before the fifth session's; held6: before its language decision")
     args = ap.parse_args()
     a, _, b = (args.prompts or "").rpartition(":")
     first, last = (int(a or 0), int(b)) if b else (0, None)
@@ -277,10 +305,11 @@ def main() -> None:
     sph = _Sphinx.get() if {"pocketsphinx", "plain"} & set(backends) else None
     if "whisper" in backends:  # load once, outside the timings
         voice._whisper_model(str(voice._whisper_model_path(args.whisper_model)))
-    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held4": PROMPTS_HELD4, "held5": PROMPTS_HELD5}.get(args.prompt_set, [])
+    prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held4": PROMPTS_HELD4, "held5": PROMPTS_HELD5,
+                  "held6": PROMPTS_HELD6}.get(args.prompt_set, [])
     prompts_zh = {"bench": PROMPTS_ZH, "new": PROMPTS_ZH_NEW, "held": PROMPTS_ZH_HELD,
                   "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3, "held4": PROMPTS_ZH_HELD4,
-                  "held5": PROMPTS_ZH_HELD5}[args.prompt_set]
+                  "held5": PROMPTS_ZH_HELD5, "held6": PROMPTS_ZH_HELD6}[args.prompt_set]
     jobs = []  # (language, tuned or held-out, voice, speed, text to analyse, text to speak)
     if not args.chinese_only:
         for spec in args.voices.split(","):
