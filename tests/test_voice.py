@@ -295,6 +295,8 @@ def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypa
 
     monkeypatch.setattr(voice, "_whisper_model_path", lambda p: tmp_path)
     monkeypatch.setattr(voice, "_faster_whisper_installed", lambda: True)
+    # the band's decision (tested below) left to Chinese, as when its file is missing
+    monkeypatch.setattr(voice.LanguageBand, "load", classmethod(lambda cls: None))
     x = np.zeros(16000, np.float32)
     unsure = FakeModel(0.03)  # Chinese above its floor but below English
     monkeypatch.setattr(voice, "_whisper_model", lambda p: unsure)
@@ -304,6 +306,54 @@ def test_unsure_chinese_that_copies_list_and_prompt_is_heard_as_english(monkeypa
     monkeypatch.setattr(voice, "_whisper_model", lambda p: sure)
     assert voice._whisper_transcribe(x, None)[1] == "zh"
     assert sure.calls == ["zh", "zh", "zh"]  # the third decode has no context
+
+
+def test_the_language_band_decides_unsure_requests_only(monkeypatch, tmp_path):
+    """Between Chinese's floor and English's probability, the band's regression decides; a sure detection,
+    either way, is not asked."""
+    class FakeModel:
+        model = type("M", (), {"is_multilingual": True})()
+
+        def __init__(self, probs):
+            self.probs, self.calls = probs, []
+
+        def detect_language(self, samples):
+            return "en", 0.5, list(self.probs.items())
+
+        def transcribe(self, samples, language, **kw):
+            self.calls.append(language)
+            return iter([_Seg({"en": "a calm song", "zh": "一首平静的歌"}[language])]), None
+
+    monkeypatch.setattr(voice, "_whisper_model_path", lambda p: tmp_path)
+    monkeypatch.setattr(voice, "_faster_whisper_installed", lambda: True)
+    x = np.zeros(16000, np.float32)
+    band = voice.LanguageBand.load()
+    assert voice.LanguageBand.load(tmp_path / "missing.json") is None  # no file: the floor alone decides
+    assert band is not None and len(band.languages) == len(band.coef) >= 90 and {"en", "zh"} <= set(band.languages)
+    asked = []
+
+    class Band:
+        def prob_zh(self, probs):
+            asked.append(probs)
+            return 0.2 if probs.get("nn", 0) > 0.01 else 0.8
+
+    monkeypatch.setattr(voice.LanguageBand, "load", classmethod(lambda cls: Band()))
+    cases = [({"en": 0.6, "zh": 0.02, "nn": 0.2}, "en", ["en"]),  # unsure, the band hears English
+             ({"en": 0.6, "zh": 0.02, "th": 0.2}, "zh", ["zh"]),  # unsure, the band hears Chinese
+             ({"en": 0.3, "zh": 0.6, "nn": 0.1}, "zh", ["zh"]),   # sure Chinese: not asked
+             ({"en": 0.9, "zh": 0.001, "th": 0.05}, "en", ["en"])]  # below the floor: not asked
+    for probs, language, calls in cases:
+        model = FakeModel(probs)
+        monkeypatch.setattr(voice, "_whisper_model", lambda p, m=model: m)
+        assert voice._whisper_transcribe(x, None)[1] == language and model.calls == calls, probs
+    assert len(asked) == 2
+    # The shipped regression reads a probability for any language vector, and no file means no decision.
+    assert 0.0 <= band.prob_zh({"en": 0.5, "zh": 0.03}) <= 1.0
+
+
+def test_video_caption_words_mark_a_chinese_decode_as_hallucinated():
+    assert voice._looks_hallucinated("欢迎订阅,祝乐、愤怒。") and voice._looks_hallucinated("字幕由社区提供")
+    assert not voice._looks_hallucinated("我想要一首悲伤的歌")
 
 
 def test_transcript_keeps_what_whisper_wrote_when_homophones_are_read(monkeypatch, tmp_path):
