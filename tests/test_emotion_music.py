@@ -282,3 +282,21 @@ def test_song_folds_keep_songs_whole_and_balanced():
     per_fold = [len({t for k, t in zip(f, songs) if k == j}) for j in range(5)]
     assert max(per_fold) - min(per_fold) <= 1  # 23 songs -> 5/5/5/4/4
     assert (song_folds(songs, 5, seed=0) == f).all() and not (song_folds(songs, 5, seed=1) == f).all()
+
+
+def test_windows_in_blocks_equal_the_whole_matrix(monkeypatch):
+    """The pitch-class energy windows are computed a block of notes at a time (a long piece's whole
+    notes x windows matrix took 24 GB); any block size gives the same numbers as one block."""
+    import moodsong.emotion.music as music
+
+    rng = np.random.default_rng(3)
+    n = 400
+    notes = music.NoteArrays(np.sort(rng.uniform(0, 300, n)), rng.uniform(0.0, 4.0, n),
+                             rng.integers(30, 90, n), rng.integers(20, 120, n))
+    W, bass = music._windows(notes)
+    assert W.shape == (len(bass), 12) and np.isclose(W.sum(), (notes.duration * notes.velocity / 64.0).sum())
+    for block in (601, 6000, 60_000):  # 1, 10 and 100 notes per block
+        monkeypatch.setattr(music, "_WINDOW_BLOCK", block)
+        Wb, bass_b = music._windows(notes)
+        np.testing.assert_allclose(Wb, W, rtol=1e-12, atol=1e-12)
+        np.testing.assert_array_equal(bass_b, bass)

@@ -376,16 +376,29 @@ def _surface_features(notes: NoteArrays) -> dict[str, float]:
     ]))
 
 
+# Most numbers in one block of the notes x windows overlap matrix of :func:`_windows` (2**24: 128 MB of float64).
+# A 1.4-hour piece (31k notes): features in 5.4 s with a peak of 0.6 GB, against 23 s and 7.7 GB at once.
+_WINDOW_BLOCK = 2**24
+
+
 def _windows(notes: NoteArrays, hop: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Pitch-class energy (velocity/64 x seconds sounding) per ``hop``-second window, shape (windows, 12),
     and the lowest sounding pitch per window (999 where silent)."""
     start, end = notes.onset, notes.onset + notes.duration
     edges = start.min() + hop * np.arange(int(np.ceil((end.max() - start.min()) / hop)) + 2)
-    overlap = np.clip(np.minimum(end[:, None], edges[None, 1:]) - np.maximum(start[:, None], edges[None, :-1]), 0, None)
-    energy = overlap * (notes.velocity[:, None] / 64.0)
     pc = notes.pitch % 12
-    W = np.stack([energy[pc == k].sum(0) for k in range(12)], axis=1)
-    bass = np.where(overlap > 0, notes.pitch[:, None], 999).min(0)
+    W = np.zeros((len(edges) - 1, 12))
+    bass = np.full(len(edges) - 1, 999, dtype=notes.pitch.dtype)
+    # Notes x windows overlaps, a block of notes at a time. Whole, the matrix of a long piece took 24 GB
+    # and was killed (a folk tune with its repeats unfolded); EMOPIA's clips' features are unchanged, to the bit.
+    block = max(1, _WINDOW_BLOCK // len(edges))
+    for i in range(0, len(start), block):
+        s, e = start[i:i + block, None], end[i:i + block, None]
+        overlap = np.clip(np.minimum(e, edges[None, 1:]) - np.maximum(s, edges[None, :-1]), 0, None)
+        energy = overlap * (notes.velocity[i:i + block, None] / 64.0)
+        p = pc[i:i + block]
+        W += np.stack([energy[p == k].sum(0) for k in range(12)], axis=1)
+        bass = np.minimum(bass, np.where(overlap > 0, notes.pitch[i:i + block, None], 999).min(0))
     return W, bass
 
 
