@@ -16,12 +16,17 @@ model was fitted or selected on:
    weak label (a minor-key pop song is not always sad), so this is a check of the mode cue, not of
    listeners' valence.
 
+3. **Folk airs** (``--folk``; added 2026-12-02): the tunes of *Aird's Airs* (music21's corpus, six books of
+   Scottish and other airs in ABC, one melody line, no dynamics) whose key field names a major or a minor
+   key; valence of each tune against its mode, major = positive. Another domain again (monophonic,
+   notated), with the same weak label as POP909's: the mode of the key, not listeners' valence.
+
 Also: EMOPIA valid as it is, and the time per clip (``predict_notes``: features + CNN) on valid clips.
 
 Usage::
 
     nice -n 10 python bench/music_emotion_proxy.py --emopia ../shared/data/emopia \\
-        --pop909 ../shared/data/pop909 --before main [--model path.json] [--versions 3] [--json out.json]
+        --pop909 ../shared/data/pop909 --before main [--model path.json] [--versions 3] [--json out.json] [--folk]
 
 ``--before REF`` reads the shipped model of a git ref (``git show REF:src/moodsong/data/...``) and
 scores it beside the current one in the same run.
@@ -75,7 +80,38 @@ def song_valence(est: MusicEmotionEstimator, songs: list[list]) -> np.ndarray:
     return np.array([est.predict_pieces(w)["valence"].mean() for w in songs])
 
 
-def evaluate(est: MusicEmotionEstimator, valid, plain, q, pop, pop_plain, major) -> dict:
+def folk_airs() -> tuple[list, np.ndarray]:
+    """Aird's Airs from music21's corpus: (notes of each tune in a major or minor key, True where major).
+
+    Each tune is written to MIDI by music21 and read back as moodsong reads any file (tempo from the
+    tune's Q: field, 120 qpm without one). Modal tunes (mixolydian, dorian, ...) are left out, and so are
+    the few whose repeats music21 cannot unfold.
+    """
+    from music21 import corpus, key
+
+    from moodsong.emotion.music import score_notes
+    from moodsong.representation.pianoroll import read_score
+
+    notes, major = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tune.mid"
+        for book in range(1, 7):
+            for tune in corpus.parse(f"airdsAirs/book{book}.abc").scores:
+                keys = list(tune.recurse().getElementsByClass(key.Key))
+                if not keys or keys[0].mode not in ("major", "minor"):
+                    continue
+                try:
+                    tune.write("midi", fp=str(path))
+                    n = score_notes(read_score(path))
+                except Exception:  # noqa: BLE001 - a few tunes have repeats music21 cannot unfold: skipped
+                    continue
+                if len(n) >= 8:
+                    notes.append(n)
+                    major.append(keys[0].mode == "major")
+    return notes, np.array(major, bool)
+
+
+def evaluate(est: MusicEmotionEstimator, valid, plain, q, pop, pop_plain, major, folk=None) -> dict:
     out = {"emopia_valid": est.score_pieces(valid, q)}
     orig_v = est.predict_pieces(valid)["valence"] >= 0
     k = len(plain) // len(valid)
@@ -89,6 +125,12 @@ def evaluate(est: MusicEmotionEstimator, valid, plain, q, pop, pop_plain, major)
         sv = song_valence(est, songs)
         out[name] = {"auc": auc(sv, major), "sign_accuracy": float(np.mean((sv >= 0) == major)),
                      "majority": float(max(major.mean(), 1 - major.mean())), "songs": int(major.size)}
+    if folk is not None:
+        tunes, folk_major = folk
+        fv = est.predict_pieces(tunes)["valence"]
+        out["folk_airs"] = {"auc": auc(fv, folk_major), "sign_accuracy": float(np.mean((fv >= 0) == folk_major)),
+                            "majority": float(max(folk_major.mean(), 1 - folk_major.mean())),
+                            "tunes": int(folk_major.size)}
     times = []
     for n in valid:
         t = time.perf_counter()
@@ -107,6 +149,7 @@ def main() -> int:
     ap.add_argument("--versions", type=int, default=3, help="score-like versions per valid clip")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="write the figures here")
+    ap.add_argument("--folk", action="store_true", help="also the folk airs of music21's corpus (check 3)")
     args = ap.parse_args()
 
     _, valid, q, _ = emopia_clips(args.emopia, only="valid")
@@ -117,6 +160,9 @@ def main() -> int:
     pop_plain = [[random_plain_version(w, rng) for w in ws] for ws in pop]
     print(f"EMOPIA valid: {len(valid)} clips ({len(plain)} score-like versions); POP909 valid: {len(ids)} songs "
           f"({int(major.sum())} major), {sum(map(len, pop))} windows of 30 s", flush=True)
+    folk = folk_airs() if args.folk else None
+    if folk is not None:
+        print(f"folk airs: {len(folk[0])} tunes ({int(folk[1].sum())} major)", flush=True)
 
     models = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -124,7 +170,7 @@ def main() -> int:
             models[f"before ({args.before})"] = model_from_ref(args.before, Path(tmp))
         models["after" if args.before else "model"] = (MusicEmotionEstimator.load(args.model) if args.model
                                                        else MusicEmotionEstimator.load_default())
-        results = {name: evaluate(est, valid, plain, q, pop, pop_plain, major) for name, est in models.items()}
+        results = {name: evaluate(est, valid, plain, q, pop, pop_plain, major, folk) for name, est in models.items()}
 
     rows = [
         ("EMOPIA valid 4Q / V / A", lambda r: "{quadrant:.3f} / {valence:.3f} / {arousal:.3f}".format(**r["emopia_valid"])),
@@ -135,6 +181,9 @@ def main() -> int:
         ("POP909 valid score-like: AUC / sign acc", lambda r: "{auc:.3f} / {sign_accuracy:.3f}".format(**r["pop909_valid_score_like"])),
         ("ms per clip (median / mean)", lambda r: "{median:.1f} / {mean:.1f}".format(**r["ms_per_clip"])),
     ]
+    if folk is not None:
+        rows.insert(-1, ("folk airs: AUC / sign acc (majority)",
+                         lambda r: "{auc:.3f} / {sign_accuracy:.3f} ({majority:.3f})".format(**r["folk_airs"])))
     names = list(results)
     print("| check | " + " | ".join(names) + " |")
     print("| --- |" + " --- |" * len(names))
