@@ -351,11 +351,18 @@ class SceneHead:
                    for q, mask in self._of_quadrant.items()}
         return float(v), float(a), nearest
 
-    def encode(self, texts: list[str]) -> np.ndarray:
+    def encode(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """Vectors of ``texts`` from the encoder this head was fitted to."""
-        if self.encoder == "multilingual":
+        return self.vectors_of(self.encoder, texts, progress)
+
+    @classmethod
+    def vectors_of(cls, encoder: str, texts: list[str], progress: bool = False) -> np.ndarray:
+        """Vectors of ``texts`` from ``encoder`` (one of :attr:`ENCODERS`), as a head of it reads them."""
+        if encoder not in cls.ENCODERS:
+            raise MoodsongError(f"unknown scene-head encoder {encoder!r} (known: {', '.join(cls.ENCODERS)})")
+        if encoder == "multilingual":
             return MultilingualEncoder.encode(texts)
-        return SentenceEncoder.encode(texts)
+        return SentenceEncoder.encode(texts, progress=progress)
 
     @classmethod
     def load(cls, path: str | Path = SCENE_HEAD_PATH, scenes: str | Path = SCENES_PATH) -> SceneHead:

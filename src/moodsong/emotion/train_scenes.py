@@ -48,8 +48,7 @@ from moodsong.emotion.text import (
     SCENE_HEAD_PATH,
     SCENE_HEAD_ZH_PATH,
     SCENES_PATH,
-    MultilingualEncoder,
-    SentenceEncoder,
+    SceneHead,
     read_scenes,
     scenes_hash,
 )
@@ -87,12 +86,6 @@ def cross_validate(x: np.ndarray, y: np.ndarray, kind: np.ndarray, c: float = C,
     return right / len(concrete)
 
 
-def _encode(encoder: str, texts: list[str]) -> np.ndarray:
-    if encoder == "multilingual":
-        return MultilingualEncoder.encode(texts).astype(np.float64)
-    return SentenceEncoder.encode(texts, progress=True).astype(np.float64)
-
-
 def train_scene_head(out: Path = SCENE_HEAD_PATH, scenes: Path = SCENES_PATH, c: float = C,
                      dev: Path | None = HEADS["minilm"][2], folds: int = FOLDS, encoder: str = "minilm") -> dict:
     """Fit the scene head on ``scenes`` with ``encoder``'s vectors, report cross-validation (and the head
@@ -105,7 +98,7 @@ def train_scene_head(out: Path = SCENE_HEAD_PATH, scenes: Path = SCENES_PATH, c:
     kind = np.array([k for _, k, _ in rows])
     if set(y.tolist()) != {1, 2, 3, 4}:
         raise MoodsongError(f"{scenes} must hold scenes of all four quadrants")
-    x = _encode(encoder, texts)
+    x = SceneHead.vectors_of(encoder, texts, progress=True).astype(np.float64)
     report: dict = {"encoder": encoder, "scenes": len(texts), "C": c}
     if (kind == "scene").sum() >= folds:
         report["cv_right_quadrant"] = round(cross_validate(x, y, kind, c, folds), 4)
@@ -114,7 +107,7 @@ def train_scene_head(out: Path = SCENE_HEAD_PATH, scenes: Path = SCENES_PATH, c:
         from moodsong.emotion.train_words import read_imagery_prompts
 
         prompts = read_imagery_prompts(dev)
-        pred = clf.predict(_encode(encoder, [p for _, p in prompts]))
+        pred = clf.predict(SceneHead.vectors_of(encoder, [p for _, p in prompts]).astype(np.float64))
         report["dev_right_quadrant"] = round(float(np.mean(pred == np.array([q for q, _ in prompts]))), 4)
     with atomic_path(out) as tmp:
         with open(tmp, "wb") as f:
