@@ -30,12 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from moodsong.emotion.music import (
     DEFAULT_MODEL,
     MusicEmotionEstimator,
     emopia_clips,
     emopia_index,
+    melody_version,
     music_features,
     note_windows,
     pop909_songs,
@@ -71,31 +73,43 @@ class Recipe:
     plain: bool = True  # the valence head also learns from score-like versions of the clips
     pop909_weight: float = 0.3  # each POP909 train song's windows weigh this many clips in total (valence)
     trees: bool = True  # boosted trees averaged with the logistic heads
+    melody: bool = True  # the valence head also learns from melody-only versions (clips and POP909 windows)
+    score_pop909_weight: float = 3.0  # weight of a POP909 song for the score expert; 0: no score expert
 
 
 @dataclass
 class Extra:
-    """Extra valence rows: score-like versions ``plain`` (versions, clips, features) of the train clips,
-    and POP909 windows ``pop`` with labels ``pop_major`` and per-window weights ``pop_unit`` (1 per song)."""
+    """Extra valence rows: score-like versions ``plain`` and melody-only versions ``melody`` (versions,
+    clips, features) of the train clips, POP909 windows ``pop`` with labels ``pop_major`` and per-window
+    weights ``pop_unit`` (1 per song), and score-like versions of the top line of POP909's songs
+    (``pop_melody``, same fields)."""
 
     plain: np.ndarray
+    melody: np.ndarray
     pop: np.ndarray
     pop_major: np.ndarray
     pop_unit: np.ndarray
+    pop_melody: np.ndarray
+    pop_melody_major: np.ndarray
+    pop_melody_unit: np.ndarray
 
 
-def fit_recipe(X, q, plain, extra: Extra, recipe: Recipe, l2: float) -> MusicEmotionEstimator:
-    """The feature model of ``recipe`` fitted on clips ``X`` (labels ``q``; ``plain``: their score-like versions)."""
+def fit_recipe(X, q, plain, extra: Extra, recipe: Recipe, l2: float, melody=None) -> MusicEmotionEstimator:
+    """The feature model of ``recipe`` fitted on clips ``X`` (labels ``q``; ``plain`` / ``melody``: their
+    score-like and melody-only versions, ``melody`` defaulting to ``extra.melody``)."""
+    melody = extra.melody if melody is None else melody
     v = np.isin(q, (1, 4))
-    rows, labels, weights = [], [], []
-    if recipe.plain:
-        rows += list(plain)
-        labels += [v] * len(plain)
-        weights += [np.ones(len(v))] * len(plain)
+    versions = (list(plain) if recipe.plain else []) + (list(melody) if recipe.melody else [])
+    rows, labels, weights = list(versions), [v] * len(versions), [np.ones(len(v))] * len(versions)
+    pop = [(extra.pop, extra.pop_major, extra.pop_unit)]
+    if recipe.melody:
+        pop.append((extra.pop_melody, extra.pop_melody_major, extra.pop_melody_unit))
+    pop = [p for p in pop if len(p[0])]
     if recipe.pop909_weight > 0:
-        rows.append(extra.pop)
-        labels.append(extra.pop_major)
-        weights.append(recipe.pop909_weight * extra.pop_unit)
+        for r, m, u in pop:
+            rows.append(r)
+            labels.append(m)
+            weights.append(recipe.pop909_weight * u)
     est = MusicEmotionEstimator(l2=l2, tree_weight=0.5 if recipe.trees else 0.0)
     if rows:
         est.fit(X, q, np.concatenate(rows), np.concatenate(labels), np.concatenate(weights))
@@ -104,30 +118,40 @@ def fit_recipe(X, q, plain, extra: Extra, recipe: Recipe, l2: float) -> MusicEmo
     if recipe.trees:
         # Trees on the clips alone: with the score-like versions their valence fell in CV (0.781 vs 0.796).
         est.fit_trees(X, q)
+    if recipe.score_pop909_weight > 0 and versions and pop:
+        # The score expert learns from the versions and from POP909's weak labels weighing 10x more than
+        # in the performance heads: the key is the cue that travels to notated music.
+        rows_s = versions + [r for r, _, _ in pop]
+        labels_s = [v] * len(versions) + [m for _, m, _ in pop]
+        weights_s = [np.ones(len(v))] * len(versions) + [recipe.score_pop909_weight * u for _, _, u in pop]
+        est.fit_score_expert(X, q, np.concatenate(versions), np.concatenate(rows_s), np.concatenate(labels_s),
+                             np.concatenate(weights_s))
     return est
 
 
 def cv_recipe(X, q, songs, extra: Extra, recipe: Recipe, l2: float, seeds=(0, 1), folds=5, cnn=None, weight=0.25):
     """Song-grouped CV on the train split: 4Q / valence / arousal, and valence on the held-out clips'
-    first score-like version. ``cnn``: per fold seed 0, the fold's CNN ensemble, blended at ``weight``."""
+    first score-like and first melody-only version. ``cnn``: per fold seed 0, the fold's CNN ensemble,
+    blended at ``weight``."""
     acc = []
     for seed in seeds:
         f = song_folds(songs, folds, seed)
         for k in range(folds):
             tr, te = np.flatnonzero(f != k), np.flatnonzero(f == k)
-            est = fit_recipe(X[tr], q[tr], extra.plain[:, tr], extra, recipe, l2)
+            est = fit_recipe(X[tr], q[tr], extra.plain[:, tr], extra, recipe, l2, melody=extra.melody[:, tr])
             if cnn is not None:
                 est.sequence_, est.sequence_weight = cnn[k], weight
                 r = est.score_pieces(cnn.notes_of(te), q[te])
             else:
                 r = est.score(X[te], q[te])
             plain_v = est.predict_features(extra.plain[0, te])["valence"] >= 0
+            melody_v = est.predict_features(extra.melody[0, te])["valence"] >= 0
             acc.append([r["quadrant"] * te.size, r["valence"] * te.size, r["arousal"] * te.size,
-                        np.sum(plain_v == np.isin(q[te], (1, 4)))])
+                        np.sum(plain_v == np.isin(q[te], (1, 4))), np.sum(melody_v == np.isin(q[te], (1, 4)))])
         if cnn is not None:
             break
     a = np.sum(acc, 0) / (len(q) * (1 if cnn is not None else len(seeds)))
-    return dict(zip(("quadrant", "valence", "arousal", "valence_score_like"), map(float, a)))
+    return dict(zip(("quadrant", "valence", "arousal", "valence_score_like", "valence_melody"), map(float, a)))
 
 
 class FoldCNNs(list):
@@ -149,23 +173,32 @@ class FoldCNNs(list):
 
 
 def extra_rows(notes, X, shared: Path, versions: int, seed: int) -> Extra:
-    """Score-like versions of the train clips and POP909's train-song windows (30 s) with key labels."""
+    """Score-like and melody-only versions of the train clips, and POP909's train-song windows (30 s) with
+    key labels, as they are and as score-like versions of their top line."""
     rng = np.random.default_rng(seed)
     plain = np.array([[music_features(random_plain_version(n, rng)) for n in notes] for _ in range(max(versions, 1))])
-    pop, major, unit = [], [], []
+    melody = np.array([[music_features(random_plain_version(melody_version(n), rng)) for n in notes]
+                       for _ in range(max(versions, 1))])
+    pop, major, unit, mel, mel_major, mel_unit = [], [], [], [], [], []
     root = shared / "pop909"
     if root.is_dir():
         _, songs, is_major = pop909_songs(root, "train")
-        for n, m in zip(songs, is_major):
+        for n, m in zip(tqdm(songs, desc="POP909 windows", unit="song"), is_major):
             w = note_windows(n) or [n]
             pop += [music_features(x) for x in w]
             major += [m] * len(w)
             unit += [1.0 / len(w)] * len(w)
-        print(f"POP909 train: {len(songs)} songs ({int(is_major.sum())} major), {len(pop)} windows of 30 s")
+            w = note_windows(melody_version(n), min_notes=10) or [melody_version(n)]
+            mel += [music_features(random_plain_version(x, rng)) for x in w]
+            mel_major += [m] * len(w)
+            mel_unit += [1.0 / len(w)] * len(w)
+        print(f"POP909 train: {len(songs)} songs ({int(is_major.sum())} major), {len(pop)} windows of 30 s, "
+              f"{len(mel)} of their top line")
     else:
         print(f"no POP909 at {root}: no weak valence labels")
     d = X.shape[1]
-    return Extra(plain, np.array(pop).reshape(-1, d), np.array(major, bool), np.array(unit))
+    return Extra(plain, melody, np.array(pop).reshape(-1, d), np.array(major, bool), np.array(unit),
+                 np.array(mel).reshape(-1, d), np.array(mel_major, bool), np.array(mel_unit))
 
 
 def choose_l2(X, q, songs, extra, recipe, grid=(0.03, 0.1, 0.3)):
@@ -216,6 +249,9 @@ def main() -> int:
     ap.add_argument("--plain-versions", type=int, default=2, help="score-like versions of each train clip (valence)")
     ap.add_argument("--pop909-weight", type=float, default=Recipe.pop909_weight,
                     help="weight of each POP909 train song (key -> valence) in clips; 0: none")
+    ap.add_argument("--no-melody", action="store_true", help="no melody-only versions for the valence heads")
+    ap.add_argument("--score-pop909-weight", type=float, default=Recipe.score_pop909_weight,
+                    help="weight of each POP909 song for the score expert; 0: no score expert")
     ap.add_argument("--cv-cnn", action="store_true", help="also report song-grouped CV with one CNN per fold")
     args = ap.parse_args()
     shared = Path(args.shared)
@@ -231,15 +267,19 @@ def main() -> int:
         tr, va = np.flatnonzero(split == "train"), np.flatnonzero(split == "valid")
         songs = [song_of(names[i]) for i in tr]
         extra = extra_rows([notes[i] for i in tr], X, shared, args.plain_versions, args.seed)
-        recipe = Recipe(plain=args.plain_versions > 0, pop909_weight=args.pop909_weight if len(extra.pop) else 0.0)
-        before = Recipe(plain=False, pop909_weight=0.0, trees=False)
+        recipe = Recipe(plain=args.plain_versions > 0, pop909_weight=args.pop909_weight if len(extra.pop) else 0.0,
+                        melody=not args.no_melody, score_pop909_weight=args.score_pop909_weight)
+        before = Recipe(plain=False, pop909_weight=0.0, trees=False, melody=False, score_pop909_weight=0.0)
+        # the recipe shipped before the melody versions and the score expert (issue 14, 2026-12-02)
+        single = Recipe(plain=recipe.plain, pop909_weight=recipe.pop909_weight, melody=False, score_pop909_weight=0.0)
         print("choosing L2 by song-grouped 5-fold CV on the train split:")
         l2, cv = choose_l2(X[tr], q[tr], songs, extra, recipe)
         config = MusicCNNConfig(epochs=args.cnn_epochs)
         fmt = ("4Q {quadrant:.3f}  valence {valence:.3f}  arousal {arousal:.3f}  "
-               "valence of score-like versions {valence_score_like:.3f}")
+               "valence of score-like versions {valence_score_like:.3f}, of melody versions {valence_melody:.3f}")
         cv_report = {}
-        for name, r, lam in (("previous recipe (l2 0.1)", before, 0.1), (f"this recipe (l2 {l2})", recipe, l2)):
+        for name, r, lam in (("previous recipe (l2 0.1)", before, 0.1), (f"one valence expert (l2 {l2})", single, l2),
+                             (f"this recipe (l2 {l2})", recipe, l2)):
             cv_report[name] = cv_recipe(X[tr], q[tr], songs, extra, r, lam)
             print(f"song-grouped CV on train (fold seeds 0, 1), feature model, {name}: "
                   + fmt.format(**cv_report[name]))
@@ -249,7 +289,8 @@ def main() -> int:
             weight, wcv, cnns = choose_weight([notes[i] for i in tr], X[tr], q[tr], songs, extra, recipe, l2, config)
         if args.cv_cnn:
             cnns = cnns or FoldCNNs([notes[i] for i in tr], q[tr], songs, config)
-            for name, r, lam in (("previous recipe", before, 0.1), ("this recipe", recipe, l2)):
+            for name, r, lam in (("previous recipe", before, 0.1), ("one valence expert", single, l2),
+                                 ("this recipe", recipe, l2)):
                 cv_report[name + " + CNN"] = cv_recipe(X[tr], q[tr], songs, extra, r, lam, cnn=cnns, weight=weight)
                 print(f"song-grouped CV on train (fold seed 0), {name} + CNN w={weight}: "
                       + fmt.format(**cv_report[name + " + CNN"]))
@@ -270,8 +311,9 @@ def main() -> int:
         def rnd(d):
             return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
         est.info_ = {
-            "trained_on": "EMOPIA 1.0 train split (876 clips, CC BY 4.0); valence also on score-like versions of "
-                          "them and on POP909 train songs (MIT) with their annotated key as a weak label",
+            "trained_on": "EMOPIA 1.0 train split (876 clips, CC BY 4.0); valence also on score-like and melody-only "
+                          "versions of them and on POP909 train songs (MIT) with their annotated key as a weak label; "
+                          "a score expert for valence, gated by how much a piece looks like a performance",
             "features": len(X[0]),
             "quadrant_head": est.quadrant_head,
             "recipe": vars(recipe) | {"plain_versions": args.plain_versions, "pop909_windows": len(extra.pop)},

@@ -11,6 +11,7 @@ from moodsong.emotion.music import (
     MusicEmotionEstimator,
     NoteArrays,
     key_estimate,
+    melody_version,
     music_features,
     note_windows,
     plain_version,
@@ -146,6 +147,48 @@ def test_fit_predict_save_load_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(MoodsongError):
         MusicEmotionEstimator.load(tmp_path / "bad.json")
+
+
+def test_score_expert_and_gate_take_over_for_score_like_rows(tmp_path):
+    """Two valence experts and a gate: played clips follow the performance heads, their versions the score
+    expert, however the features of the two kinds differ."""
+    rng = np.random.default_rng(1)
+    d = len(FEATURE_NAMES)
+    X = rng.normal(size=(300, d))
+    X[:, 2] += 3.0  # "velocity spread": clips are played, versions are not
+    q = np.where(X[:, 1] > 0, np.where(X[:, 0] > 0, 1, 2), np.where(X[:, 0] > 0, 4, 3))
+    V = rng.normal(size=(600, d))
+    V[:, 2] -= 3.0
+    v_score = V[:, 3] > 0  # in versions, valence shows in another feature (the cue that travels)
+    est = MusicEmotionEstimator(l2=0.01, gate_l2=0.01).fit(X, q)
+    est.fit_trees(X, q, iterations=20)
+    perf_only = est.predict_features(V)["valence"] >= 0
+    est.fit_score_expert(X, q, V, V, v_score)
+    out_x, out_v = est.predict_features(X), est.predict_features(V)
+    assert out_x["performance"].mean() > 0.9 and out_v["performance"].mean() < 0.1
+    assert np.mean((out_x["valence"] >= 0) == (X[:, 0] > 0)) > 0.9
+    assert np.mean((out_v["valence"] >= 0) == v_score) > 0.9 > np.mean(perf_only == v_score) + 0.2
+    # the quadrant probabilities stay the product of the blended valence and arousal
+    pv, pa = (out_v["valence"] + 1) / 2, (out_v["arousal"] + 1) / 2
+    np.testing.assert_allclose(out_v["probabilities"][:, 1], (1 - pv) * pa)
+    again = MusicEmotionEstimator.load(est.save(tmp_path / "e.json"))
+    assert set(again.trees_) == {"valence", "arousal", "score_valence"}
+    np.testing.assert_allclose(again.predict_features(V)["valence"], out_v["valence"])
+    # a model saved without the expert reads without it
+    dct = est.to_dict()
+    dct["w_gate"] = dct["w_score_valence"] = None
+    plain = MusicEmotionEstimator.from_dict(dct)
+    assert plain.w_gate_ is None and np.all(plain.predict_features(V)["performance"] == 1.0)
+
+
+def test_melody_version_is_one_line():
+    n = score_notes(chords_score(MAJOR_TRIADS, qpm=100, notes_per_beat=2))
+    n.onset = n.onset + np.where(np.arange(len(n)) % 2, 0.012, 0.0)  # chord notes not struck together
+    m = melody_version(n)
+    assert 0 < len(m) < len(n) and np.all(np.diff(m.onset) > 0.05)
+    assert np.all(m.onset[:-1] + m.duration[:-1] <= m.onset[1:] + 1e-9)  # one note sounds at a time
+    top = {ch[-1] for ch in MAJOR_TRIADS}
+    assert set(m.pitch.tolist()) <= top
 
 
 def test_weighted_logistic_rows_count_as_copies():

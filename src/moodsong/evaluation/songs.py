@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from moodsong.representation.chords import SCALES
+from moodsong.representation.lines import top_line
 
 __all__ = [
     "STEPS_PER_BEAT", "STEPS_PER_BAR", "FEATURES", "EXTRA_FEATURES", "CLASSIFIER_FEATURES",
@@ -235,12 +236,7 @@ def _bar_repetition(notes: np.ndarray, with_pitch: bool) -> float:
 
 def _top_voice(notes: np.ndarray) -> np.ndarray:
     """Highest note at each onset step (a skyline melody)."""
-    if len(notes) == 0:
-        return notes
-    order = np.lexsort((-notes[:, 2], notes[:, 0]))
-    n = notes[order]
-    first = np.r_[True, n[1:, 0] != n[:-1, 0]]
-    return n[first]
+    return notes[top_line(notes[:, 0], notes[:, 2])]
 
 
 def _find_melody(tracks: Tracks) -> np.ndarray | None:

@@ -835,6 +835,7 @@ def _read_primer(score) -> dict:
     from moodsong.corpora.pop909 import PopSong
     from moodsong.corpora.songs import _MELODY_NAMES, _notes
     from moodsong.representation.chords import analyze, estimate_key
+    from moodsong.representation.lines import top_line
     from moodsong.song.melody import song_events
 
     score = score.resample(TICKS_PER_QUARTER) if score.ticks_per_quarter != TICKS_PER_QUARTER else score.copy()
@@ -847,9 +848,7 @@ def _read_primer(score) -> dict:
         melody = _notes(named[0], TICKS_PER_QUARTER)
         melody_ids = {id(named[0])}
     else:  # the top line: the highest note starting at each step
-        order = np.lexsort((-allnotes[:, 2], allnotes[:, 0]))
-        a = allnotes[order]
-        melody = a[np.r_[True, a[1:, 0] != a[:-1, 0]]]
+        melody = allnotes[top_line(allnotes[:, 0], allnotes[:, 2])]
         melody_ids = set()
     end_step = int((allnotes[:, 0] + allnotes[:, 1]).max())
     bars = max(1, -(-end_step // STEPS_PER_BAR))
