@@ -64,14 +64,15 @@ DATA = "src/moodsong/data"
 
 
 def model_from_ref(ref: str, folder: Path) -> MusicEmotionEstimator:
-    """The shipped estimator as committed at git ``ref`` (its JSON and CNN weights) written to ``folder``."""
+    """The shipped estimator as committed at git ``ref`` (its JSON, CNN and tree weights) written to ``folder``."""
     spec = json.loads(subprocess.run(["git", "show", f"{ref}:{DATA}/{DEFAULT_MODEL}"], cwd=REPO, check=True,
                                      capture_output=True).stdout)
     (folder / DEFAULT_MODEL).write_text(json.dumps(spec))
-    if spec.get("sequence_model"):
-        blob = subprocess.run(["git", "show", f"{ref}:{DATA}/{spec['sequence_model']}"], cwd=REPO, check=True,
-                              capture_output=True).stdout
-        (folder / spec["sequence_model"]).write_bytes(blob)
+    for part in ("sequence_model", "tree_model"):
+        if spec.get(part):
+            blob = subprocess.run(["git", "show", f"{ref}:{DATA}/{spec[part]}"], cwd=REPO, check=True,
+                                  capture_output=True).stdout
+            (folder / spec[part]).write_bytes(blob)
     return MusicEmotionEstimator.load(folder / DEFAULT_MODEL)
 
 

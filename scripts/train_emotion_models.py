@@ -6,8 +6,13 @@
    and the temporal CNN ensemble (moodsong.emotion.music_cnn; transposition +
    random-crop augmentation). The valence head also learns from score-like
    versions of the train clips (quantised, one velocity, other tempo, key and
-   voicing: --plain-versions) and from POP909's train songs, whose annotated
-   key is a weak valence label (--pop909-weight). The script prints the
+   voicing: --plain-versions), from melody-only versions of them and of POP909's
+   train songs (their top line; --no-melody to leave out), and from POP909's
+   train songs, whose annotated key is a weak valence label (--pop909-weight).
+   A second valence expert for scores and lone melodies learns from the same
+   versions with POP909's keys weighing more (--score-pop909-weight), and a
+   gate weighs the two experts by how much a piece looks like a played
+   performance (--gate-l2). The script prints the
    song-grouped CV of the previous recipe and of this one (--cv-cnn: with one CNN
    per fold). With --select-weight the CNN/feature blend weight is chosen by the
    same CV. The valid split is scored once, at the end (the model that was
@@ -19,6 +24,7 @@
 Usage:
     nice -n 10 python scripts/train_emotion_models.py [--shared ../shared/data] [--epochs 6]
     nice -n 10 python scripts/train_emotion_models.py --skip-crbm --cnn-seeds 2 --cv-cnn   # estimator only
+    nice -n 10 python scripts/train_emotion_models.py --skip-crbm --cnn-seeds 2 --cv-cnn --l2 0.1   # no L2 search
 """
 
 from __future__ import annotations
@@ -75,6 +81,7 @@ class Recipe:
     trees: bool = True  # boosted trees averaged with the logistic heads
     melody: bool = True  # the valence head also learns from melody-only versions (clips and POP909 windows)
     score_pop909_weight: float = 3.0  # weight of a POP909 song for the score expert; 0: no score expert
+    gate_l2: float = 0.1  # L2 of the gate between the experts
 
 
 @dataclass
@@ -110,7 +117,7 @@ def fit_recipe(X, q, plain, extra: Extra, recipe: Recipe, l2: float, melody=None
             rows.append(r)
             labels.append(m)
             weights.append(recipe.pop909_weight * u)
-    est = MusicEmotionEstimator(l2=l2, tree_weight=0.5 if recipe.trees else 0.0)
+    est = MusicEmotionEstimator(l2=l2, tree_weight=0.5 if recipe.trees else 0.0, gate_l2=recipe.gate_l2)
     if rows:
         est.fit(X, q, np.concatenate(rows), np.concatenate(labels), np.concatenate(weights))
     else:
@@ -252,6 +259,9 @@ def main() -> int:
     ap.add_argument("--no-melody", action="store_true", help="no melody-only versions for the valence heads")
     ap.add_argument("--score-pop909-weight", type=float, default=Recipe.score_pop909_weight,
                     help="weight of each POP909 song for the score expert; 0: no score expert")
+    ap.add_argument("--l2", type=float, default=None,
+                    help="L2 of the logistic heads (default: chosen by song-grouped CV among 0.03, 0.1, 0.3)")
+    ap.add_argument("--gate-l2", type=float, default=Recipe.gate_l2, help="L2 of the gate between the experts")
     ap.add_argument("--cv-cnn", action="store_true", help="also report song-grouped CV with one CNN per fold")
     args = ap.parse_args()
     shared = Path(args.shared)
@@ -268,12 +278,16 @@ def main() -> int:
         songs = [song_of(names[i]) for i in tr]
         extra = extra_rows([notes[i] for i in tr], X, shared, args.plain_versions, args.seed)
         recipe = Recipe(plain=args.plain_versions > 0, pop909_weight=args.pop909_weight if len(extra.pop) else 0.0,
-                        melody=not args.no_melody, score_pop909_weight=args.score_pop909_weight)
+                        melody=not args.no_melody, score_pop909_weight=args.score_pop909_weight,
+                        gate_l2=args.gate_l2)
         before = Recipe(plain=False, pop909_weight=0.0, trees=False, melody=False, score_pop909_weight=0.0)
         # the recipe shipped before the melody versions and the score expert (issue 14, 2026-12-02)
         single = Recipe(plain=recipe.plain, pop909_weight=recipe.pop909_weight, melody=False, score_pop909_weight=0.0)
-        print("choosing L2 by song-grouped 5-fold CV on the train split:")
-        l2, cv = choose_l2(X[tr], q[tr], songs, extra, recipe)
+        if args.l2 is None:
+            print("choosing L2 by song-grouped 5-fold CV on the train split:")
+            l2, cv = choose_l2(X[tr], q[tr], songs, extra, recipe)
+        else:
+            l2, cv = args.l2, None
         config = MusicCNNConfig(epochs=args.cnn_epochs)
         fmt = ("4Q {quadrant:.3f}  valence {valence:.3f}  arousal {arousal:.3f}  "
                "valence of score-like versions {valence_score_like:.3f}, of melody versions {valence_melody:.3f}")
@@ -318,7 +332,8 @@ def main() -> int:
             "quadrant_head": est.quadrant_head,
             "recipe": vars(recipe) | {"plain_versions": args.plain_versions, "pop909_windows": len(extra.pop)},
             "trees": {"iterations": 200, "learning_rate": 0.05, "leaves": 15, "weight": est.tree_weight},
-            "l2_cv_accuracy": round(cv, 4),
+            "l2": l2,
+            "l2_cv_accuracy": None if cv is None else round(cv, 4),
             "cv": {k: rnd(v) for k, v in cv_report.items()},
             "sequence_weight_cv_accuracy": None if wcv is None else {str(w): round(a, 4) for w, a in wcv.items()},
             "cnn": {"seeds": args.cnn_seeds, **{k: v for k, v in vars(config).items()}},

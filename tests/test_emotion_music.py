@@ -238,7 +238,7 @@ def test_shipped_estimator_valence_survives_score_like_versions():
     """The valence head learnt from score-like versions: a major piece stays happier than a minor one
     however it is quantised, voiced, transposed, played loud or soft."""
     est = MusicEmotionEstimator.load_default()
-    assert est.trees_ is not None and set(est.trees_) == {"valence", "arousal"}
+    assert est.trees_ is not None and set(est.trees_) == {"valence", "arousal", "score_valence"}
     major, minor = score_notes(chords_score(MAJOR_TRIADS, qpm=90)), score_notes(chords_score(MINOR_TRIADS, qpm=90))
     for tempo, velocity, shift, revoice in ((1.0, 80, 0, 0), (1.25, 50, -5, -12), (0.8, 110, 4, 12), (1.0, 64, 12, 0)):
         kw = dict(tempo=tempo, velocity=velocity, shift=shift, revoice=revoice)
@@ -247,6 +247,24 @@ def test_shipped_estimator_valence_survives_score_like_versions():
         for e in (a, b):
             assert np.all(np.array(e.probabilities) >= 0) and sum(e.probabilities) == pytest.approx(1.0)
             assert -1 <= e.valence <= 1 and -1 <= e.arousal <= 1
+
+
+def tune(degrees, *, minor=False, qpm=110.0) -> NoteArrays:
+    """A lone melody, notated: eighth notes at one velocity on scale degrees (0 = tonic, C major or A minor)."""
+    scale = (57, 59, 60, 62, 64, 65, 68, 69) if minor else (60, 62, 64, 65, 67, 69, 71, 72)
+    step = 30.0 / qpm
+    p = np.array([scale[d] for d in degrees], np.int64)
+    return NoteArrays(np.arange(p.size) * step, np.full(p.size, step), p, np.full(p.size, 80, np.int64))
+
+
+def test_shipped_estimator_reads_a_lone_melody_by_its_mode():
+    """A notated melody reads as a score, not a performance, and its mode decides its valence: the
+    performance heads alone heard most lone melodies as sad (0.58 of 1,066 folk airs right)."""
+    est = MusicEmotionEstimator.load_default()
+    phrase = [0, 1, 2, 3, 4, 4, 5, 4, 3, 2, 1, 2, 0, 0, 4, 7, 5, 4, 2, 3, 1, 0] * 3
+    major, minor = est.predict_notes(tune(phrase)), est.predict_notes(tune(phrase, minor=True))
+    assert major.performance < 0.5 and minor.performance < 0.5
+    assert major.valence > 0 > minor.valence
 
 
 def test_shipped_estimator_hears_arousal_and_mode():

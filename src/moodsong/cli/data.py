@@ -83,10 +83,15 @@ def prepare(source, lowest_pitch, num_pitches, steps_per_quarter, drums, cache_d
 def info(path, as_json):
     """Describe a checkpoint (.json/.safetensors) or a MIDI file.
 
+    For a MIDI file it also says the key and the emotion moodsong hears in the music (valence and
+    arousal in [-1, 1], the quadrant), and whether the piece reads as a played performance or as a
+    score or lone melody (the estimator weighs two valence experts by that).
+
     \b
     Examples:
       moodsong info runs/bach/model.json
       moodsong info songs/piece-0.mid --json
+      moodsong info my_song.mid                # key, emotion heard in the music
     """
     p = Path(path)
     if p.suffix.lower() in (".json", ".safetensors"):
@@ -103,6 +108,9 @@ def info(path, as_json):
 
 
 def describe_midi(path: Path) -> dict:
+    from moodsong.emotion import QUADRANTS
+    from moodsong.emotion.music import MusicEmotionEstimator
+    from moodsong.representation.chords import estimate_key
     from moodsong.representation.pianoroll import PianoRollConfig, read_score, roll_to_notes, score_to_roll
 
     score = read_score(path)
@@ -110,7 +118,7 @@ def describe_midi(path: Path) -> dict:
     roll = score_to_roll(score, config)
     col, start, end = roll_to_notes(roll)
     qpm = score.tempos[0].qpm if len(score.tempos) else 120.0
-    return {
+    out = {
         "file": str(path),
         "tracks": len(score.tracks),
         "notes": int(sum(len(t.notes) for t in score.tracks)),
@@ -125,3 +133,15 @@ def describe_midi(path: Path) -> dict:
         "pitch range": (f"{int(col.min()) + config.lowest_pitch}..{int(col.max()) + config.lowest_pitch}"
                         if col.size else "-"),
     }
+    if col.size >= 4:  # the estimator needs a few notes to hear anything
+        est = MusicEmotionEstimator.load_default()
+        emo = est.predict_score(score)
+        out |= {
+            "key": estimate_key(score),
+            "valence": round(emo.valence, 3),
+            "arousal": round(emo.arousal, 3),
+            "quadrant": f"Q{emo.quadrant} ({QUADRANTS[emo.quadrant][0]})",
+        }
+        if est.w_gate_ is not None:
+            out["reads as"] = "a played performance" if emo.performance >= 0.5 else "a score or a lone melody"
+    return out

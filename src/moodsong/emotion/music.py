@@ -35,8 +35,12 @@ model is about 25 kB of JSON plus the trees (safetensors) in ``moodsong/data``.
 Valence should not depend on how a piece was played or entered, so the valence
 head also learns from score-like versions of the clips (:func:`plain_version`:
 quantised, one velocity, other tempo, key and voicing) and from POP909 songs
-whose annotated key is a weak label (:func:`pop909_songs`);
-``bench/music_emotion_proxy.py`` checks both kinds of material it did not learn.
+whose annotated key is a weak label (:func:`pop909_songs`), and from melody-only versions of both
+(:func:`melody_version`). Music that is not a played performance (a notated score, a quantised file,
+a lone melody) has a valence expert of its own (:meth:`MusicEmotionEstimator.fit_score_expert`), weighed
+by a gate that tells performances from scores. ``bench/music_emotion_proxy.py`` checks material none of
+them learnt: score-like and melody-only EMOPIA valid clips, POP909 valid songs and four collections of
+music21's corpus against their mode.
 
 Optionally (and in the shipped model) a small temporal CNN over frame features
 (:mod:`moodsong.emotion.music_cnn`) hears how the music moves; when a piece's
