@@ -110,6 +110,7 @@ def corpus_tunes(name: str, cache: Path | None = None) -> tuple[list, np.ndarray
     from music21 import corpus, key
 
     from moodsong.emotion.music import score_notes
+    from moodsong.fileio import atomic_path
     from moodsong.representation.pianoroll import read_score
 
     if cache is not None and (cache / f"{name}.pkl").is_file():
@@ -135,7 +136,8 @@ def corpus_tunes(name: str, cache: Path | None = None) -> tuple[list, np.ndarray
     out = (notes, np.array(major, bool))
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
-        (cache / f"{name}.pkl").write_bytes(pickle.dumps(out))
+        with atomic_path(cache / f"{name}.pkl") as tmp:
+            tmp.write_bytes(pickle.dumps(out))
     return out
 
 

@@ -195,7 +195,8 @@ def extra_rows(notes, X, shared: Path, versions: int, seed: int) -> Extra:
             pop += [music_features(x) for x in w]
             major += [m] * len(w)
             unit += [1.0 / len(w)] * len(w)
-            w = note_windows(melody_version(n), min_notes=10) or [melody_version(n)]
+            top = melody_version(n)
+            w = note_windows(top, min_notes=10) or [top]
             mel += [music_features(random_plain_version(x, rng)) for x in w]
             mel_major += [m] * len(w)
             mel_unit += [1.0 / len(w)] * len(w)
