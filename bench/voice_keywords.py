@@ -241,13 +241,41 @@ PROMPTS_ZH_HELD6 = [
     ("我很害怕一个人在家", "wo3 hen3 hai4 pa4 yi2 ge4 ren2 zai4 jia1"),
     ("来一首甜蜜的情歌", "lai2 yi4 shou3 tian2 mi4 de5 qing2 ge1"),
 ]
+# Written at the start of the seventh session of 2026-12-02, before any change of that session:
+# its held-out check (``--prompt-set held7``).
+PROMPTS_HELD7 = [
+    "I want a joyful song for a summer party",
+    "play something dark and scary",
+    "a lonely song for a rainy night",
+    "make me a calm and soothing melody",
+    "I feel angry and frustrated today",
+    "a hopeful song about a new beginning",
+    "something sad and slow for a funeral",
+    "give me an energetic song to dance to",
+    "a tender love song",
+    "I am nervous before my exam",
+]
+PROMPTS_ZH_HELD7 = [
+    ("我想要一首快乐的歌", "wo3 xiang3 yao4 yi4 shou3 kuai4 le4 de5 ge1"),
+    ("一首孤独的夜曲", "yi4 shou3 gu1 du2 de5 ye4 qu3"),
+    ("放一首平静的音乐", "fang4 yi4 shou3 ping2 jing4 de5 yin1 yue4"),
+    ("我今天很生气", "wo3 jin1 tian1 hen3 sheng1 qi4"),
+    ("一首充满希望的歌", "yi4 shou3 chong1 man3 xi1 wang4 de5 ge1"),
+    ("我很伤心", "wo3 hen3 shang1 xin1"),
+    ("来一首热闹的舞曲", "lai2 yi4 shou3 re4 nao5 de5 wu3 qu3"),
+    ("一首温柔的情歌", "yi4 shou3 wen1 rou2 de5 qing2 ge1"),
+    ("考试前我很紧张", "kao3 shi4 qian2 wo3 hen3 jin3 zhang1"),
+    ("一首悲伤的慢歌", "yi4 shou3 bei1 shang1 de5 man4 ge1"),
+    ("给我一首放松的钢琴曲", "gei3 wo3 yi4 shou3 fang4 song1 de5 gang1 qin2 qu3"),
+    ("我感到很失望", "wo3 gan3 dao4 hen3 shi1 wang4"),
+]
 # Which bench requests the whisper hotwords were tuned on: the first 10 English ones and the Chinese
 # ones at even positions (0, 2, ...); the rest, and all of PROMPTS_NEW / PROMPTS_ZH_NEW, are held out.
 TUNED_EN = 10
 
 
 def _part(lang: str, prompt_set: str, index: int) -> str:
-    if prompt_set in ("new", "held", "held2", "held3", "held4", "held5", "held6"):
+    if prompt_set in ("new", "held", "held2", "held3", "held4", "held5", "held6", "held7"):
         return "held-out"
     if lang == "en":
         return "tuned" if index < TUNED_EN else "held-out"
@@ -285,12 +313,14 @@ def main() -> None:
     ap.add_argument("--english-only", action="store_true")
     ap.add_argument("--prompts", default=None,
                     help="English prompts to run: N (the first N) or A:B (a slice), e.g. 10:20 for the held-out half")
-    ap.add_argument("--prompt-set", choices=("bench", "new", "held", "held2", "held3", "held4", "held5", "held6"), default="bench",
+    ap.add_argument("--prompt-set", default="bench",
+                    choices=("bench", "new", "held", "held2", "held3", "held4", "held5", "held6", "held7"),
                     help="bench: PROMPTS / PROMPTS_ZH; new: the held-out requests written before tuning; "
                          "held: Chinese requests written before the second Chinese change; held2: Chinese requests "
                          "written before the whole-analyzer column; held3: before the hotword-only guard (Chinese only); "
                          "held4: English and Chinese requests written before the fourth session's changes; "
-                         "held5: the same, before the fifth session's; held6: before its language decision")
+                         "held5: the same, before the fifth session's; held6: before its language decision; "
+                         "held7: before the seventh session's changes")
     args = ap.parse_args()
     a, _, b = (args.prompts or "").rpartition(":")
     first, last = (int(a or 0), int(b)) if b else (0, None)
@@ -306,10 +336,11 @@ def main() -> None:
     if "whisper" in backends:  # load once, outside the timings
         voice._whisper_model(str(voice._whisper_model_path(args.whisper_model)))
     prompts_en = {"bench": PROMPTS, "new": PROMPTS_NEW, "held4": PROMPTS_HELD4, "held5": PROMPTS_HELD5,
-                  "held6": PROMPTS_HELD6}.get(args.prompt_set, [])
+                  "held6": PROMPTS_HELD6, "held7": PROMPTS_HELD7}.get(args.prompt_set, [])
     prompts_zh = {"bench": PROMPTS_ZH, "new": PROMPTS_ZH_NEW, "held": PROMPTS_ZH_HELD,
                   "held2": PROMPTS_ZH_HELD2, "held3": PROMPTS_ZH_HELD3, "held4": PROMPTS_ZH_HELD4,
-                  "held5": PROMPTS_ZH_HELD5, "held6": PROMPTS_ZH_HELD6}[args.prompt_set]
+                  "held5": PROMPTS_ZH_HELD5, "held6": PROMPTS_ZH_HELD6,
+                  "held7": PROMPTS_ZH_HELD7}[args.prompt_set]
     jobs = []  # (language, tuned or held-out, voice, speed, text to analyse, text to speak)
     if not args.chinese_only:
         for spec in args.voices.split(","):
