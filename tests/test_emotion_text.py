@@ -82,6 +82,10 @@ def test_negation_flips_and_is_marked():
     flags = {k.word: k.negated for k in a.keywords}
     assert flags == {"sad": True, "angry": False}
     assert analyze_text("it isn't cheerful", use_model=False).keywords[0].negated
+    # a negation followed at once by a conjunction governs nothing (a misheard "dark and aggressive")
+    bare = analyze_text("something not and aggressive", use_model=False)
+    assert not bare.keywords[0].negated and bare.quadrant == 2
+    assert analyze_text("not sad and calm", use_model=False).keywords[0].negated
 
 
 def test_intensity_scales():

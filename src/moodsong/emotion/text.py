@@ -849,12 +849,14 @@ class TextEmotionAnalyzer:
                 mods.append(t)
             elif t in SCOPE_BREAKERS or t in NEGATIONS_EN or t.endswith("n't"):
                 break
-        # A negation within reach before it, not across "but" or punctuation.
+        # A negation within reach before it, not across "but" or punctuation. A negation followed at once
+        # by "and" / "or" governs nothing: typed text never has it, but a transcript can ("something not
+        # and aggressive", Whisper's "not" for a spoken "dark").
         for j in range(h.index - 1, max(-1, h.index - 1 - cfg.negation_window), -1):
             t = tokens[j]
             if t in SCOPE_BREAKERS:
                 break
-            if t in NEGATIONS_EN or t.endswith("n't"):
+            if (t in NEGATIONS_EN or t.endswith("n't")) and tokens[j + 1] not in ("and", "or"):
                 negated = True
                 mods.append(t)
                 break
