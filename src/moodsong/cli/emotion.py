@@ -49,11 +49,11 @@ def emotion(text, as_json, voice, backend, whisper_model, no_model):
         from moodsong.emotion.voice import transcribe
 
         transcript = transcribe(voice, backend=backend, model_path=whisper_model)
-        text = transcript.request(voice)
+        analysis = transcript.analyze(voice, use_model=not no_model)
     elif not text:
         raise MoodsongError('give a prompt, e.g. moodsong emotion "a calm, hopeful song" (or --voice file.wav)')
-
-    analysis = analyze_text(text, use_model=not no_model)
+    else:
+        analysis = analyze_text(text, use_model=not no_model)
     if as_json:
         out = analysis.to_dict()
         if transcript is not None:

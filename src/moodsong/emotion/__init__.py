@@ -40,6 +40,7 @@ __all__ = [
     "quadrant_center",
     "nearest_emotion",
     "analysis_from_va",
+    "mean_analysis",
     "clip_va",
 ]
 
@@ -295,6 +296,52 @@ class EmotionAnalysis:
         if self.message:
             lines.append(f"note: {self.message}")
         return "\n".join(lines)
+
+
+def mean_analysis(analyses: list[EmotionAnalysis], text: str) -> EmotionAnalysis:
+    """One reading from several readings of the same request (the hearings of a spoken one).
+
+    Valence and arousal are the mean over the readings that found feeling (all of them, if none did);
+    each of their keywords weighs ``1 / len(those readings)`` of what it weighed in its own reading, and a
+    word that several readings share is merged (weights summed, coordinates weight-averaged), so the
+    weights still sum to 1.
+
+    Parameters
+    ----------
+    analyses : list of EmotionAnalysis
+        At least one; the first gives the language and the message.
+    text : str
+        What the combined analysis shows as its prompt.
+    """
+    if not analyses:
+        raise ValueError("mean_analysis needs at least one analysis")
+    first = analyses[0]
+    felt = [a for a in analyses if not a.neutral] or analyses
+    merged: dict[tuple[str, bool], Keyword] = {}
+    for a in felt:
+        for k in a.keywords:
+            w = k.weight / len(felt)
+            m = merged.get((k.word, k.negated))
+            if m is None:
+                merged[(k.word, k.negated)] = Keyword(k.word, k.valence, k.arousal, w, k.negated, k.intensity,
+                                                      k.source, list(k.modifiers))
+            elif m.weight + w > 0:
+                m.valence = (m.valence * m.weight + k.valence * w) / (m.weight + w)
+                m.arousal = (m.arousal * m.weight + k.arousal * w) / (m.weight + w)
+                m.weight += w
+    sentences = [a.sentence for a in analyses if a.sentence is not None]
+    return EmotionAnalysis(
+        text=text,
+        valence=sum(a.valence for a in felt) / len(felt),
+        arousal=sum(a.arousal for a in felt) / len(felt),
+        keywords=sorted(merged.values(), key=lambda k: -k.weight),
+        neutral=all(a.neutral for a in analyses),
+        language=first.language,
+        sentence=None if not sentences else (sum(s[0] for s in sentences) / len(sentences),
+                                             sum(s[1] for s in sentences) / len(sentences)),
+        keyword_share=sum(a.keyword_share for a in analyses) / len(analyses),
+        message=first.message,
+    )
 
 
 def analysis_from_va(valence: float, arousal: float, text: str = "") -> EmotionAnalysis:
