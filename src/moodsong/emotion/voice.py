@@ -396,9 +396,10 @@ _ZH_MIN_PROB = 0.005
 #: up / down and read at 16 kHz, so (10, 9) plays the request 10 % slower and a little lower. Whisper's
 #: mishearings of synthetic speech change with the rate ("a hundred and song" -> "an angry person"), so
 #: the two hearings' readings are averaged (:meth:`Transcript.analyze`). On the espeak-ng development
-#: requests this took the right quadrant from 0.936 to 0.953 (English, 172) and from 0.59 to 0.67
-#: (Chinese, 111); a second, slower rate (8/7) added nothing, and a vote over three hearings gained less
-#: than the mean of two. It doubles the decoding time. bench/README.md has the figures.
+#: requests this took the right quadrant from 224 to 230 of 240 (English) and from 111 to 123 of 184
+#: (Chinese); a third hearing (8/7) added 3 Chinese ones for 50 % more time, and a vote over three hearings
+#: gained less than the mean of two. On the held-out ``held7`` requests: English 0.912 -> 0.950, Chinese
+#: 0.375 -> 0.542. It doubles the decoding time. docs/emotion.md and bench/README.md have the figures.
 WHISPER_RATES = ((10, 9),)
 _LANGUAGE_BAND_PATH = Path(__file__).resolve().parent.parent / "data" / "whisper_language_band.json"
 
