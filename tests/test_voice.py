@@ -399,6 +399,7 @@ def test_a_request_is_heard_again_slower_and_the_hearings_are_read_together(monk
     assert math.isclose(sum(k.weight for k in both.keywords), 1.0)
     assert {k.word: round(k.weight, 6) for k in both.keywords} == {"angry": 1.0}  # the first hearing felt nothing
     assert (both.valence, both.arousal) == pytest.approx((once.valence, once.arousal))
+    assert both.message is None and not both.neutral  # not the first hearing's "no feeling found"
     # two hearings that both feel: the mean of their coordinates
     calm = voice.Transcript("a calm song", "whisper", alternatives=["a sad song"]).analyze(wav, use_model=False)
     c, s = analyze_text("a calm song", use_model=False), analyze_text("a sad song", use_model=False)

@@ -309,7 +309,7 @@ def mean_analysis(analyses: list[EmotionAnalysis], text: str) -> EmotionAnalysis
     Parameters
     ----------
     analyses : list of EmotionAnalysis
-        At least one; the first gives the language and the message.
+        At least one; the first gives the language, the first that found feeling the message.
     text : str
         What the combined analysis shows as its prompt.
     """
@@ -340,7 +340,7 @@ def mean_analysis(analyses: list[EmotionAnalysis], text: str) -> EmotionAnalysis
         sentence=None if not sentences else (sum(s[0] for s in sentences) / len(sentences),
                                              sum(s[1] for s in sentences) / len(sentences)),
         keyword_share=sum(a.keyword_share for a in analyses) / len(analyses),
-        message=first.message,
+        message=felt[0].message,  # not a neutral reading's "no feeling found" when another reading found some
     )
 
 
