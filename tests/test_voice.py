@@ -392,7 +392,8 @@ def test_a_request_is_heard_again_slower_and_the_hearings_are_read_together(monk
     assert voice._whisper_hear_again(x, None, "en", ()) == []
 
     wav = tmp_path / "request.wav"
-    heard = voice.Transcript("make me a hundred and song", "whisper", alternatives=["make me an angry person"])
+    heard = voice.Transcript("make me a hundred and song", "whisper", alternatives=["make me an angry person"],
+                             alternative_speeds=[0.9])
     once = analyze_text("make me an angry person", use_model=False)
     both = heard.analyze(wav, use_model=False)
     assert both.text == heard.text and both.quadrant == once.quadrant == 2

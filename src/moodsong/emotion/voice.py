@@ -92,6 +92,8 @@ class Transcript:
     alternatives : list of str
         whisper: what it heard when the recording was played slower (:data:`WHISPER_RATES`), one
         transcript per rate; :meth:`analyze` reads them with :attr:`text`. Empty for pocketsphinx.
+    alternative_speeds : list of float
+        The playback speed of each alternative, as a fraction of the recording's (0.9 = 10 % slower).
     """
 
     text: str
@@ -102,6 +104,7 @@ class Transcript:
     sample_rate: int = SAMPLE_RATE
     channels: int = 1
     alternatives: list[str] = field(default_factory=list)
+    alternative_speeds: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -147,8 +150,8 @@ class Transcript:
         if self.free_text and self.free_text != self.text:
             what = "generic model heard" if self.backend == "pocketsphinx" else "whisper wrote (before near-homophones)"
             lines.append(f"  {what}: {self.free_text!r}")
-        for (up, down), alt in zip(WHISPER_RATES, self.alternatives):
-            lines.append(f"  heard at {down / up:.2g}x speed: {alt!r}")
+        for speed, alt in zip(self.alternative_speeds, self.alternatives):
+            lines.append(f"  heard at {speed:.3g}x speed: {alt!r}")
         if self.keywords_spotted:
             lines.append("  feeling words spotted: " + ", ".join(self.keywords_spotted))
         return "\n".join(lines)
@@ -821,7 +824,8 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
         backend = "whisper" if _whisper_available(model_path) else "pocketsphinx"
     if backend == "whisper":
         text, lang = _whisper_transcribe(samples, model_path, language)
-        alternatives = _whisper_hear_again(samples, model_path, lang, WHISPER_RATES if rates is None else rates)
+        rates = WHISPER_RATES if rates is None else rates
+        alternatives = _whisper_hear_again(samples, model_path, lang, rates)
         written = ""
         if lang == "zh":
             from moodsong.emotion.text import _lexicon
@@ -834,7 +838,8 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
         else:
             ew = set(task_vocabulary()[0])
             spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
-        return Transcript(text, "whisper", spotted, written, duration, sr, channels, alternatives)
+        return Transcript(text, "whisper", spotted, written, duration, sr, channels, alternatives,
+                          [down / up for up, down in rates])
     if language == "zh":
         raise MoodsongError("pocketsphinx hears English only; Chinese speech needs whisper: "
                             'pip install "moodsong[voice]"')
