@@ -289,6 +289,10 @@ def test_cli_compose_from_voice(tmp_path):
     assert r.exit_code == 0, r.output
     d = json.loads(r.output)
     assert d["source"] == "voice" and d["transcript"] and d["target"]["quadrant"] == 3
+    from moodsong.emotion import voice
+
+    # whisper hears the request a second time, slower; pocketsphinx (without moodsong[voice]) once
+    assert len(d["also_heard"]) == (1 if voice._whisper_available(None) else 0)
     bad = tmp_path / "notes.txt"
     bad.write_text("not audio")
     r = CliRunner().invoke(main, ["compose", "--voice", str(bad), "--out", str(tmp_path)])

@@ -45,6 +45,7 @@ if TYPE_CHECKING:  # the conditional piano models need torch; the default song m
     import symusic
     import torch
 
+    from moodsong.emotion.voice import Transcript
     from moodsong.models.conditional_rbm import ConditionalRBM
     from moodsong.models.wavenet import WaveNetNADE
 
@@ -194,6 +195,7 @@ class ComposeResult:
     candidates: list[Candidate]
     reports: list = field(default_factory=list)  # moodsong.render.outputs.PieceReport per kept piece
     model_kind: str = "song"  # "song" (plan, melody, accompaniment) or "piano" (a conditional piano model)
+    also_heard: list[str] = field(default_factory=list)  # the request's second hearings (Transcript.alternatives)
 
     @property
     def target(self) -> tuple[float, float]:
@@ -212,6 +214,7 @@ class ComposeResult:
             "analysis": self.analysis.to_dict(),
             "source": self.source,
             "transcript": self.transcript,
+            "also_heard": self.also_heard,
             "target": {
                 "valence": round(self.analysis.valence, 4),
                 "arousal": round(self.analysis.arousal, 4),
@@ -242,6 +245,7 @@ class ComposeResult:
         lines = []
         if self.transcript is not None:
             lines.append(f"heard: {self.transcript!r}")
+            lines += [f"  and, played slower: {alt!r}" for alt in self.also_heard]
         lines.append(a.explain() if self.source in ("prompt", "voice") else (
             f"target ({self.source}): valence {a.valence:+.2f}, arousal {a.arousal:+.2f} "
             f"-> '{a.label}', Q{a.quadrant}"))
@@ -380,7 +384,7 @@ def _estimator() -> MusicEmotionEstimator:
 # -- pipeline --------------------------------------------------------------------
 
 
-def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | None]:
+def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, Transcript | None]:
     """The target emotion of a request: ``(analysis, source, transcript or None)``."""
     given = [req.prompt is not None, req.voice is not None, req.valence is not None or req.arousal is not None,
              req.quadrant is not None]
@@ -405,7 +409,7 @@ def resolve_emotion(req: ComposeRequest) -> tuple[EmotionAnalysis, str, str | No
         from moodsong.emotion.voice import transcribe
 
         transcript = transcribe(req.voice, backend=req.voice_backend, model_path=req.whisper_model)
-        return transcript.analyze(req.voice), "voice", transcript.text
+        return transcript.analyze(req.voice), "voice", transcript
     return analyze_text(req.prompt), "prompt", None
 
 
@@ -634,7 +638,9 @@ def compose(request: ComposeRequest) -> ComposeResult:
         c.chosen = True
         if c.song is not None:
             c.steering["plan_followed"] = _plan_followed(c.song, c.score)
-    result = ComposeResult(analysis, source, transcript, surface, cands, model_kind="song" if song_mode else "piano")
+    result = ComposeResult(analysis, source, None if transcript is None else transcript.text, surface, cands,
+                           model_kind="song" if song_mode else "piano",
+                           also_heard=[] if transcript is None else list(transcript.alternatives))
     if request.out_dir is not None:
         from moodsong.render.outputs import write_piece
 
