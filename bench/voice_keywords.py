@@ -378,14 +378,18 @@ def main() -> None:
                 said = _recognize(b, wav, sph, args.whisper_model, rates)
                 text = said.text
                 secs, cpu = time.perf_counter() - t, time.process_time() - c
+                # recall / spurious on the first hearing, and on every hearing (the words the reading reads)
                 if lang == "en":
-                    words = re.findall(r"[a-z]+", text.lower())
-                    hits = sum(w in words for w in spoken)
-                    spurious = sum(1 for w in words if w in lex and w not in spoken)
+                    def feeling(t):
+                        return [w for w in re.findall(r"[a-z]+", t.lower()) if w in lex]
                 else:
-                    heard = _feeling_words_zh(text, lex_zh)
-                    hits = sum(w in heard for w in spoken)
-                    spurious = sum(1 for w in heard if w not in spoken)
+                    def feeling(t):
+                        return _feeling_words_zh(t, lex_zh)
+                first, every = feeling(text), [w for t in [text, *said.alternatives] for w in feeling(t)]
+                hits = sum(w in first for w in spoken)
+                spurious = sum(1 for w in first if w not in spoken)
+                hits_any = sum(w in every for w in spoken)
+                spurious_any = len({w for w in every if w not in spoken})
                 # A neutral reading (no feeling found) is never the right quadrant.
                 try:  # every hearing read (Transcript.analyze), as compose --voice reads them
                     heard_lex = said.analyze(wav, use_model=False)
@@ -397,9 +401,10 @@ def main() -> None:
                     ok_full = heard_full.quadrant == want_full and not heard_full.neutral
                 except Exception:
                     ok_full = False
-                # n, feeling words, heard, quadrant ok, spurious, wall s, audio s, CPU s, quadrant ok (full)
+                # n, feeling words, heard, quadrant ok, spurious, wall s, audio s, CPU s, quadrant ok (full),
+                # heard in any hearing, spurious in any hearing (distinct words)
                 for key in ((lang, part, b), (lang, "all", b)):
-                    s = stats.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0])
+                    s = stats.setdefault(key, [0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0, 0, 0])
                     s[0] += 1
                     s[1] += len(spoken)
                     s[2] += hits
@@ -409,15 +414,18 @@ def main() -> None:
                     s[6] += audio_s
                     s[7] += cpu
                     s[8] += ok_full
+                    s[9] += hits_any
+                    s[10] += spurious_any
                 also = "".join(f" | {a!r}" for a in said.alternatives)
                 line.append(f"    {b:12s} {'ok ' if ok else 'BAD'} {'ok ' if ok_full else 'BAD'} {text!r}{also}")
             print("\n".join(line), flush=True)
     print(f"\n{'language':8s} {'part':8s} {'backend':12s} {'prompts':>7s} {'recall':>7s} {'quadrant':>8s} {'q. full':>8s} "
-          f"{'spurious':>8s} {'RTF':>6s} {'CPU RTF':>7s}  ({args.threads} threads; RTF = wall s / audio s, CPU RTF = "
-          "CPU s / audio s; quadrant: lexicons only; q. full: the whole analyzer, as compose --voice reads it)")
-    for (lang, part, b), (n, kw, hits, qok, spur, secs, audio, cpu, qfull) in sorted(stats.items()):
+          f"{'spurious':>8s} {'RTF':>6s} {'CPU RTF':>7s} {'rec. any':>8s} {'sp. any':>7s}  ({args.threads} threads; "
+          "RTF = wall s / audio s, CPU RTF = CPU s / audio s; quadrant: lexicons only; q. full: the whole analyzer, "
+          "as compose --voice reads it; recall and spurious: the first hearing; rec. any, sp. any: every hearing)")
+    for (lang, part, b), (n, kw, hits, qok, spur, secs, audio, cpu, qfull, hany, spany) in sorted(stats.items()):
         print(f"{lang:8s} {part:8s} {b:12s} {n:7d} {hits / max(kw, 1):7.3f} {qok / n:8.3f} {qfull / n:8.3f} {spur:8d} "
-              f"{secs / audio:6.3f} {cpu / audio:7.3f}")
+              f"{secs / audio:6.3f} {cpu / audio:7.3f} {hany / max(kw, 1):8.3f} {spany:7d}")
 
 
 if __name__ == "__main__":

@@ -412,3 +412,18 @@ def test_a_request_is_heard_again_slower_and_the_hearings_are_read_together(monk
     with pytest.raises(MoodsongError, match="no speech recognised"):
         voice.Transcript(". . .", "whisper", alternatives=["a calm song"]).analyze(wav)
     assert "heard at 0.9x speed: 'make me an angry person'" in heard.explain()
+
+
+def test_feeling_words_only_a_second_hearing_caught_are_spotted(monkeypatch, tmp_path):
+    monkeypatch.setattr(voice, "_whisper_available", lambda p: True)
+    monkeypatch.setattr(voice, "_whisper_transcribe", lambda samples, p, lang: ("make me 100 and song", "en"))
+    monkeypatch.setattr(voice, "_whisper_hear_again",
+                        lambda samples, p, lang, rates: ["make me an angry tense song"] * len(rates))
+    wav = tmp_path / "request.wav"
+    sf.write(wav, 0.1 * np.sin(np.arange(16000) * 0.05), 16000)
+    t = transcribe(wav)
+    assert t.text == "make me 100 and song" and t.keywords_spotted == ["angry", "tense"]
+    assert t.alternatives == ["make me an angry tense song"] and t.alternative_speeds == [0.9]
+    once = transcribe(wav, rates=())
+    assert once.keywords_spotted == [] and once.alternatives == [] and once.alternative_speeds == []
+    assert transcribe(wav).analyze(wav).quadrant == 2

@@ -78,7 +78,8 @@ class Transcript:
     backend : str
         ``"pocketsphinx"`` or ``"whisper"``.
     keywords_spotted : list of str
-        Emotion-lexicon words found in the speech, in order.
+        Emotion-lexicon words found in the speech, in order: the first hearing's, then those that only a
+        second hearing (:attr:`alternatives`) caught.
     free_text : str
         pocketsphinx: the generic-model transcript (often poor; for reference). whisper: what Whisper
         wrote, when near-homophones of Chinese feeling words in it were read as those words
@@ -834,10 +835,15 @@ def transcribe(wav_path: str | os.PathLike, backend: str = "auto",
             if fixed != text:
                 written, text = text, fixed
             alternatives = [correct_homophones_zh(a) for a in alternatives]
-            spotted = [w for w in _lexicon("zh")["words"] if len(w) > 1 and w in text]
+            words = [w for w in _lexicon("zh")["words"] if len(w) > 1]
+            spotted = [w for w in words if w in text]
+            # feeling words only a second hearing caught: the reading (analyze) reads them too
+            spotted += [w for w in words if w not in spotted and any(w in a for a in alternatives)]
         else:
             ew = set(task_vocabulary()[0])
             spotted = [w for w in re.findall(r"[a-z]+", text.lower()) if w in ew]
+            spotted += list(dict.fromkeys(w for a in alternatives for w in re.findall(r"[a-z]+", a.lower())
+                                          if w in ew and w not in spotted))
         return Transcript(text, "whisper", spotted, written, duration, sr, channels, alternatives,
                           [down / up for up, down in rates])
     if language == "zh":
