@@ -855,49 +855,32 @@ class MusicEmotionEstimator:
     def predict_features(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """Arrays ``valence``, ``arousal`` (in [-1, 1]), ``quadrant`` (1..4), ``probabilities`` (n, 4),
         and ``performance`` (the gate, in [0, 1]; 1 without a score expert)."""
-        parts = self._parts(X)
+        return self._mix(self._parts(X))
+
+    def _mix(self, parts: dict[str, np.ndarray], pc: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """The prediction from :meth:`_parts`, with the CNN's quadrant probabilities ``pc`` (n, 4) if given."""
         pv, pa = parts["pv"], parts["pa"]
+        probs = self._product(pv, pa) if self.quadrant_head == "product" else _softmax(parts["Z"] @ self.w_quadrant_)
+        if pc is not None:
+            w = self.sequence_weight
+            probs = (1 - w) * probs + w * pc
+            # Valence/arousal: the binary feature heads blended with the CNN's marginals (Q1+Q4, Q1+Q2).
+            pv = (1 - w) * pv + w * (pc[:, 0] + pc[:, 3])
+            pa = (1 - w) * pa + w * (pc[:, 0] + pc[:, 1])
+        g = parts.get("g", np.ones_like(pv))
         if "g" in parts:
-            pv = parts["g"] * pv + (1 - parts["g"]) * parts["ps"]
-        if self.quadrant_head == "product":
-            probs = self._product(pv, pa)
-        else:
-            probs = _softmax(parts["Z"] @ self.w_quadrant_)
-        return {
-            "valence": 2 * pv - 1,
-            "arousal": 2 * pa - 1,
-            "quadrant": probs.argmax(1) + 1,
-            "probabilities": probs,
-            "performance": parts.get("g", np.ones_like(pv)),
-        }
+            # The score expert's valence joins after the CNN, which learnt performances only and so speaks
+            # inside the performance expert alone.
+            probs = g[:, None] * probs + (1 - g[:, None]) * self._product(parts["ps"], pa)
+            pv = g * pv + (1 - g) * parts["ps"]
+        return {"valence": 2 * pv - 1, "arousal": 2 * pa - 1, "quadrant": probs.argmax(1) + 1,
+                "probabilities": probs, "performance": g}
 
     def _blend(self, notes: NoteArrays, f: np.ndarray) -> dict[str, np.ndarray]:
         if self.sequence_ is None or self.sequence_weight <= 0:
             return self.predict_features(f[None])
-        parts = self._parts(f[None])
-        w = self.sequence_weight
         pc = self.sequence_.predict_proba(notes.onset, notes.duration, notes.pitch, notes.velocity)
-        pv_f, pa_f = parts["pv"][0], parts["pa"][0]
-        if self.quadrant_head == "product":
-            probs = (1 - w) * self._product(pv_f, pa_f) + w * pc
-        else:
-            probs = (1 - w) * _softmax(parts["Z"] @ self.w_quadrant_)[0] + w * pc
-        # Valence/arousal: the binary feature heads blended with the CNN's marginals (Q1+Q4, Q1+Q2).
-        pv = (1 - w) * pv_f + w * (pc[0] + pc[3])
-        pa = (1 - w) * pa_f + w * (pc[0] + pc[1])
-        g = 1.0
-        if "g" in parts:
-            # The CNN learnt performances only, so it speaks inside the performance expert alone.
-            g, ps = float(parts["g"][0]), float(parts["ps"][0])
-            probs = g * probs + (1 - g) * self._product(ps, pa)
-            pv = g * pv + (1 - g) * ps
-        return {
-            "valence": np.array([2 * pv - 1]),
-            "arousal": np.array([2 * pa - 1]),
-            "quadrant": np.array([int(probs.argmax()) + 1]),
-            "probabilities": probs[None],
-            "performance": np.array([g]),
-        }
+        return self._mix(self._parts(f[None]), np.asarray(pc)[None])
 
     def predict_pieces(self, pieces: Sequence[NoteArrays]) -> dict[str, np.ndarray]:
         """Like :meth:`predict_features`, for pieces' notes (uses the sequence model when there is one)."""
